@@ -1,0 +1,1 @@
+"""The hub: settings, web app, accounts, challenges, submissions, leaderboards, API, CLI."""

@@ -1,0 +1,1 @@
+"""Per-challenge discussion with moderation. Knows users only through forum.interface."""

@@ -1,0 +1,1 @@
+"""Dataset ingestion, versions, seeded splits, variants, simulators and exports. A notebook-friendly library."""
