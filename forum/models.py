@@ -1,0 +1,197 @@
+"""The forum's tables. Users are referred to by the host's table name (``user.id``), challenges by slug.
+
+Content is never deleted: posts and threads carry a status (pending, visible, hidden, merged) and
+moderators see everything. The search index (``forum_search``) is not a model: it is an FTS5 table on
+SQLite and a tsvector table on PostgreSQL, created by the migration and kept by ``forum.search``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores no offset)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use timezone-aware values")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+# Post and thread states. "merged" only applies to threads (see merged_into_id).
+PENDING, VISIBLE, HIDDEN, MERGED = "pending", "visible", "hidden", "merged"
+
+
+class Thread(SQLModel, table=True):
+    __tablename__ = "forum_thread"
+    __table_args__ = (
+        sa.Index("ix_forum_thread_listing", "challenge_slug", "category", "status", "last_post_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    challenge_slug: str | None = Field(default=None, max_length=64)  # None: the site-wide forum
+    category: str = Field(max_length=20)
+    title: str = Field(max_length=200)
+    author_id: int = Field(foreign_key="user.id", index=True)
+    status: str = Field(default=VISIBLE, max_length=10)
+    hidden_reason: str = Field(default="", max_length=500)
+    is_locked: bool = False
+    is_pinned: bool = False
+    accepted_post_id: int | None = None
+    merged_into_id: int | None = None
+    reply_count: int = 0  # visible replies, kept by forum.posting
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_post_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Post(SQLModel, table=True):
+    __tablename__ = "forum_post"
+    __table_args__ = (
+        sa.Index("ix_forum_post_thread_order", "thread_id", "status", "id"),
+        sa.Index("ix_forum_post_author_time", "author_id", "created_at"),
+        sa.Index("ix_forum_post_ip_time", "author_ip", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    thread_id: int = Field(foreign_key="forum_thread.id")
+    author_id: int = Field(foreign_key="user.id")
+    body_md: str = Field(sa_type=sa.Text)
+    body_html: str = Field(sa_type=sa.Text)  # rendered and sanitized once, at write time
+    status: str = Field(default=VISIBLE, max_length=10, index=True)
+    hidden_reason: str = Field(default="", max_length=500)
+    held_reason: str = Field(default="", max_length=200)  # why it waits in the queue
+    score: int = 0
+    flag_count: int = 0  # open flags
+    edit_count: int = 0
+    author_ip: str = Field(default="", max_length=45)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    edited_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class PostRevision(SQLModel, table=True):
+    """The text a post had before an edit (the current text lives in the post)."""
+
+    __tablename__ = "forum_post_revision"
+
+    id: int | None = Field(default=None, primary_key=True)
+    post_id: int = Field(foreign_key="forum_post.id", index=True)
+    editor_id: int = Field(foreign_key="user.id")
+    title: str = Field(default="", max_length=200)  # thread title then, for first posts
+    body_md: str = Field(sa_type=sa.Text)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Vote(SQLModel, table=True):
+    __tablename__ = "forum_vote"
+
+    post_id: int = Field(foreign_key="forum_post.id", primary_key=True)
+    user_id: int = Field(foreign_key="user.id", primary_key=True, index=True)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+FLAG_KINDS = ("spam", "off-topic", "abusive")
+
+
+class Flag(SQLModel, table=True):
+    __tablename__ = "forum_flag"
+    __table_args__ = (sa.UniqueConstraint("post_id", "user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    post_id: int = Field(foreign_key="forum_post.id", index=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    kind: str = Field(max_length=20)
+    reason: str = Field(default="", max_length=500)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    resolved_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    resolved_by: int | None = Field(default=None, foreign_key="user.id")
+    resolution: str = Field(default="", max_length=20)  # upheld | dismissed
+
+
+class Moderator(SQLModel, table=True):
+    """Forum-only moderators, on top of those the host names (admins, challenge organizers)."""
+
+    __tablename__ = "forum_moderator"
+    __table_args__ = (sa.UniqueConstraint("user_id", "challenge_slug"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    challenge_slug: str | None = Field(default=None, max_length=64)  # None: site-wide
+
+
+SANCTION_KINDS = ("suspend", "ban")
+
+
+class Sanction(SQLModel, table=True):
+    """A suspension (read-only) or ban (no access) of a user, in one challenge or site-wide."""
+
+    __tablename__ = "forum_sanction"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    kind: str = Field(max_length=10)
+    challenge_slug: str | None = Field(default=None, max_length=64)  # None: the whole forum
+    reason: str = Field(default="", max_length=500)
+    created_by: int = Field(foreign_key="user.id")
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    ends_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)  # None: until lifted
+    lifted_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who did what, when and why. Written by every moderation action, never edited."""
+
+    __tablename__ = "forum_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    actor_id: int = Field(foreign_key="user.id", index=True)
+    action: str = Field(max_length=30)
+    challenge_slug: str | None = Field(default=None, max_length=64, index=True)
+    target_type: str = Field(max_length=10)  # post | thread | user
+    target_id: int
+    reason: str = Field(default="", max_length=500)
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+
+
+class Subscription(SQLModel, table=True):
+    __tablename__ = "forum_subscription"
+
+    user_id: int = Field(foreign_key="user.id", primary_key=True)
+    thread_id: int = Field(foreign_key="forum_thread.id", primary_key=True, index=True)
+
+
+class Notification(SQLModel, table=True):
+    __tablename__ = "forum_notification"
+    __table_args__ = (sa.Index("ix_forum_notification_user_unread", "user_id", "read_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id")
+    kind: str = Field(max_length=20)  # reply | mention | moderation
+    thread_id: int = Field(foreign_key="forum_thread.id")
+    post_id: int | None = Field(default=None, foreign_key="forum_post.id")
+    actor_id: int | None = Field(default=None, foreign_key="user.id")
+    text: str = Field(default="", max_length=300)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    read_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
