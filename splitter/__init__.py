@@ -1,1 +1,4 @@
-"""Dataset ingestion, versions, seeded splits, variants, simulators and exports. A notebook-friendly library."""
+"""Dataset ingestion, versions, seeded splits, variants, simulators and exports.
+
+A library an organizer can also use from a notebook: it imports no web, database or queue code.
+"""

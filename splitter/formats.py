@@ -1,0 +1,324 @@
+"""Reading and writing tables: CSV (plain or gzipped), Parquet, HDF5 and ROOT, plus checksums.
+
+Every reader turns a user's mistake (a truncated file, a row whose type differs from the rest of
+its column, a ROOT file without the named tree) into a :class:`FormatError` that names the file,
+the row or column, and says what to change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+EXPORT_FORMATS = ("csv", "parquet", "hdf5", "root")
+_CHUNK = 1 << 20
+
+
+class FormatError(ValueError):
+    """A data file cannot be read or written; the message says which file and what to change."""
+
+
+def table_format(path: Path) -> str:
+    """Return the format of ``path`` from its name: csv, parquet, hdf5 or root.
+
+    ``.csv.gz`` counts as csv (decompressed on the fly).
+    """
+    name = path.name.lower()
+    if name.endswith((".csv", ".csv.gz", ".csv.bz2")):
+        return "csv"
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".h5", ".hdf5", ".hdf")):
+        return "hdf5"
+    if name.endswith(".root"):
+        return "root"
+    raise FormatError(
+        f"{path}: unknown file type; rename it with one of the extensions .csv, .csv.gz, "
+        ".parquet, .h5/.hdf5 or .root"
+    )
+
+
+_CSV_ROW = re.compile(r"Row #(\d+)")
+_CSV_COL = re.compile(r"CSV column #(\d+)")
+
+
+_NUMBER = r"^\s*[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|nan|NaN|inf|Inf)\s*$"
+
+
+def _check_mixed_types(table: pa.Table, path: Path) -> pa.Table:
+    """Refuse text columns that are mostly numbers: a typo in one cell of a numeric column."""
+    import pyarrow.compute as pc
+
+    for name in table.column_names:
+        col = table.column(name)
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            continue
+        numeric = pc.match_substring_regex(col, _NUMBER).to_numpy(zero_copy_only=False)
+        valid = col.is_valid().to_numpy(zero_copy_only=False)
+        numeric = numeric & valid
+        non_numeric = valid & ~numeric
+        if numeric.sum() > non_numeric.sum() > 0:
+            row = int(np.flatnonzero(non_numeric)[0])
+            value = col[row].as_py()
+            raise FormatError(
+                f"{path}: column {name!r} holds numbers but line {row + 2} has {value!r}, a value "
+                "of another type; make every value of the column the same type (fix or empty "
+                "that cell)"
+            )
+    return table
+
+
+def _read_csv(path: Path) -> pa.Table:
+    try:
+        return _check_mixed_types(pacsv.read_csv(path), path)
+    except pa.ArrowInvalid as exc:
+        msg = str(exc)
+        col_match = _CSV_COL.search(msg)
+        row_match = _CSV_ROW.search(msg)
+        where = []
+        if col_match:
+            idx = int(col_match.group(1))
+            try:
+                header = pacsv.read_csv(
+                    path, read_options=pacsv.ReadOptions(block_size=1 << 16)
+                ).column_names
+            except pa.ArrowInvalid:
+                header = []
+            name = header[idx] if idx < len(header) else f"#{idx}"
+            where.append(f"column {name!r}")
+        if row_match:
+            where.append(f"line {row_match.group(1)}")
+        if where:
+            raise FormatError(
+                f"{path}: {' '.join(where)} holds a value of another type than the rest of the "
+                f"column ({msg.splitlines()[0]}); make every value of the column the same type "
+                "(numbers only, or quote it as text everywhere)"
+            ) from exc
+        raise FormatError(
+            f"{path}: not a readable CSV file ({msg.splitlines()[0]}); check that every line has "
+            "the same number of fields as the header and that the file is not truncated"
+        ) from exc
+    except (OSError, EOFError) as exc:
+        raise FormatError(
+            f"{path}: cannot be read ({exc}); the file is probably truncated or not gzip data, "
+            "upload it again"
+        ) from exc
+
+
+def read_arrow(path: Path, *, tree: str | None = None, key: str | None = None) -> pa.Table:
+    """Read a whole table as a pyarrow Table (see :func:`read_table` for the formats)."""
+    path = Path(path)
+    if not path.exists():
+        raise FormatError(f"{path}: no such file")
+    fmt = table_format(path)
+    if fmt == "csv":
+        return _read_csv(path)
+    if fmt == "parquet":
+        try:
+            return pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise FormatError(
+                f"{path}: not a readable Parquet file ({exc}); it is probably truncated or "
+                "corrupt, write it again"
+            ) from exc
+    if fmt == "hdf5":
+        return pa.Table.from_pandas(_read_hdf5(path, key), preserve_index=False)
+    return pa.Table.from_pandas(_read_root(path, tree), preserve_index=False)
+
+
+def read_table(path: Path, *, tree: str | None = None, key: str | None = None) -> pd.DataFrame:
+    """Read a CSV (also ``.csv.gz``), Parquet, HDF5 or ROOT file into a DataFrame.
+
+    ``tree`` names the TTree of a ROOT file (default: the only tree in it); ``key`` the group of
+    an HDF5 file written by :func:`export_table` (default: ``data``).
+    """
+    return read_arrow(path, tree=tree, key=key).to_pandas()
+
+
+def _read_hdf5(path: Path, key: str | None) -> pd.DataFrame:
+    import h5py
+
+    group_name = key or "data"
+    try:
+        with h5py.File(path, "r") as f:
+            if group_name not in f:
+                raise FormatError(
+                    f"{path}: no group {group_name!r}; groups present: {sorted(f.keys())}; "
+                    "pass the right one as key"
+                )
+            group = f[group_name]
+            order = [str(c) for c in group.attrs.get("columns", sorted(group.keys()))]
+            data: dict[str, object] = {}
+            for name in order:
+                values = group[name][()]
+                if values.dtype.kind in "SO":
+                    values = np.array([v.decode() if isinstance(v, bytes) else v for v in values],
+                                      dtype=object)
+                data[name] = values
+    except OSError as exc:
+        raise FormatError(
+            f"{path}: not a readable HDF5 file ({exc}); it is probably truncated, write it again"
+        ) from exc
+    return pd.DataFrame(data)
+
+
+_STRINGS_TITLE = "podium-strings:"
+
+
+def _read_root(path: Path, tree: str | None) -> pd.DataFrame:
+    import awkward as ak
+    import uproot
+
+    try:
+        with uproot.open(path) as f:
+            trees = [k.split(";")[0] for k, cls in f.classnames().items() if cls == "TTree"]
+            if tree is None:
+                if len(trees) != 1:
+                    raise FormatError(
+                        f"{path}: holds {len(trees)} TTrees ({', '.join(trees) or 'none'}); "
+                        "name the one to read"
+                    )
+                tree = trees[0]
+            if tree not in trees:
+                raise FormatError(
+                    f"{path}: no TTree named {tree!r}; trees present: "
+                    f"{', '.join(trees) or 'none'}; name one of them"
+                )
+            ttree = f[tree]
+            title = str(ttree.title)
+            strings = (title[len(_STRINGS_TITLE):].split(",")
+                       if title.startswith(_STRINGS_TITLE) else [])
+            counters = {f"n{s}" for s in strings}
+            names = [k for k in ttree.keys() if k not in counters]  # noqa: SIM118 (TTree, not dict)
+            arrays = ttree.arrays(names, library="ak")
+            data: dict[str, object] = {}
+            for name in names:
+                col = arrays[name]
+                if name in strings:
+                    # Strings are stored as jagged uint8 (UTF-8 bytes): rebuild an Arrow array.
+                    layout = ak.to_layout(ak.to_packed(col))
+                    offsets = np.asarray(layout.offsets, dtype=np.int64)
+                    content = np.asarray(layout.content.data, dtype=np.uint8)
+                    data[name] = pa.LargeStringArray.from_buffers(
+                        len(offsets) - 1, pa.py_buffer(offsets.tobytes()),
+                        pa.py_buffer(content.tobytes())).to_pandas()
+                else:
+                    data[name] = ak.to_numpy(col)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, FormatError):
+            raise
+        raise FormatError(
+            f"{path}: not a readable ROOT file ({exc}); it is probably truncated, write it again"
+        ) from exc
+    return pd.DataFrame(data)
+
+
+def export_table(parquet_path: Path, fmt: str, out_path: Path) -> Path:
+    """Convert a Parquet file to ``fmt`` (csv, parquet, hdf5 or root) at ``out_path``.
+
+    The input is streamed by record batches. HDF5 stores one dataset per column under the group
+    ``data`` (strings as UTF-8, column order in the ``columns`` attribute); ROOT stores a TTree
+    named ``data`` (string columns as variable-length uint8 branches of their UTF-8 bytes, listed
+    in the tree title so :func:`read_table` turns them back into strings). The file appears at
+    ``out_path`` only when complete. Returns ``out_path``.
+    """
+    parquet_path, out_path = Path(parquet_path), Path(out_path)
+    if fmt not in EXPORT_FORMATS:
+        raise FormatError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".partial")
+    pf = pq.ParquetFile(parquet_path)
+    if fmt == "parquet":
+        with pq.ParquetWriter(tmp, pf.schema_arrow) as writer:
+            for i in range(pf.num_row_groups):
+                writer.write_table(pf.read_row_group(i))
+    elif fmt == "csv":
+        with pacsv.CSVWriter(tmp, pf.schema_arrow) as writer:
+            for batch in pf.iter_batches():
+                writer.write_batch(batch)
+    elif fmt == "hdf5":
+        _export_hdf5(pf, tmp)
+    else:
+        _export_root(pf, tmp)
+    tmp.replace(out_path)
+    return out_path
+
+
+def _export_hdf5(pf: pq.ParquetFile, out: Path) -> None:
+    import h5py
+
+    schema = pf.schema_arrow
+    with h5py.File(out, "w") as f:
+        group = f.create_group("data")
+        group.attrs["columns"] = [str(n) for n in schema.names]
+        datasets = {}
+        for field in schema:
+            if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+                dtype = h5py.string_dtype("utf-8")
+            else:
+                dtype = field.type.to_pandas_dtype()
+            datasets[field.name] = group.create_dataset(
+                field.name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=True
+            )
+        n = 0
+        for batch in pf.iter_batches():
+            m = batch.num_rows
+            for name, ds in datasets.items():
+                col = batch.column(name)
+                values = (
+                    np.asarray(col.to_pylist(), dtype=object)
+                    if ds.dtype.kind == "O"
+                    else col.to_numpy(zero_copy_only=False)
+                )
+                ds.resize((n + m,))
+                ds[n : n + m] = values
+            n += m
+
+
+def _export_root(pf: pq.ParquetFile, out: Path) -> None:
+    import awkward as ak
+    import uproot
+
+    schema = pf.schema_arrow
+    strings = [f.name for f in schema
+               if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    types: dict[str, str] = {}
+    for field in schema:
+        if field.name in strings:
+            # TTrees hold numbers: a string is written as a variable-length uint8 branch of its
+            # UTF-8 bytes, and the tree title lists those branches so the reader decodes them.
+            types[field.name] = "var * uint8"
+        elif pa.types.is_boolean(field.type):
+            types[field.name] = "bool"
+        else:
+            types[field.name] = str(np.dtype(field.type.to_pandas_dtype()))
+    with uproot.recreate(out) as f:
+        f.mktree("data", types, title=_STRINGS_TITLE + ",".join(strings) if strings else "")
+        for batch in pf.iter_batches():
+            data: dict[str, Any] = {}
+            for name in schema.names:
+                col = batch.column(name)
+                if name in strings:
+                    data[name] = ak.without_parameters(ak.from_arrow(col))
+                else:
+                    data[name] = col.to_numpy(zero_copy_only=False)
+            f["data"].extend(data)
+
+
+def file_checksums(path: Path) -> tuple[str, str]:
+    """Return ``(md5, sha256)`` hex digests of a file, read in 1 MiB chunks."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    sha = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            md5.update(chunk)
+            sha.update(chunk)
+    return md5.hexdigest(), sha.hexdigest()
