@@ -322,3 +322,119 @@ def file_checksums(path: Path) -> tuple[str, str]:
             md5.update(chunk)
             sha.update(chunk)
     return md5.hexdigest(), sha.hexdigest()
+
+
+# --------------------------------------------------------------------------- inspection
+
+TRACKING_FILE = re.compile(r"^event(\d+)-(hits|truth|particles|cells)\.csv(\.gz)?$")
+_EVENT_COLUMNS = ("event_id", "EventId", "event")
+
+
+class FileInfo:
+    """What a data file holds: format, row and event counts, column schema."""
+
+    def __init__(self, fmt: str, rows: int, events: int | None,
+                 schema: list[dict[str, str]], extra: dict[str, Any] | None = None) -> None:
+        self.format = fmt
+        self.rows = rows
+        self.events = events
+        self.schema = schema
+        self.extra = extra or {}
+
+
+def _schema_list(schema: pa.Schema) -> list[dict[str, str]]:
+    return [{"name": f.name, "type": str(f.type)} for f in schema]
+
+
+def inspect_file(path: Path, *, tree: str | None = None) -> FileInfo:
+    """Read ``path`` through once (streamed) and return its :class:`FileInfo`.
+
+    Reading it all is the point: a truncated or corrupt file, or a CSV row whose type differs
+    from the rest of its column, is found here, before the file enters a dataset version.
+    """
+    path = Path(path)
+    fmt = table_format(path)
+    tracking = TRACKING_FILE.match(path.name)
+    if fmt == "csv":
+        rows, schema, events = _inspect_csv(path)
+        if tracking:
+            return FileInfo("trackml-" + tracking.group(2), rows, 1, schema,
+                            {"event": int(tracking.group(1))})
+        return FileInfo("csv", rows, events, schema)
+    if fmt == "parquet":
+        try:
+            pf = pq.ParquetFile(path)
+            events_set: set[Any] = set()
+            ev_col = next((c for c in _EVENT_COLUMNS if c in pf.schema_arrow.names), None)
+            rows = 0
+            for batch in pf.iter_batches(columns=[ev_col] if ev_col else None):
+                rows += batch.num_rows
+                if ev_col:
+                    events_set.update(np.unique(batch.column(0).to_numpy(zero_copy_only=False))
+                                      .tolist())
+            if not ev_col:
+                # Check every column chunk decodes: reading the data is what finds corruption.
+                for i in range(pf.num_row_groups):
+                    pf.read_row_group(i)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise FormatError(
+                f"{path}: not a readable Parquet file ({exc}); it is probably truncated or "
+                "corrupt, write it again"
+            ) from exc
+        return FileInfo("parquet", rows, len(events_set) if ev_col else rows,
+                        _schema_list(pf.schema_arrow))
+    table = read_arrow(path, tree=tree)
+    ev_col = next((c for c in _EVENT_COLUMNS if c in table.column_names), None)
+    events = (len(np.unique(table.column(ev_col).to_numpy(zero_copy_only=False)))
+              if ev_col else table.num_rows)
+    extra = {"tree": tree} if tree else {}
+    return FileInfo(fmt, table.num_rows, events, _schema_list(table.schema), extra)
+
+
+def _inspect_csv(path: Path) -> tuple[int, list[dict[str, str]], int]:
+    rows = 0
+    ev_values: set[Any] = set()
+    header: list[str] = []
+    try:
+        reader = pacsv.open_csv(path)
+        header = list(reader.schema.names)
+        ev_col = next((c for c in _EVENT_COLUMNS if c in reader.schema.names), None)
+        for batch in reader:
+            rows += batch.num_rows
+            _check_mixed_types(pa.Table.from_batches([batch]), path)
+            if ev_col:
+                ev_values.update(np.unique(batch.column(ev_col).to_numpy(zero_copy_only=False))
+                                 .tolist())
+        schema = reader.schema
+    except pa.ArrowInvalid as exc:
+        msg = str(exc).splitlines()[0]
+        col_match = _CSV_COL.search(msg)
+        name = ""
+        if col_match:
+            idx = int(col_match.group(1))
+            name = f"column {header[idx] if idx < len(header) else idx!r} "
+        raise FormatError(
+            f"{path}: {name}cannot be read after row {rows + 1} ({msg}); a value has another type "
+            "than the rest of its column or a line has the wrong number of fields: fix it"
+        ) from exc
+    except (OSError, EOFError) as exc:
+        raise FormatError(
+            f"{path}: cannot be read ({exc}); the file is probably truncated, upload it again"
+        ) from exc
+    return rows, _schema_list(schema), len(ev_values) if ev_values else rows
+
+
+def write_checksum_files(directory: Path, files: list[Path]) -> tuple[Path, Path]:
+    """Write ``MD5SUMS`` and ``SHA256SUMS`` (``md5sum -c`` format, paths relative to
+    ``directory``) for ``files`` and return their paths."""
+    directory = Path(directory)
+    md5_lines, sha_lines = [], []
+    for f in sorted(files):
+        md5, sha = file_checksums(f)
+        rel = Path(f).resolve().relative_to(directory.resolve()).as_posix()
+        md5_lines.append(f"{md5}  {rel}\n")
+        sha_lines.append(f"{sha}  {rel}\n")
+    md5_path, sha_path = directory / "MD5SUMS", directory / "SHA256SUMS"
+    md5_path.write_text("".join(md5_lines))
+    sha_path.write_text("".join(sha_lines))
+    return md5_path, sha_path
