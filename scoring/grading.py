@@ -1,0 +1,249 @@
+"""Grading one submission: validate it, score Public and Private rows, add bootstrap intervals.
+
+:func:`grade` runs in the calling process (trusted metrics, notebooks, the ``podium score``
+command). The scoring worker calls :class:`scoring.sandbox.SandboxPool`, which runs the same
+function in an isolated child process.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from scoring.formats import SubmissionFormat
+from scoring.metrics import MetricError, MetricSpec
+from scoring.resampling import percentile_interval
+from scoring.validation import (
+    DEFAULT_MAX_BYTES,
+    Source,
+    SubmissionInvalid,
+    validate_submission,
+)
+
+__all__ = [
+    "GradingResult",
+    "SolutionError",
+    "SubmissionInvalid",
+    "grade",
+    "load_solution",
+    "score_subsets",
+    "validate_submission",
+]
+
+#: Column of the solution that says which leaderboard a row belongs to (Kaggle convention).
+USAGE_COLUMN = "Usage"
+PUBLIC = "Public"
+PRIVATE = "Private"
+
+
+class SolutionError(ValueError):
+    """The hidden solution file does not fit the format or the metric (an organizer mistake)."""
+
+
+@dataclass
+class GradingResult:
+    """The outcome of grading one submission, as stored by the scoring worker.
+
+    ``status`` is ``"scored"``, ``"invalid"`` (``message`` tells the participant what to fix) or
+    ``"error"`` (``message`` is plain, ``detail`` holds the organizer-facing trace).
+    """
+
+    status: str
+    public: float | None = None
+    private: float | None = None
+    public_ci: tuple[float, float] | None = None
+    private_ci: tuple[float, float] | None = None
+    message: str = ""
+    detail: str = ""
+    rows: int = 0
+    duration_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (intervals as two-element lists, NaN scores as ``None``)."""
+        d = asdict(self)
+        for key in ("public", "private"):
+            if d[key] is not None and not math.isfinite(d[key]):
+                d[key] = None
+        for key in ("public_ci", "private_ci"):
+            if d[key] is not None:
+                d[key] = [float(d[key][0]), float(d[key][1])]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GradingResult:
+        """Inverse of :meth:`to_dict`."""
+
+        def interval(value: Any) -> tuple[float, float] | None:
+            return None if value is None else (float(value[0]), float(value[1]))
+
+        def number(value: Any) -> float | None:
+            return None if value is None else float(value)
+
+        return cls(
+            status=str(d["status"]),
+            public=number(d.get("public")),
+            private=number(d.get("private")),
+            public_ci=interval(d.get("public_ci")),
+            private_ci=interval(d.get("private_ci")),
+            message=str(d.get("message", "")),
+            detail=str(d.get("detail", "")),
+            rows=int(d.get("rows", 0)),
+            duration_ms=float(d.get("duration_ms", 0.0)),
+        )
+
+
+def load_solution(path: Path | BinaryIO, fmt: SubmissionFormat, metric: MetricSpec) -> pd.DataFrame:
+    """Read the hidden solution (Parquet) and check it has what the format and metric need.
+
+    String columns come back as pandas Categoricals: label comparisons then work on small
+    integer codes instead of Python strings.
+    """
+    params = metric.resolved_params()
+    needed = [fmt.id_column, *metric.metric.solution_columns(params)]
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise SolutionError(f"cannot read solution file {path}: {exc}") from exc
+    absent = [c for c in needed if c not in table.column_names]
+    if absent:
+        raise SolutionError(
+            f"solution {path} lacks column(s) {', '.join(absent)} needed by the format/metric "
+            f"(it has {', '.join(table.column_names)})"
+        )
+    columns = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            col = col.dictionary_encode()
+        columns[name] = col.to_pandas()
+    frame = pd.DataFrame(columns, copy=False)
+    if frame[fmt.id_column].isna().any() or not frame[fmt.id_column].is_unique:
+        raise SolutionError(f"solution {path}: id column {fmt.id_column!r} has missing or repeated ids")
+    if USAGE_COLUMN in frame.columns:
+        usage = frame[USAGE_COLUMN].astype(str)
+        unknown = sorted(set(usage.unique()) - {PUBLIC, PRIVATE})
+        if unknown:
+            raise SolutionError(
+                f"solution {path}: column {USAGE_COLUMN!r} may hold only {PUBLIC!r} and "
+                f"{PRIVATE!r}, found {unknown}"
+            )
+    return frame
+
+
+def _usage_masks(solution: pd.DataFrame) -> dict[str, np.ndarray[Any, np.dtype[np.bool_]]]:
+    if USAGE_COLUMN not in solution.columns:
+        return {"public": np.ones(len(solution), dtype=bool)}
+    usage = solution[USAGE_COLUMN]
+    if isinstance(usage.dtype, pd.CategoricalDtype):
+        categories = [str(c) for c in usage.cat.categories]
+        codes = usage.cat.codes.to_numpy()
+        masks = {}
+        for key, label in (("public", PUBLIC), ("private", PRIVATE)):
+            masks[key] = (
+                codes == categories.index(label) if label in categories
+                else np.zeros(len(usage), dtype=bool)
+            )
+        return masks
+    text = usage.astype(str).to_numpy()
+    return {"public": text == PUBLIC, "private": text == PRIVATE}
+
+
+def score_subsets(
+    solution: pd.DataFrame,
+    submission: pd.DataFrame,
+    metric: MetricSpec,
+    *,
+    bootstrap: int = 200,
+    seed: int = 0,
+) -> dict[str, tuple[float, tuple[float, float] | None]]:
+    """Metric value and bootstrap interval on the Public and Private rows (aligned frames)."""
+    params = metric.resolved_params()
+    out: dict[str, tuple[float, tuple[float, float] | None]] = {}
+    for index, (key, mask) in enumerate(_usage_masks(solution).items()):
+        if not mask.any():
+            continue
+        if mask.all():
+            sol_part, sub_part = solution, submission
+        else:
+            sol_part = solution.loc[mask].reset_index(drop=True)
+            sub_part = submission.loc[mask].reset_index(drop=True)
+        kernel = metric.metric.build(sol_part, sub_part, params)
+        value = kernel.value()
+        interval = None
+        if bootstrap > 0:
+            rng = np.random.default_rng([seed, index])
+            interval = percentile_interval(kernel.resample(rng, bootstrap))
+        out[key] = (value, interval)
+    return out
+
+
+def _as_source(value: Any) -> Any:
+    return Path(value) if isinstance(value, str | Path) else value
+
+
+def grade(
+    submission_path: Source,
+    solution_path: Path | BinaryIO,
+    fmt: SubmissionFormat,
+    metric: MetricSpec,
+    *,
+    bootstrap: int = 200,
+    seed: int = 0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> GradingResult:
+    """Validate and score one submission in this process; never raises for bad input.
+
+    A participant's mistake gives ``status="invalid"`` with a message saying what to change; a
+    problem with the solution or the metric gives ``status="error"`` with the trace in
+    ``detail``.
+    """
+    started = time.perf_counter()
+
+    def elapsed() -> float:
+        return (time.perf_counter() - started) * 1000.0
+
+    try:
+        solution = load_solution(_as_source(solution_path), fmt, metric)
+        submission = validate_submission(
+            _as_source(submission_path), fmt, solution[fmt.id_column].to_numpy(), max_bytes=max_bytes
+        )
+        scores = score_subsets(solution, submission, metric, bootstrap=bootstrap, seed=seed)
+    except SubmissionInvalid as exc:
+        return GradingResult(status="invalid", message=exc.message, duration_ms=elapsed())
+    except (SolutionError, MetricError) as exc:
+        return GradingResult(
+            status="error",
+            message="The submission could not be scored because of a problem on the organizers' "
+            "side; they have been told.",
+            detail=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
+            duration_ms=elapsed(),
+        )
+    except Exception as exc:
+        return GradingResult(
+            status="error",
+            message="The submission could not be scored because of an internal error; "
+            "the organizers have been told.",
+            detail=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
+            duration_ms=elapsed(),
+        )
+    public = scores.get("public")
+    private = scores.get("private")
+    return GradingResult(
+        status="scored",
+        public=public[0] if public else None,
+        private=private[0] if private else None,
+        public_ci=public[1] if public else None,
+        private_ci=private[1] if private else None,
+        rows=len(submission),
+        duration_ms=elapsed(),
+    )

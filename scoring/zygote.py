@@ -1,0 +1,366 @@
+"""The warm process behind :class:`scoring.sandbox.SandboxPool`, and the jail its children enter.
+
+Run as ``python -m scoring.zygote``. It imports numpy, pandas, pyarrow and the scoring code once,
+then reads one JSON request per line on stdin. For each request it forks a child which
+
+1. opens the submission, the solution and any organizer metric file (still as root),
+2. enters new network and mount namespaces (``unshare``), mounts an empty tmpfs as its new root
+   with only the Python installation bind-mounted read-only, and ``chroot``\\ s into it,
+3. drops to an unprivileged uid with no supplementary groups and ``PR_SET_NO_NEW_PRIVS``,
+4. sets rlimits (address space, CPU seconds, file size, processes, no core dumps),
+5. grades from the already-open files and writes the result as JSON on a pipe.
+
+The zygote enforces the wall clock (SIGKILL), kills whatever the child left running under its uid
+(fork bombs), and answers with one JSON line on stdout. What the kernel refused is reported in the
+``isolation`` mapping of the hello line, so the pool can warn loudly and the admin page can show
+it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import json
+import os
+import resource
+import select
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+# Imported here so that every forked child starts with them loaded (the point of the zygote).
+import numpy as np  # noqa: F401
+import pandas as pd  # noqa: F401
+import pyarrow as pa
+import pyarrow.compute
+import pyarrow.csv
+import pyarrow.parquet
+
+from scoring import custom, grading, metrics, validation  # noqa: F401
+from scoring.formats import SubmissionFormat
+from scoring.metrics import MetricSpec
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+PR_SET_NO_NEW_PRIVS = 38
+#: Grading children run as UID_BASE + the zygote's pid (no such user exists; it owns nothing).
+UID_BASE = 200_000
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+#: Largest result or log a child may send back.
+_MAX_REPLY = 1 << 20
+_MAX_LOG = 16 << 10
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    _check(
+        _libc.mount(
+            source.encode() if source else None,
+            target.encode(),
+            fstype.encode() if fstype else None,
+            ctypes.c_ulong(flags),
+            data.encode() if data else None,
+        ),
+        f"mount {target}",
+    )
+
+
+def _python_roots() -> list[str]:
+    """Directories the jail must show read-only so that late imports keep working."""
+    roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    for entry in sys.path:
+        real = os.path.realpath(entry) if entry else ""
+        if real and os.path.isdir(real) and not any(real.startswith(r + "/") for r in roots):
+            roots.add(real)
+    # Shared libraries loaded lazily (dlopen) by numpy/pyarrow extensions.
+    for lib in ("/lib", "/lib64", "/usr/lib", "/usr/lib64"):
+        if os.path.isdir(lib):
+            roots.add(os.path.realpath(lib))
+    # Never expose the filesystem root or a whole top-level tree like /work or /root.
+    return sorted(r for r in roots if r.count("/") >= 2 or r in ("/lib", "/lib64"))
+
+
+def enter_jail(jail: str, uid: int, limits: dict[str, Any]) -> dict[str, Any]:
+    """Isolate the calling (forked) process as far as this kernel allows; report what held."""
+    report: dict[str, Any] = {"network": False, "filesystem": "none", "uid": None}
+    vm = _virtual_size()  # before the chroot hides /proc
+    try:
+        _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        report["network"] = True
+    except OSError as exc:
+        report["network_error"] = str(exc)
+    if os.geteuid() == 0:
+        try:
+            _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+            _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+            _mount("tmpfs", jail, "tmpfs", MS_NOSUID | MS_NODEV,
+                   f"size={int(limits['file_size_mb'])}m,mode=755")
+            for root in _python_roots():
+                target = jail + root
+                os.makedirs(target, exist_ok=True)
+                _mount(root, target, None, MS_BIND | MS_REC, None)
+                _mount(None, target, None,
+                       MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+            os.makedirs(jail + "/dev", exist_ok=True)
+            Path(jail + "/dev/null").touch()
+            _mount("/dev/null", jail + "/dev/null", None, MS_BIND, None)
+            # The jail's only writable place: a scratch directory on the size-capped tmpfs.
+            scratch = jail + "/scratch"
+            os.makedirs(scratch, exist_ok=True)
+            os.chown(scratch, uid, uid)
+            os.chroot(jail)
+            os.chdir("/scratch")
+            report["filesystem"] = "chroot"
+        except OSError as exc:
+            report["filesystem_error"] = str(exc)
+            os.chdir(tempfile.gettempdir())
+        try:
+            _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            report["uid"] = uid
+        except OSError as exc:
+            report["uid_error"] = str(exc)
+    mib = 1 << 20
+    resource.setrlimit(resource.RLIMIT_AS, (vm + int(limits["memory_mb"]) * mib,) * 2)
+    cpu = int(limits["cpu_seconds"])
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(limits["file_size_mb"]) * mib,) * 2)
+    resource.setrlimit(resource.RLIMIT_NPROC, (int(limits["max_processes"]),) * 2)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    return report
+
+
+def _virtual_size() -> int:
+    with open("/proc/self/statm", "rb") as handle:
+        return int(handle.read().split()[0]) * resource.getpagesize()
+
+
+def _run_child(request: dict[str, Any], result_w: int, log_w: int, jail: str, uid: int) -> None:
+    """Body of the forked child; never returns."""
+    code = 0
+    try:
+        os.dup2(log_w, 1)
+        os.dup2(log_w, 2)
+        os.setpgid(0, 0)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        submission = open(request["submission"], "rb")  # noqa: SIM115 - kept open across chroot
+        solution = open(request["solution"], "rb")  # noqa: SIM115
+        metric = MetricSpec.from_dict(request["metric"])
+        metric = custom.load_source(metric)
+        enter_jail(jail, uid, request["limits"])
+        # The jail cannot see the files' paths any more; grading reads the open handles.
+        result = grading.grade(
+            submission,
+            solution,
+            SubmissionFormat.from_dict(request["format"]),
+            metric,
+            bootstrap=int(request["bootstrap"]),
+            seed=int(request["seed"]),
+            max_bytes=int(request.get("max_bytes", validation.DEFAULT_MAX_BYTES)),
+        )
+        payload = json.dumps(result.to_dict()).encode()
+    except BaseException as exc:  # everything must come back as JSON
+        code = 1
+        payload = json.dumps(
+            {
+                "status": "error",
+                "message": "The submission could not be scored because of an internal error; "
+                "the organizers have been told.",
+                "detail": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
+            }
+        ).encode()
+    try:
+        view = memoryview(payload)
+        while view:
+            written = os.write(result_w, view)
+            view = view[written:]
+    finally:
+        os._exit(code)
+
+
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process running as ``uid`` (what a fork bomb left behind)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setuid(uid)
+            # kill(-1) reaches every process this uid may signal: exactly the sandbox's own.
+            for _ in range(3):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(-1, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _describe_exit(status: int, killed_for_time: bool, limits: dict[str, Any]) -> tuple[str, str]:
+    """Plain message and organizer detail for a child that sent no result."""
+    if killed_for_time:
+        return (
+            "Scoring took too long and was stopped; the organizers have been told.",
+            f"wall-clock limit of {limits['wall_seconds']} s exceeded; the grading process was "
+            "killed",
+        )
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name
+        why = {
+            signal.SIGXCPU: f"CPU time limit of {limits['cpu_seconds']} s exceeded",
+            signal.SIGXFSZ: f"file size limit of {limits['file_size_mb']} MiB exceeded",
+            signal.SIGKILL: "killed (out of memory, or by the operator)",
+            signal.SIGSEGV: "crashed (segmentation fault)",
+        }.get(signal.Signals(sig), "terminated by a signal")
+        return ("Scoring failed on the organizers' side; they have been told.",
+                f"grading process {why} ({name})")
+    return ("Scoring failed on the organizers' side; they have been told.",
+            f"grading process exited with status {os.WEXITSTATUS(status)} without a result")
+
+
+def serve_one(request: dict[str, Any], jail: str, uid: int) -> dict[str, Any]:
+    """Fork a jailed child for one grading request and collect its answer."""
+    limits = request["limits"]
+    started = time.perf_counter()
+    result_r, result_w = os.pipe()
+    log_r, log_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(result_r)
+        os.close(log_r)
+        _run_child(request, result_w, log_w, jail, uid)
+    os.close(result_w)
+    os.close(log_w)
+    deadline = started + float(limits["wall_seconds"])
+    reply = bytearray()
+    log = bytearray()
+    open_fds = {result_r, log_r}
+    killed_for_time = False
+    while open_fds:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            killed_for_time = True
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            break
+        ready, _, _ = select.select(list(open_fds), [], [], remaining)
+        for fd in ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                open_fds.discard(fd)
+            elif fd == result_r and len(reply) < _MAX_REPLY:
+                reply += chunk
+            elif fd == log_r and len(log) < _MAX_LOG * 4:
+                log += chunk
+    _, status, usage = os.wait4(pid, 0)
+    os.close(result_r)
+    os.close(log_r)
+    if os.geteuid() == 0:
+        _kill_uid(uid)
+    log_text = log[-_MAX_LOG:].decode("utf-8", "replace")
+    answer: dict[str, Any]
+    try:
+        answer = json.loads(reply) if reply and not killed_for_time else {}
+    except ValueError:
+        answer = {}
+    if not answer:
+        message, detail = _describe_exit(status, killed_for_time, limits)
+        answer = {"status": "error", "message": message, "detail": detail}
+    if log_text and answer.get("status") == "error":
+        answer["detail"] = f"{answer.get('detail', '')}\n--- grading process output ---\n{log_text}"
+    answer["duration_ms"] = (time.perf_counter() - started) * 1000.0
+    answer["max_rss_mb"] = usage.ru_maxrss / 1024.0
+    return answer
+
+
+def probe(jail: str, uid: int, limits: dict[str, Any]) -> dict[str, Any]:
+    """Fork once to find out which walls this kernel lets a child build."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            report = enter_jail(jail, uid, limits)
+            try:
+                open("/etc/hostname", "rb").close()
+                report["host_files_visible"] = True
+            except OSError:
+                report["host_files_visible"] = False
+            os.write(w, json.dumps(report).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    if os.geteuid() == 0:
+        _kill_uid(uid)
+    try:
+        found: dict[str, Any] = json.loads(data)
+    except ValueError:
+        found = {"network": False, "filesystem": "none", "uid": None, "probe": "failed"}
+    return found
+
+
+def main() -> None:
+    """Serve grading requests on stdin/stdout until EOF or ``{"op": "exit"}``."""
+    # The system allocator returns memory to the OS and behaves predictably under RLIMIT_AS.
+    pa.set_memory_pool(pa.system_memory_pool())
+    config = json.loads(sys.stdin.readline())
+    # A uid no other live zygote uses: processes are killed per uid after each job, so sharing
+    # one would let two pools kill each other's children.
+    uid = int(config["uid"]) if config.get("uid") is not None else UID_BASE + os.getpid()
+    jail = tempfile.mkdtemp(prefix="podium-jail-")
+    os.chmod(jail, 0o755)  # noqa: S103 - an empty mount point; the jail's root must be enterable
+    isolation = probe(jail, uid, config["limits"])
+    out = sys.stdout
+    out.write(json.dumps({"hello": True, "pid": os.getpid(), "isolation": isolation}) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        if request.get("op") == "exit":
+            break
+        try:
+            answer = serve_one(request, jail, uid)
+        except Exception as exc:  # the zygote must keep serving
+            answer = {
+                "status": "error",
+                "message": "The submission could not be scored because of an internal error; "
+                "the organizers have been told.",
+                "detail": f"sandbox: {type(exc).__name__}: {exc}\n{traceback.format_exc()}",
+            }
+        out.write(json.dumps(answer) + "\n")
+        out.flush()
+    with contextlib.suppress(OSError):
+        os.rmdir(jail)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main()
+    sys.exit(0)

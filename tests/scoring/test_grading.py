@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import gzip
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scoring.grading import GradingResult, SubmissionInvalid, grade, validate_submission
+from tests.scoring.conftest import AMS, HIGGS_FORMAT
+from tests.scoring.test_metrics import reference_ams
+
+Files = Callable[..., tuple[Path, Path, pd.DataFrame, pd.DataFrame]]
+
+
+def expected_ams(solution: pd.DataFrame, submission: pd.DataFrame, usage: str) -> float:
+    merged = solution.merge(submission, on="EventId")
+    part = merged[merged["Usage"] == usage]
+    return reference_ams(
+        part["Label"].tolist(), part["Class"].tolist(), part["Weight"].tolist(), 10.0
+    )
+
+
+def test_grade_scores_public_and_private_separately(higgs_files: Files) -> None:
+    sub_path, sol_path, solution, submission = higgs_files(3000)
+    result = grade(sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=100, seed=3)
+    assert result.status == "scored", result.message + result.detail
+    assert result.rows == 3000
+    assert result.public == pytest.approx(expected_ams(solution, submission, "Public"), rel=1e-12)
+    assert result.private == pytest.approx(expected_ams(solution, submission, "Private"), rel=1e-12)
+    assert result.public_ci is not None
+    assert result.private_ci is not None
+    assert result.public_ci[0] <= result.public <= result.public_ci[1]
+    assert result.private_ci[0] <= result.private <= result.private_ci[1]
+    again = grade(sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=100, seed=3)
+    assert again.public_ci == result.public_ci
+    assert GradingResult.from_dict(result.to_dict()) == result
+
+
+@pytest.mark.parametrize("packing", ["gzip", "zip", "parquet"])
+def test_compressed_and_parquet_submissions_score_the_same(
+    higgs_files: Files, tmp_path: Path, packing: str
+) -> None:
+    sub_path, sol_path, _, submission = higgs_files(500)
+    plain = grade(sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=0)
+    packed = tmp_path / f"packed.{packing}"
+    if packing == "gzip":
+        packed.write_bytes(gzip.compress(sub_path.read_bytes()))
+    elif packing == "zip":
+        with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.write(sub_path, "predictions.csv")
+    else:
+        submission.to_parquet(packed)
+    result = grade(packed, sol_path, HIGGS_FORMAT, AMS, bootstrap=0)
+    assert result.status == "scored", result.message
+    assert (result.public, result.private) == (plain.public, plain.private)
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+IDS = np.array([10, 11, 12, 13])
+
+
+@pytest.mark.parametrize(
+    ("lines", "fragments"),
+    [
+        (["EventId,RankOrdr,Class", "10,1,b"], ["'RankOrder' is missing", "did you mean 'RankOrdr'"]),
+        (["EventId,RankOrder,Class,Extra", "10,1,b,1"], ["'Extra' is not expected"]),
+        (
+            ["EventId,RankOrder,Class", "10,1,b", "11,2,x", "12,3,b", "13,4,S"],
+            ["'Class'", "lines 3, 5", "one of 's', 'b'"],
+        ),
+        (
+            ["EventId,RankOrder,Class", "10,1,b", "11,2,b", "12,2,b", "13,4,s"],
+            ["permutation of 1..4", "rank 2 appears on lines 3, 4"],
+        ),
+        (
+            ["EventId,RankOrder,Class", "10,1,b", "11,2,b", "12,5,b", "13,4,s"],
+            ["permutation of 1..4", "line 4 hold 5"],
+        ),
+        (
+            ["EventId,RankOrder,Class", "10,1,b", "11,2,b", "11,3,b", "13,4,s"],
+            ["line 4 repeat ids", "11"],
+        ),
+        (
+            ["EventId,RankOrder,Class", "10,1,b", "11,2,b", "99,3,b", "13,4,s"],
+            ["line 4 have ids that are not in the test set", "99"],
+        ),
+        (["EventId,RankOrder,Class", "10,1,b", "11,2,b", "13,3,s"], ["1 ids are missing", "12"]),
+        (
+            ["EventId,RankOrder,Class", "10,1,b", "11,,b", "12,3,b", "13,4,s"],
+            ["'RankOrder' is empty on line 3"],
+        ),
+        (
+            ["EventId,RankOrder,Class", "10,1,b", "11,two,b", "12,3,b", "13,4,s"],
+            ["not numbers on line 3", "'two'"],
+        ),
+        (
+            ["EventId,RankOrder,Class", "10,1,b", "11,2,b,7", "12,3,b", "13,4,s"],
+            ["line 3 has 4 fields but the header has 3"],
+        ),
+        (["EventId,RankOrder,Class"], ["header but no rows"]),
+    ],
+)
+def test_invalid_submissions_name_the_line_and_the_fix(
+    tmp_path: Path, lines: list[str], fragments: list[str]
+) -> None:
+    path = write_lines(tmp_path / "sub.csv", lines)
+    with pytest.raises(SubmissionInvalid) as info:
+        validate_submission(path, HIGGS_FORMAT, IDS)
+    for fragment in fragments:
+        assert fragment in info.value.message
+
+
+def test_probability_and_float_checks(tmp_path: Path) -> None:
+    from scoring.formats import SubmissionFormat
+
+    fmt = SubmissionFormat.from_dict({"id": "id", "columns": {"p": "probability", "x": "float"}})
+    ids = np.array(["a", "b", "c"])
+    ok = write_lines(tmp_path / "ok.csv", ["id,p,x", "c,0.5,1", "a,0,2.5", "b,1,-3"])
+    frame = validate_submission(ok, fmt, ids)
+    assert frame["id"].tolist() == ["a", "b", "c"]
+    assert frame["p"].tolist() == [0.0, 1.0, 0.5]
+    bad = write_lines(tmp_path / "bad.csv", ["id,p,x", "a,1.5,1", "b,0.1,2", "c,0.2,3"])
+    with pytest.raises(SubmissionInvalid, match=r"outside \[0, 1\] on line 2"):
+        validate_submission(bad, fmt, ids)
+    inf = write_lines(tmp_path / "inf.csv", ["id,p,x", "a,0.5,1", "b,0.1,inf", "c,0.2,3"])
+    with pytest.raises(SubmissionInvalid, match="infinite or NaN on line 3"):
+        validate_submission(inf, fmt, ids)
+
+
+def test_zip_bomb_and_non_utf8_are_refused(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.csv.gz"
+    bomb.write_bytes(gzip.compress(b"EventId,RankOrder,Class\n" + b"0" * (8 << 20)))
+    with pytest.raises(SubmissionInvalid, match="decompresses to more than 1 MiB"):
+        validate_submission(bomb, HIGGS_FORMAT, IDS, max_bytes=1 << 20)
+    zipped = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("a.csv", b"0" * (8 << 20))
+    with pytest.raises(SubmissionInvalid, match="over the 1 MiB limit"):
+        validate_submission(zipped, HIGGS_FORMAT, IDS, max_bytes=1 << 20)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"EventId,RankOrder,Class\n10,1,b\n11,2,\xe9\n12,3,b\n13,4,s\n")
+    with pytest.raises(SubmissionInvalid, match=r"not valid UTF-8 text \(line 3\)"):
+        validate_submission(latin, HIGGS_FORMAT, IDS)
+
+
+def test_grade_reports_invalid_and_organizer_errors(higgs_files: Files, tmp_path: Path) -> None:
+    sub_path, sol_path, solution, _ = higgs_files(200)
+    bad = write_lines(tmp_path / "bad.csv", ["EventId,Rank,Class", "1,1,s"])
+    invalid = grade(bad, sol_path, HIGGS_FORMAT, AMS)
+    assert invalid.status == "invalid"
+    assert "RankOrder" in invalid.message
+    broken = tmp_path / "broken.parquet"
+    solution.drop(columns=["Weight"]).to_parquet(broken)
+    error = grade(sub_path, broken, HIGGS_FORMAT, AMS)
+    assert error.status == "error"
+    assert "Weight" in error.detail
+    assert "Weight" not in error.message

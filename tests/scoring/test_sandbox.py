@@ -1,0 +1,112 @@
+"""Each wall of the sandbox, proven by an organizer metric that tries to break it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from scoring.grading import grade
+from scoring.metrics import MetricSpec
+from scoring.sandbox import Limits, SandboxPool
+from tests.scoring.conftest import AMS, HIGGS_FORMAT
+
+Files = Callable[..., tuple[Path, Path, pd.DataFrame, pd.DataFrame]]
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the full jail needs root")
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[SandboxPool]:
+    with SandboxPool(Limits(memory_mb=512, cpu_seconds=5, wall_seconds=4, max_processes=32)) as p:
+        yield p
+
+
+def organizer_metric(tmp_path: Path, body: str) -> MetricSpec:
+    path = tmp_path / "metric.py"
+    path.write_text(body)
+    return MetricSpec.from_dict({"name": "python", "file": str(path)})
+
+
+def test_sandbox_scores_like_in_process(pool: SandboxPool, higgs_files: Files) -> None:
+    sub_path, sol_path, _, _ = higgs_files(1500)
+    inside = pool.grade(sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=50, seed=1)
+    outside = grade(sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=50, seed=1)
+    assert inside.status == "scored", inside.detail
+    assert (inside.public, inside.private, inside.public_ci) == (
+        outside.public,
+        outside.private,
+        outside.public_ci,
+    )
+
+
+def test_invalid_submission_comes_back_invalid(
+    pool: SandboxPool, higgs_files: Files, tmp_path: Path
+) -> None:
+    _, sol_path, _, _ = higgs_files(100)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("EventId,RankOrder\n1,1\n")
+    result = pool.grade(bad, sol_path, HIGGS_FORMAT, AMS)
+    assert result.status == "invalid"
+    assert "'Class' is missing" in result.message
+
+
+@needs_root
+def test_kernel_walls_are_up(pool: SandboxPool) -> None:
+    assert pool.network_isolated
+    assert pool.filesystem_isolated
+    assert pool.isolation["host_files_visible"] is False
+
+
+def test_organizer_metric_runs_inside(pool: SandboxPool, higgs_files: Files, tmp_path: Path) -> None:
+    sub_path, sol_path, solution, submission = higgs_files(400)
+    metric = organizer_metric(
+        tmp_path,
+        "def score(solution, submission):\n"
+        "    return {'score': float((solution['Label'].astype(str) == "
+        "submission['Class'].astype(str)).mean())}\n",
+    )
+    result = pool.grade(sub_path, sol_path, HIGGS_FORMAT, metric, bootstrap=5)
+    assert result.status == "scored", result.detail
+    merged = solution.merge(submission, on="EventId")
+    public = merged[merged["Usage"] == "Public"]
+    assert result.public == pytest.approx((public["Label"] == public["Class"]).mean(), rel=1e-12)
+
+
+ATTACKS = {
+    "allocates 10 GiB": (
+        "def score(solution, submission):\n"
+        "    block = bytearray(10 * 1024 ** 3)\n"
+        "    return float(len(block))\n",
+        "MemoryError",
+    ),
+    "loops forever": (
+        "def score(solution, submission):\n    while True:\n        pass\n",
+        "limit",
+    ),
+    "sleeps forever": (
+        "import time\ndef score(solution, submission):\n    time.sleep(3600)\n",
+        "wall-clock limit",
+    ),
+    "crashes the interpreter": (
+        "import os\ndef score(solution, submission):\n    os.abort()\n",
+        "SIGABRT",
+    ),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_attacks_become_organizer_errors_and_the_pool_keeps_serving(
+    pool: SandboxPool, higgs_files: Files, tmp_path: Path, attack: str
+) -> None:
+    body, fragment = ATTACKS[attack]
+    sub_path, sol_path, _, _ = higgs_files(100)
+    result = pool.grade(sub_path, sol_path, HIGGS_FORMAT, organizer_metric(tmp_path, body))
+    assert result.status == "error"
+    assert fragment in result.detail
+    assert "organizers" in result.message
+    after = pool.grade(sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=0)
+    assert after.status == "scored"
