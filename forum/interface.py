@@ -25,7 +25,17 @@ class ForumUser:
     name: str
 
 
-class ForumHost(Protocol):
+class UserDirectory(Protocol):
+    """Names for ids and ids for names; writers use it to render @mentions."""
+
+    def display_names(self, session: Session, user_ids: Iterable[int]) -> Mapping[int, str]:
+        """Names to show for these user ids (missing ids are left out)."""
+
+    def user_ids_for_names(self, session: Session, names: Iterable[str]) -> Mapping[str, int]:
+        """Resolve @mentions: lower-cased user name -> user id, for the names that exist."""
+
+
+class ForumHost(UserDirectory, Protocol):
     """The site's side of the contract. Every method must be cheap: pages call several of them."""
 
     def current_user(self, request: Request) -> ForumUser | None:
@@ -34,23 +44,14 @@ class ForumHost(Protocol):
     def is_site_moderator(self, request: Request) -> bool:
         """True when the host gives the current user moderation rights everywhere (e.g. admins)."""
 
-    def is_challenge_moderator(self, request: Request, challenge_slug: str) -> bool:
-        """True when the host lets the current user moderate this challenge's forum."""
-
     def moderated_challenges(self, request: Request) -> frozenset[str]:
         """Slugs of the challenges whose forums the current user moderates through the host."""
 
-    def is_organizer(self, request: Request, challenge_slug: str) -> bool:
-        """True when the current user organizes the challenge (may post announcements)."""
+    def organized_challenges(self, request: Request) -> frozenset[str]:
+        """Slugs of the challenges the current user organizes (they may post announcements)."""
 
     def challenge_title(self, request: Request, challenge_slug: str) -> str | None:
         """The challenge's title when it exists and the current user may see it, else None."""
-
-    def display_names(self, session: Session, user_ids: Iterable[int]) -> Mapping[int, str]:
-        """Names to show for these user ids (missing ids are left out)."""
-
-    def user_ids_for_names(self, session: Session, names: Iterable[str]) -> Mapping[str, int]:
-        """Resolve @mentions: lower-cased user name -> user id, for the names that exist."""
 
     def session(self, request: Request) -> Session:
         """The request's database session (the host closes it after the response)."""

@@ -165,7 +165,7 @@ class AuditEntry(SQLModel, table=True):
     __tablename__ = "forum_audit"
 
     id: int | None = Field(default=None, primary_key=True)
-    actor_id: int = Field(foreign_key="user.id", index=True)
+    actor_id: int | None = Field(default=None, foreign_key="user.id", index=True)  # None: automatic
     action: str = Field(max_length=30)
     challenge_slug: str | None = Field(default=None, max_length=64, index=True)
     target_type: str = Field(max_length=10)  # post | thread | user
