@@ -134,9 +134,9 @@ def active_sanction(
 ) -> Sanction | None:
     """The sanction that applies to the user in this scope now (site-wide ones apply everywhere)."""
     now = utcnow()
-    scope = col(Sanction.challenge_slug).is_(None)
+    scope: sa.ColumnElement[bool] = col(Sanction.challenge_slug).is_(None)
     if challenge_slug is not None:
-        scope = sa.or_(scope, Sanction.challenge_slug == challenge_slug)
+        scope = sa.or_(scope, col(Sanction.challenge_slug) == challenge_slug)
     return session.exec(
         select(Sanction)
         .where(
