@@ -746,6 +746,10 @@ def _write_outputs(
     """Pass 2: stream the source and write the three outputs."""
     path = source.name
     widx = schema.get_field_index(spec.weight_column) if spec.weight_column else -1
+    input_schema = pa.schema([
+        pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f
+        for f in source.schema
+    ])
     train_w = pq.ParquetWriter(partial["train"], schema)
     test_w = _OrderedWriter(partial["test"], test_schema, n_test, False, tmpdir, "test")
     sol_w = _OrderedWriter(partial["solution"], sol_schema, n_test, asg.solution_in_order,
@@ -755,6 +759,8 @@ def _write_outputs(
         m = batch.num_rows
         sub = asg.subset[offset: offset + m]
         table = pa.Table.from_batches([batch])
+        if table.schema.remove_metadata() != input_schema:
+            table = table.cast(input_schema)
         if spec.reweight and spec.weight_column and asg.class_code is not None:
             factor = asg.factors[sub.astype(np.int64),
                                  asg.class_code[offset: offset + m].astype(np.int64)]
@@ -799,7 +805,12 @@ def split_source(
     """Split any :class:`Source` (see :func:`split_file`). ``keys`` may carry the key columns
     already read (the Dask engine computes them on the workers)."""
     report_progress: Progress = progress or (lambda _f, _m: None)
-    schema = source.schema
+    # Text columns are written as Arrow "string" whatever the engine held them as (pandas and
+    # Dask use large_string), so every engine writes byte-identical schemas.
+    schema = pa.schema([
+        pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f
+        for f in source.schema
+    ])
     path = source.name
     _check_spec(spec, schema.names, path)
     key_cols = list(dict.fromkeys(
