@@ -21,6 +21,8 @@ The physics is deliberately simple but keeps what a teacher points at:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -314,3 +316,44 @@ def generate_higgs(n_events: int, seed: int) -> pd.DataFrame:
     sum to 691.99 and background weights to 410999.85 whatever ``n_events`` is.
     """
     return generate_higgs_with_process(n_events, seed).drop(columns=["Process"])
+
+
+def write_higgs(path: Path, n_events: int, seed: int, *, chunk_events: int = 1_000_000) -> Path:
+    """Generate ``n_events`` events straight to a Parquet or CSV file, one chunk at a time
+    (memory stays at one chunk; each chunk is a Parquet row group).
+
+    Chunk k uses the seed sequence (seed, k) and continues the EventId numbering; weights are
+    scaled so the whole file, not each chunk, sums to the HiggsML totals. For n_events <=
+    chunk_events the file holds exactly ``generate_higgs(n_events, seed)``.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    as_csv = path.name.endswith((".csv", ".csv.gz"))
+    writer: Any = None
+    done = 0
+    k = 0
+    try:
+        while done < n_events or (n_events == 0 and k == 0):
+            m = min(chunk_events, n_events - done)
+            chunk_seed = seed if n_events <= chunk_events else int(
+                np.random.SeedSequence([seed, k]).generate_state(1)[0])
+            frame = generate_higgs(m, chunk_seed)
+            frame["EventId"] += done
+            frame["Weight"] *= m / n_events if n_events else 1.0
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if writer is None:
+                writer = (pacsv.CSVWriter(tmp, table.schema) if as_csv
+                          else pq.ParquetWriter(tmp, table.schema))
+            writer.write_table(table)
+            done += m
+            k += 1
+    finally:
+        if writer is not None:
+            writer.close()
+    tmp.replace(path)
+    return path
