@@ -32,10 +32,12 @@ from scoring.validation import (
 
 __all__ = [
     "GradingResult",
+    "PairedComparison",
     "SolutionError",
     "SubmissionInvalid",
     "grade",
     "load_solution",
+    "paired_bootstrap",
     "score_subsets",
     "validate_submission",
 ]
@@ -111,7 +113,14 @@ def load_solution(path: Path | BinaryIO, fmt: SubmissionFormat, metric: MetricSp
     params = metric.resolved_params()
     needed = [fmt.id_column, *metric.metric.solution_columns(params)]
     try:
-        table = pq.read_table(path)
+        schema = pq.read_schema(path)
+        if hasattr(path, "seek"):
+            path.seek(0)
+        # Organizer metrics see every column; built-in ones read only what they need.
+        wanted = None if metric.name == "python" else [
+            c for c in dict.fromkeys([*needed, USAGE_COLUMN]) if c in schema.names
+        ]
+        table = pq.read_table(path, columns=wanted)
     except (pa.ArrowException, OSError) as exc:
         raise SolutionError(f"cannot read solution file {path}: {exc}") from exc
     absent = [c for c in needed if c not in table.column_names]
@@ -127,17 +136,31 @@ def load_solution(path: Path | BinaryIO, fmt: SubmissionFormat, metric: MetricSp
             col = col.dictionary_encode()
         columns[name] = col.to_pandas()
     frame = pd.DataFrame(columns, copy=False)
-    if frame[fmt.id_column].isna().any() or not frame[fmt.id_column].is_unique:
+    if not _ids_unique(frame[fmt.id_column]):
         raise SolutionError(f"solution {path}: id column {fmt.id_column!r} has missing or repeated ids")
     if USAGE_COLUMN in frame.columns:
-        usage = frame[USAGE_COLUMN].astype(str)
-        unknown = sorted(set(usage.unique()) - {PUBLIC, PRIVATE})
+        usage = frame[USAGE_COLUMN]
+        present = (
+            {str(c) for c in usage.cat.categories[np.unique(usage.cat.codes[usage.cat.codes >= 0])]}
+            if isinstance(usage.dtype, pd.CategoricalDtype)
+            else {str(v) for v in usage.unique()}
+        )
+        unknown = sorted(present - {PUBLIC, PRIVATE}) + (["<missing>"] if usage.isna().any() else [])
         if unknown:
             raise SolutionError(
                 f"solution {path}: column {USAGE_COLUMN!r} may hold only {PUBLIC!r} and "
                 f"{PRIVATE!r}, found {unknown}"
             )
     return frame
+
+
+def _ids_unique(ids: pd.Series) -> bool:
+    values = ids.to_numpy()
+    if values.dtype.kind in "iu" and values.size:
+        lo, hi = int(values.min()), int(values.max())
+        if hi - lo <= 4 * values.size + 1024:
+            return bool(np.bincount(values - lo).max() <= 1)
+    return bool(not ids.isna().any() and ids.is_unique)
 
 
 def _usage_masks(solution: pd.DataFrame) -> dict[str, np.ndarray[Any, np.dtype[np.bool_]]]:
@@ -169,6 +192,15 @@ def score_subsets(
     """Metric value and bootstrap interval on the Public and Private rows (aligned frames)."""
     params = metric.resolved_params()
     out: dict[str, tuple[float, tuple[float, float] | None]] = {}
+    if metric.name != "python":
+        # Split only the columns the metric reads; the others would be copied for nothing.
+        solution = solution[
+            [c for c in dict.fromkeys(metric.metric.solution_columns(params)) if c in solution]
+            + ([USAGE_COLUMN] if USAGE_COLUMN in solution.columns else [])
+        ]
+        submission = submission[
+            [c for c in dict.fromkeys(metric.metric.submission_columns(params)) if c in submission]
+        ]
     for index, (key, mask) in enumerate(_usage_masks(solution).items()):
         if not mask.any():
             continue
@@ -193,7 +225,7 @@ def _as_source(value: Any) -> Any:
 
 def grade(
     submission_path: Source,
-    solution_path: Path | BinaryIO,
+    solution_path: Path | BinaryIO | pd.DataFrame,
     fmt: SubmissionFormat,
     metric: MetricSpec,
     *,
@@ -205,7 +237,8 @@ def grade(
 
     A participant's mistake gives ``status="invalid"`` with a message saying what to change; a
     problem with the solution or the metric gives ``status="error"`` with the trace in
-    ``detail``.
+    ``detail``. ``solution_path`` may also be a frame already returned by
+    :func:`load_solution` (the sandbox zygote caches them).
     """
     started = time.perf_counter()
 
@@ -213,7 +246,11 @@ def grade(
         return (time.perf_counter() - started) * 1000.0
 
     try:
-        solution = load_solution(_as_source(solution_path), fmt, metric)
+        solution = (
+            solution_path
+            if isinstance(solution_path, pd.DataFrame)
+            else load_solution(_as_source(solution_path), fmt, metric)
+        )
         submission = validate_submission(
             _as_source(submission_path), fmt, solution[fmt.id_column].to_numpy(), max_bytes=max_bytes
         )
@@ -246,4 +283,85 @@ def grade(
         private_ci=private[1] if private else None,
         rows=len(submission),
         duration_ms=elapsed(),
+    )
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Submission A against submission B on the same bootstrap resamples of one subset.
+
+    ``difference`` is ``score(A) - score(B)``; ``interval`` its bootstrap interval;
+    ``p_a_better`` the fraction of resamples in which A ranks above B (taking the metric's
+    direction into account; ties count one half). ``tied`` is true when the interval contains 0:
+    the leaderboard should then show the two ranks as statistically tied.
+    """
+
+    score_a: float
+    score_b: float
+    difference: float
+    interval: tuple[float, float] | None
+    p_a_better: float
+    tied: bool
+    resamples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        d = asdict(self)
+        if d["interval"] is not None:
+            d["interval"] = list(d["interval"])
+        return d
+
+
+def paired_bootstrap(
+    submission_a: Source,
+    submission_b: Source,
+    solution: Path | BinaryIO | pd.DataFrame,
+    fmt: SubmissionFormat,
+    metric: MetricSpec,
+    *,
+    usage: str = PUBLIC,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> PairedComparison:
+    """Compare two submissions on identical resamples of the ``usage`` rows (Public/Private).
+
+    Both files are validated (:class:`SubmissionInvalid` if either is not valid). Costs about
+    ``resamples`` passes over the subset's rows; run it for neighbouring leaderboard entries,
+    not for every pair. Runs in this process: use it with built-in metrics, not organizer code.
+    """
+    frame = solution if isinstance(solution, pd.DataFrame) else load_solution(
+        _as_source(solution), fmt, metric
+    )
+    ids = frame[fmt.id_column].to_numpy()
+    params = metric.resolved_params()
+    mask = (
+        frame[USAGE_COLUMN].astype(str).to_numpy() == usage
+        if USAGE_COLUMN in frame.columns
+        else np.ones(len(frame), dtype=bool)
+    )
+    part = frame.loc[mask].reset_index(drop=True)
+    kernels = []
+    for path in (submission_a, submission_b):
+        sub = validate_submission(_as_source(path), fmt, ids).loc[mask].reset_index(drop=True)
+        kernels.append(metric.metric.build(part, sub, params))
+    a, b = (k.value() for k in kernels)
+    rng = np.random.default_rng(seed)
+    n = len(part)
+    diffs = np.empty(resamples)
+    for i in range(resamples):
+        freq = np.bincount(rng.integers(0, n, size=n), minlength=n).astype(np.float64)
+        diffs[i] = kernels[0].weighted(freq) - kernels[1].weighted(freq)
+    sign = 1.0 if metric.higher_is_better else -1.0
+    better = np.mean(np.where(sign * diffs > 0, 1.0, np.where(diffs == 0, 0.5, 0.0)))
+    interval = percentile_interval(diffs, level)
+    tied = interval is None or interval[0] <= 0.0 <= interval[1]
+    return PairedComparison(
+        score_a=a,
+        score_b=b,
+        difference=a - b,
+        interval=interval,
+        p_a_better=float(better) if resamples else math.nan,
+        tied=tied,
+        resamples=resamples,
     )

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from scoring.resampling import FloatArray, FrequencyKernel, Kernel, SumKernel
+from scoring.resampling import CellKernel, FloatArray, FrequencyKernel, Kernel, SumKernel
 
 BoolArray = NDArray[np.bool_]
 
@@ -282,15 +282,13 @@ def _build_ams(
     truth = _is_positive(_column(solution, str(params["label"]), "solution"), params["positive"])
     selected = _submitted_positive(submission, params)
     b_reg = float(params["b_reg"])
-    contributions = np.empty((len(w), 2))
-    chosen_w = np.where(selected, w, 0.0)
-    contributions[:, 0] = np.where(truth, chosen_w, 0.0)
-    contributions[:, 1] = np.where(truth, 0.0, chosen_w)
+    # Cell 0: submitted signal that is signal (s); cell 1: submitted signal that is background (b).
+    cells = np.where(selected, np.where(truth, 0, 1), -1).astype(np.int64)
 
     def finish(sums: FloatArray) -> FloatArray:
         return np.asarray(ams(sums[:, 0], sums[:, 1], b_reg), dtype=np.float64)
 
-    return SumKernel(contributions, finish)
+    return CellKernel(cells, w, 2, finish)
 
 
 def _build_roc_auc(
@@ -339,8 +337,15 @@ def _build_accuracy(
         correct = truth.to_numpy(dtype=np.float64) == pred.to_numpy(dtype=np.float64)
     else:
         correct = truth.astype(str).to_numpy() == pred.astype(str).to_numpy()
-    contributions = np.column_stack([np.where(correct, w, 0.0), w])
-    return SumKernel(contributions, _ratio)
+    cells = np.where(correct, 0, 1).astype(np.int64)
+
+    def finish(sums: FloatArray) -> FloatArray:
+        total = sums[:, 0] + sums[:, 1]
+        out = np.full(len(total), np.nan)
+        np.divide(sums[:, 0], total, out=out, where=total > 0)
+        return out
+
+    return CellKernel(cells, w, 2, finish)
 
 
 _BINARY_PARAMS = {
@@ -403,6 +408,387 @@ register(
             "label": _BINARY_PARAMS["label"],
             "weight": _BINARY_PARAMS["weight"],
             "prediction": "submission column with the predicted class",
+        },
+    )
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Classification from a confusion matrix
+# ---------------------------------------------------------------------------------------------
+
+
+def _class_codes(truth: pd.Series, pred: pd.Series) -> tuple[NDArray[np.int64], NDArray[np.int64], int]:
+    """Encode true and predicted classes on one shared set of classes."""
+    numeric = pd.api.types.is_numeric_dtype(truth.dtype) and pd.api.types.is_numeric_dtype(
+        pred.dtype
+    )
+
+    def encode(series: pd.Series) -> tuple[NDArray[np.int64], list[Any]]:
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            return series.cat.codes.to_numpy().astype(np.int64), [
+                str(c) for c in series.cat.categories
+            ]
+        values = series.to_numpy(dtype=np.float64) if numeric else series.astype(str).to_numpy()
+        codes, uniques = pd.factorize(values)
+        return codes.astype(np.int64), list(uniques)
+
+    t_codes, t_classes = encode(truth)
+    p_codes, p_classes = encode(pred)
+    classes = sorted(set(t_classes) | set(p_classes), key=str)
+    index = {c: i for i, c in enumerate(classes)}
+    t_map = np.array([index[c] for c in t_classes], dtype=np.int64)
+    p_map = np.array([index[c] for c in p_classes], dtype=np.int64)
+    return t_map[t_codes], p_map[p_codes], len(classes)
+
+
+def _confusion_kernel(
+    solution: pd.DataFrame,
+    submission: pd.DataFrame,
+    params: Mapping[str, Any],
+    finish: Callable[[FloatArray, int], FloatArray],
+) -> Kernel:
+    """Rows fall into confusion cells (true x predicted); ``finish`` sees (B, k, k) matrices."""
+    w = _weights(solution, params)
+    truth = _column(solution, str(params["label"]), "solution")
+    pred = _column(submission, str(params["prediction"]), "submission")
+    t, p, k = _class_codes(truth, pred)
+
+    def finish_flat(sums: FloatArray) -> FloatArray:
+        return finish(sums.reshape(-1, k, k), k)
+
+    return CellKernel((t * k + p).astype(np.int64), w, k * k, finish_flat)
+
+
+def _balanced_accuracy(matrices: FloatArray, k: int) -> FloatArray:
+    totals = matrices.sum(axis=2)
+    correct = np.diagonal(matrices, axis1=1, axis2=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(totals > 0, correct / np.where(totals > 0, totals, 1), np.nan)
+    present = (totals > 0).sum(axis=1)
+    return np.where(present > 0, np.nansum(recall, axis=1) / np.maximum(present, 1), np.nan)
+
+
+def _mcc(matrices: FloatArray, k: int) -> FloatArray:
+    t = matrices.sum(axis=2)
+    p = matrices.sum(axis=1)
+    c = np.trace(matrices, axis1=1, axis2=2)
+    s = matrices.sum(axis=(1, 2))
+    cov_ytyp = c * s - np.sum(t * p, axis=1)
+    cov_ypyp = s * s - np.sum(p * p, axis=1)
+    cov_ytyt = s * s - np.sum(t * t, axis=1)
+    denom = np.sqrt(cov_ytyt * cov_ypyp)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, cov_ytyp / np.where(denom > 0, denom, 1), 0.0)
+
+
+def _build_balanced_accuracy(
+    solution: pd.DataFrame, submission: pd.DataFrame, params: Mapping[str, Any]
+) -> Kernel:
+    return _confusion_kernel(solution, submission, params, _balanced_accuracy)
+
+
+def _build_mcc(
+    solution: pd.DataFrame, submission: pd.DataFrame, params: Mapping[str, Any]
+) -> Kernel:
+    return _confusion_kernel(solution, submission, params, _mcc)
+
+
+def _build_f1(
+    solution: pd.DataFrame, submission: pd.DataFrame, params: Mapping[str, Any]
+) -> Kernel:
+    w = _weights(solution, params)
+    truth = _is_positive(_column(solution, str(params["label"]), "solution"), params["positive"])
+    pred = _is_positive(
+        _column(submission, str(params["prediction"]), "submission"), params["positive"]
+    )
+    # Cells: 0 true positive, 1 false positive, 2 false negative (true negatives do not matter).
+    cells = np.select([truth & pred, ~truth & pred, truth & ~pred], [0, 1, 2], -1).astype(np.int64)
+
+    def finish(sums: FloatArray) -> FloatArray:
+        denom = 2 * sums[:, 0] + sums[:, 1] + sums[:, 2]
+        return np.divide(2 * sums[:, 0], denom, out=np.zeros(len(denom)), where=denom > 0)
+
+    return CellKernel(cells, w, 3, finish)
+
+
+def _build_log_loss(
+    solution: pd.DataFrame, submission: pd.DataFrame, params: Mapping[str, Any]
+) -> Kernel:
+    w = _weights(solution, params)
+    truth = _is_positive(_column(solution, str(params["label"]), "solution"), params["positive"])
+    prob = _as_float(_column(submission, str(params["probability"]), "submission"), "submission")
+    eps = np.finfo(np.float64).eps
+    prob = np.clip(prob, eps, 1 - eps)
+    loss = -np.where(truth, np.log(prob), np.log1p(-prob))
+    return SumKernel(np.column_stack([w * loss, w]), _ratio)
+
+
+# ---------------------------------------------------------------------------------------------
+# Regression
+# ---------------------------------------------------------------------------------------------
+
+
+def _regression_inputs(
+    solution: pd.DataFrame, submission: pd.DataFrame, params: Mapping[str, Any]
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    w = _weights(solution, params)
+    y = _as_float(_column(solution, str(params["label"]), "solution"), "solution")
+    pred = _as_float(_column(submission, str(params["prediction"]), "submission"), "submission")
+    return y, pred, w
+
+
+def _build_rmse(
+    solution: pd.DataFrame, submission: pd.DataFrame, params: Mapping[str, Any]
+) -> Kernel:
+    y, pred, w = _regression_inputs(solution, submission, params)
+    contributions = np.column_stack([w * (y - pred) ** 2, w])
+    return SumKernel(contributions, lambda s: np.sqrt(_ratio(s)))
+
+
+def _build_mae(
+    solution: pd.DataFrame, submission: pd.DataFrame, params: Mapping[str, Any]
+) -> Kernel:
+    y, pred, w = _regression_inputs(solution, submission, params)
+    return SumKernel(np.column_stack([w * np.abs(y - pred), w]), _ratio)
+
+
+def _build_r2(
+    solution: pd.DataFrame, submission: pd.DataFrame, params: Mapping[str, Any]
+) -> Kernel:
+    y, pred, w = _regression_inputs(solution, submission, params)
+    total = w.sum()
+    # Centre on the weighted mean so that Σw(y-c)² - (Σw(y-c))²/Σw does not cancel badly.
+    centre = float(np.sum(w * y) / total) if total > 0 else 0.0
+    yc = y - centre
+    contributions = np.column_stack([w * (y - pred) ** 2, w, w * yc, w * yc * yc])
+
+    def finish(sums: FloatArray) -> FloatArray:
+        sse, sw, swy, swy2 = sums.T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sst = swy2 - np.where(sw > 0, swy * swy / np.where(sw > 0, sw, 1), 0.0)
+            r2 = 1.0 - sse / np.where(sst > 0, sst, 1)
+        # As scikit-learn: a constant target scores 1 if predicted exactly, else 0.
+        return np.where(sst > 0, r2, np.where(sse == 0, 1.0, 0.0))
+
+    return SumKernel(contributions, finish)
+
+
+# ---------------------------------------------------------------------------------------------
+# TrackML
+# ---------------------------------------------------------------------------------------------
+
+
+def trackml_event_scores(
+    event: NDArray[Any], particle: NDArray[Any], weight: FloatArray, track: NDArray[Any]
+) -> tuple[NDArray[Any], FloatArray]:
+    """Per-event TrackML scores (DESIGN.md §6), vectorized over all hits of all events.
+
+    For each (event, track): the majority particle is the one with most hits in the track (ties
+    to the smaller particle id); the track is good if more than half its hits are that
+    particle's and it holds more than half of that particle's hits in the event. An event's score
+    is the weight of the hits shared by good tracks and their particles, divided by the event's
+    total weight (1 when weights are normalised per event, as in TrackML). Returns the sorted
+    event ids and their scores.
+    """
+    ev_ids, ev = np.unique(np.asarray(event), return_inverse=True)
+    _, pa_code = np.unique(np.asarray(particle), return_inverse=True)
+    _, tr_code = np.unique(np.asarray(track), return_inverse=True)
+    w = np.asarray(weight, dtype=np.float64)
+    n_pa = int(pa_code.max()) + 1 if len(pa_code) else 1
+    # Hits per (event, particle), the particle's size in the truth.
+    ep = ev.astype(np.int64) * n_pa + pa_code
+    _, ep_inverse, ep_counts = np.unique(ep, return_inverse=True, return_counts=True)
+    particle_size = ep_counts[ep_inverse]
+    # Sort hits by (event, track, particle): groups of equal (e, t, p) are then contiguous.
+    order = np.lexsort((pa_code, tr_code, ev))
+    e_s, t_s, p_s = ev[order], tr_code[order], pa_code[order]
+    new_etp = np.r_[True, (e_s[1:] != e_s[:-1]) | (t_s[1:] != t_s[:-1]) | (p_s[1:] != p_s[:-1])]
+    starts = np.flatnonzero(new_etp)
+    n_common = np.diff(np.r_[starts, len(order)])
+    w_common = np.add.reduceat(w[order], starts) if len(order) else np.zeros(0)
+    size_of_particle = particle_size[order][starts]
+    g_event, g_track = e_s[starts], t_s[starts]
+    new_et = np.r_[True, (g_event[1:] != g_event[:-1]) | (g_track[1:] != g_track[:-1])]
+    track_start = np.flatnonzero(new_et)
+    track_of_group = np.cumsum(new_et) - 1
+    track_size = np.add.reduceat(n_common, track_start) if len(n_common) else n_common
+    best = np.maximum.reduceat(n_common, track_start) if len(n_common) else n_common
+    # Majority: the first group (smallest particle code, i.e. smallest id) reaching the maximum.
+    is_best = n_common == best[track_of_group]
+    candidates = np.flatnonzero(is_best)
+    first = candidates[np.r_[True, track_of_group[candidates][1:] != track_of_group[candidates][:-1]]]
+    good = (2 * n_common[first] > track_size[track_of_group[first]]) & (
+        2 * n_common[first] > size_of_particle[first]
+    )
+    good_weight = np.bincount(g_event[first][good], weights=w_common[first][good],
+                              minlength=len(ev_ids))
+    total_weight = np.bincount(ev, weights=w, minlength=len(ev_ids))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scores = np.where(total_weight > 0, good_weight / np.where(total_weight > 0, total_weight, 1), np.nan)
+    return ev_ids, scores
+
+
+def trackml_score(
+    event: NDArray[Any], particle: NDArray[Any], weight: FloatArray, track: NDArray[Any]
+) -> float:
+    """The TrackML score: per-event scores (:func:`trackml_event_scores`) averaged over events."""
+    _, scores = trackml_event_scores(event, particle, weight, track)
+    return float(np.mean(scores)) if len(scores) else math.nan
+
+
+def _build_trackml(
+    solution: pd.DataFrame, submission: pd.DataFrame, params: Mapping[str, Any]
+) -> Kernel:
+    event_name = params.get("event")
+    event = (
+        _column(solution, str(event_name), "solution").to_numpy()
+        if event_name is not None
+        else np.zeros(len(solution), dtype=np.int64)
+    )
+    particle = _column(solution, str(params["particle"]), "solution").to_numpy()
+    weight = _weights(solution, params)
+    track = _column(submission, str(params["track"]), "submission").to_numpy()
+    _, scores = trackml_event_scores(event, particle, weight, track)
+    # Events are the unit of resampling: the score is their mean.
+    return SumKernel(np.column_stack([scores, np.ones(len(scores))]), _ratio)
+
+
+def _build_anomaly_auc(
+    solution: pd.DataFrame, submission: pd.DataFrame, params: Mapping[str, Any]
+) -> Kernel:
+    return _build_roc_auc(solution, submission, params)
+
+
+register(
+    Metric(
+        name="balanced_accuracy",
+        higher_is_better=True,
+        description="mean over true classes of the weighted recall",
+        defaults={"weight": None, "label": "Label", "prediction": "prediction"},
+        solution_columns=_label_weight_columns,
+        submission_columns=lambda p: [str(p["prediction"])],
+        build=_build_balanced_accuracy,
+        parameters={
+            "label": _BINARY_PARAMS["label"],
+            "weight": _BINARY_PARAMS["weight"],
+            "prediction": "submission column with the predicted class",
+        },
+    )
+)
+
+register(
+    Metric(
+        name="mcc",
+        higher_is_better=True,
+        description="Matthews correlation coefficient (multiclass, weighted)",
+        defaults={"weight": None, "label": "Label", "prediction": "prediction"},
+        solution_columns=_label_weight_columns,
+        submission_columns=lambda p: [str(p["prediction"])],
+        build=_build_mcc,
+        parameters={
+            "label": _BINARY_PARAMS["label"],
+            "weight": _BINARY_PARAMS["weight"],
+            "prediction": "submission column with the predicted class",
+        },
+    )
+)
+
+register(
+    Metric(
+        name="f1",
+        higher_is_better=True,
+        description="F1 score of the positive class (weighted)",
+        defaults={"weight": None, "label": "Label", "positive": None, "prediction": "prediction"},
+        solution_columns=_label_weight_columns,
+        submission_columns=lambda p: [str(p["prediction"])],
+        build=_build_f1,
+        parameters={
+            **_BINARY_PARAMS,
+            "prediction": "submission column with the predicted class",
+        },
+    )
+)
+
+register(
+    Metric(
+        name="log_loss",
+        higher_is_better=False,
+        description="binary cross-entropy of the submitted probability of the positive class",
+        defaults={"weight": None, "label": "Label", "positive": None, "probability": "probability"},
+        solution_columns=_label_weight_columns,
+        submission_columns=lambda p: [str(p["probability"])],
+        build=_build_log_loss,
+        parameters={
+            **_BINARY_PARAMS,
+            "probability": "submission column with P(positive), clipped to [eps, 1-eps]",
+        },
+    )
+)
+
+_REGRESSION_PARAMS = {
+    "label": "solution column with the true value",
+    "weight": _BINARY_PARAMS["weight"],
+    "prediction": "submission column with the predicted value",
+}
+for _name, _build, _better, _text in (
+    ("rmse", _build_rmse, False, "root mean squared error (weighted)"),
+    ("mae", _build_mae, False, "mean absolute error (weighted)"),
+    ("r2", _build_r2, True, "coefficient of determination R² (weighted)"),
+):
+    register(
+        Metric(
+            name=_name,
+            higher_is_better=_better,
+            description=_text,
+            defaults={"weight": None, "label": "target", "prediction": "prediction"},
+            solution_columns=_label_weight_columns,
+            submission_columns=lambda p: [str(p["prediction"])],
+            build=_build,
+            parameters=_REGRESSION_PARAMS,
+        )
+    )
+
+register(
+    Metric(
+        name="trackml",
+        higher_is_better=True,
+        description="TrackML score: weight of hits in correctly reconstructed tracks, averaged "
+        "over events (double-majority rule)",
+        defaults={
+            "event": "event_id",
+            "particle": "particle_id",
+            "weight": "weight",
+            "track": "track_id",
+        },
+        solution_columns=lambda p: [
+            str(c) for c in (p.get("event"), p["particle"], p.get("weight")) if c is not None
+        ],
+        submission_columns=lambda p: [str(p["track"])],
+        build=_build_trackml,
+        parameters={
+            "event": "solution column with the event id (omit for a single event)",
+            "particle": "solution column with the true particle id (0 = noise)",
+            "weight": "solution column with the hit weight",
+            "track": "submission column with the track id assigned to each hit",
+        },
+    )
+)
+
+register(
+    Metric(
+        name="anomaly_auc",
+        higher_is_better=True,
+        description="ROC AUC of a submitted anomaly score separating skewed from original rows",
+        defaults={"weight": None, "label": "Variant", "positive": "skewed", "score": "score"},
+        solution_columns=_label_weight_columns,
+        submission_columns=lambda p: [str(p["score"])],
+        build=_build_anomaly_auc,
+        parameters={
+            "label": "solution column saying which rows are original and which skewed",
+            "positive": "value of that column on skewed rows (default 'skewed')",
+            "weight": _BINARY_PARAMS["weight"],
+            "score": "submission column with the anomaly score (higher = more anomalous)",
         },
     )
 )

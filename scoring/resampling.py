@@ -38,6 +38,10 @@ class Kernel:
         """``n_resamples`` bootstrap replicates of :meth:`value`."""
         raise NotImplementedError
 
+    def weighted(self, frequency: FloatArray) -> float:
+        """The metric with row ``i`` counted ``frequency[i]`` times (for paired resampling)."""
+        raise NotImplementedError
+
 
 @dataclass
 class SumKernel(Kernel):
@@ -48,6 +52,10 @@ class SumKernel(Kernel):
 
     def value(self) -> float:
         sums = self.contributions.sum(axis=0, dtype=np.float64)[None, :]
+        return float(self.finish(sums)[0])
+
+    def weighted(self, frequency: FloatArray) -> float:
+        sums = (self.contributions * frequency[:, None]).sum(axis=0)[None, :]
         return float(self.finish(sums)[0])
 
     def resample(self, rng: np.random.Generator, n_resamples: int) -> FloatArray:
@@ -75,6 +83,77 @@ class SumKernel(Kernel):
         return self.finish(sums)
 
 
+def _segment_sums(values: FloatArray, counts: NDArray[np.int64]) -> FloatArray:
+    """Sums of consecutive segments of ``values`` with lengths ``counts`` (zero-length -> 0)."""
+    out = np.zeros(len(counts))
+    nonempty = counts > 0
+    if values.size and nonempty.any():
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        out[nonempty] = np.add.reduceat(values, offsets[nonempty])
+    return out
+
+
+@dataclass
+class CellKernel(Kernel):
+    """Metric = ``finish(sums)`` where each row adds its ``value`` to one cell (or none, ``-1``).
+
+    Confusion-matrix metrics (cells = true class x predicted class, value = weight) and AMS
+    (cells = selected signal / selected background) have this shape. Resampling first splits
+    each resample's ``n`` draws among the cells (one multinomial over cells), then draws rows
+    within each cell and sums their values segment by segment: exact, and the random draws
+    fall only on rows that count.
+    """
+
+    cells: NDArray[np.int64]
+    values: FloatArray
+    n_cells: int
+    finish: Callable[[FloatArray], FloatArray]
+
+    def _by_cell(self) -> list[FloatArray]:
+        order = np.argsort(self.cells, kind="stable")
+        sorted_cells = self.cells[order]
+        bounds = np.searchsorted(sorted_cells, np.arange(-1, self.n_cells + 1))
+        return [
+            self.values[order[bounds[c + 1] : bounds[c + 2]]] for c in range(self.n_cells)
+        ]
+
+    def value(self) -> float:
+        used = self.cells >= 0
+        sums = np.bincount(self.cells[used], weights=self.values[used], minlength=self.n_cells)
+        return float(self.finish(sums[None, :].astype(np.float64))[0])
+
+    def weighted(self, frequency: FloatArray) -> float:
+        used = self.cells >= 0
+        sums = np.bincount(
+            self.cells[used], weights=(self.values * frequency)[used], minlength=self.n_cells
+        )
+        return float(self.finish(sums[None, :].astype(np.float64))[0])
+
+    def resample(self, rng: np.random.Generator, n_resamples: int) -> FloatArray:
+        n = len(self.cells)
+        if n == 0 or n_resamples <= 0:
+            return np.full(max(n_resamples, 0), np.nan)
+        groups = self._by_cell()
+        sizes = np.array([len(g) for g in groups] + [n - sum(len(g) for g in groups)])
+        # How many of each resample's n draws land in each cell (last column: rows in no cell).
+        per_cell = rng.multinomial(n, sizes / n, size=n_resamples)
+        sums = np.zeros((n_resamples, self.n_cells))
+        for c, group in enumerate(groups):
+            counts = per_cell[:, c].astype(np.int64)
+            if group.size == 0 or counts.sum() == 0:
+                continue
+            index_type = np.int32 if group.size < 2**31 else np.int64
+            start = 0
+            while start < n_resamples:
+                cum = np.cumsum(counts[start:])
+                stop = start + max(1, int(np.searchsorted(cum, _CHUNK_DRAWS, side="right")))
+                part = counts[start:stop]
+                draws = rng.integers(0, group.size, size=int(part.sum()), dtype=index_type)
+                sums[start:stop, c] = _segment_sums(group[draws], part)
+                start = stop
+        return self.finish(sums)
+
+
 @dataclass
 class FrequencyKernel(Kernel):
     """Metric = ``compute(frequency)``, ``frequency`` a per-row multiplicity (``None`` = all 1)."""
@@ -84,6 +163,9 @@ class FrequencyKernel(Kernel):
 
     def value(self) -> float:
         return self.compute(None)
+
+    def weighted(self, frequency: FloatArray) -> float:
+        return self.compute(frequency)
 
     def resample(self, rng: np.random.Generator, n_resamples: int) -> FloatArray:
         out = np.empty(max(n_resamples, 0))

@@ -143,7 +143,11 @@ def _locate_bad_utf8(data: bytes) -> int:
 
 
 def _parse_csv(data: bytes | Path, fmt: SubmissionFormat, id_is_string: bool) -> pa.Table:
-    string_columns = {c.name: pa.string() for c in fmt.columns if c.kind == "category"}
+    # Category columns are dictionary-encoded while parsing: checking them then means checking
+    # a handful of distinct values, not every row.
+    string_columns: dict[str, pa.DataType] = {
+        c.name: pa.dictionary(pa.int32(), pa.string()) for c in fmt.columns if c.kind == "category"
+    }
     if id_is_string:
         string_columns[fmt.id_column] = pa.string()
     convert = pacsv.ConvertOptions(
@@ -161,7 +165,7 @@ def _parse_csv(data: bytes | Path, fmt: SubmissionFormat, id_is_string: bool) ->
         source: Any = pa.py_buffer(data) if isinstance(data, bytes) else str(data)
         return pacsv.read_csv(
             source,
-            read_options=pacsv.ReadOptions(use_threads=use_threads, block_size=8 << 20),
+            read_options=pacsv.ReadOptions(use_threads=use_threads, block_size=1 << 20),
             parse_options=pacsv.ParseOptions(invalid_row_handler=remember),
             convert_options=convert,
         )
@@ -278,6 +282,27 @@ def _integers(values: NDArray[Any], name: str, source: _Source, want: str) -> ND
     return values.astype(np.int64)
 
 
+def _check_dictionary(
+    array: pa.ChunkedArray, spec: ColumnSpec, source: _Source, allowed: pa.Array
+) -> pd.Categorical:
+    """A dictionary-encoded category column: map each chunk's dictionary onto the allowed values."""
+    codes = []
+    for chunk in array.chunks:
+        mapping = pc.index_in(chunk.dictionary, value_set=allowed).to_numpy(zero_copy_only=False)
+        mapping = np.where(np.isnan(mapping.astype(np.float64)), -1, mapping).astype(np.int64)
+        codes.append(mapping[chunk.indices.to_numpy(zero_copy_only=False)])
+    merged = np.concatenate(codes) if codes else np.empty(0, dtype=np.int64)
+    if (merged < 0).any():
+        bad = np.flatnonzero(merged < 0)
+        values = pc.cast(array, pa.string()).to_numpy(zero_copy_only=False)
+        examples = ", ".join(sorted({repr(str(values[i])) for i in bad[:_SHOW]}))
+        raise SubmissionInvalid(
+            f"column {spec.name!r} has {examples} on {source.where(bad)}; "
+            f"it must be {spec.describe()} (case matters)."
+        )
+    return pd.Categorical.from_codes(merged, categories=list(spec.values or ()))
+
+
 def _check_column(
     array: pa.ChunkedArray, spec: ColumnSpec, source: _Source, n_expected: int
 ) -> Any:
@@ -290,6 +315,8 @@ def _check_column(
                 f"column {spec.name!r} is empty on {source.where(missing)}. Every row needs {want}."
             )
         allowed = pa.array(list(spec.values or ()), type=pa.string())
+        if pa.types.is_dictionary(array.type):
+            return _check_dictionary(array, spec, source, allowed)
         text = array if pa.types.is_string(array.type) else pc.cast(array, pa.string())
         ok = pc.is_in(text, value_set=allowed).to_numpy(zero_copy_only=False)
         if not ok.all():

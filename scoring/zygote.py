@@ -35,7 +35,7 @@ from typing import Any
 
 # Imported here so that every forked child starts with them loaded (the point of the zygote).
 import numpy as np  # noqa: F401
-import pandas as pd  # noqa: F401
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute
 import pyarrow.csv
@@ -157,9 +157,35 @@ def _virtual_size() -> int:
         return int(handle.read().split()[0]) * resource.getpagesize()
 
 
-def _run_child(request: dict[str, Any], result_w: int, log_w: int, jail: str, uid: int) -> None:
+class SolutionCache:
+    """Parsed solutions kept in the zygote, so forked children get them for free.
+
+    Keyed by path, size, modification time and the columns the metric needs; a rewritten file
+    is read again. Holds at most ``capacity`` solutions (least recently used goes first).
+    """
+
+    def __init__(self, capacity: int = 4) -> None:
+        self.capacity = capacity
+        self._items: dict[tuple[Any, ...], pd.DataFrame] = {}
+
+    def get(self, path: str, fmt: SubmissionFormat, metric: MetricSpec) -> pd.DataFrame:
+        stat = os.stat(path)
+        key = (path, stat.st_size, stat.st_mtime_ns, json.dumps(fmt.to_dict(), sort_keys=True),
+               json.dumps(metric.to_dict(), sort_keys=True, default=str))
+        frame = self._items.pop(key, None)
+        if frame is None:
+            frame = grading.load_solution(Path(path), fmt, metric)
+        self._items[key] = frame
+        while len(self._items) > self.capacity:
+            self._items.pop(next(iter(self._items)))
+        return frame
+
+
+def _run_child(request: dict[str, Any], result_w: int, log_w: int, jail: str, uid: int,
+               solution: pd.DataFrame) -> None:
     """Body of the forked child; never returns."""
     code = 0
+    me = os.getpid()
     try:
         os.dup2(log_w, 1)
         os.dup2(log_w, 2)
@@ -167,7 +193,6 @@ def _run_child(request: dict[str, Any], result_w: int, log_w: int, jail: str, ui
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         submission = open(request["submission"], "rb")  # noqa: SIM115 - kept open across chroot
-        solution = open(request["solution"], "rb")  # noqa: SIM115
         metric = MetricSpec.from_dict(request["metric"])
         metric = custom.load_source(metric)
         enter_jail(jail, uid, request["limits"])
@@ -192,6 +217,9 @@ def _run_child(request: dict[str, Any], result_w: int, log_w: int, jail: str, ui
                 "detail": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
             }
         ).encode()
+    if os.getpid() != me:
+        # A process forked by grading code got here: only the grading child itself answers.
+        os._exit(1)
     try:
         view = memoryview(payload)
         while view:
@@ -239,17 +267,32 @@ def _describe_exit(status: int, killed_for_time: bool, limits: dict[str, Any]) -
             f"grading process exited with status {os.WEXITSTATUS(status)} without a result")
 
 
-def serve_one(request: dict[str, Any], jail: str, uid: int) -> dict[str, Any]:
+def serve_one(request: dict[str, Any], jail: str, uid: int,
+              cache: SolutionCache | None = None) -> dict[str, Any]:
     """Fork a jailed child for one grading request and collect its answer."""
     limits = request["limits"]
     started = time.perf_counter()
+    try:
+        # Trusted code, run before the fork: the child inherits the parsed solution and never
+        # needs to open the hidden file itself.
+        fmt = SubmissionFormat.from_dict(request["format"])
+        metric = MetricSpec.from_dict(request["metric"])
+        solution = (cache or SolutionCache(0)).get(request["solution"], fmt, metric)
+    except Exception as exc:
+        return {
+            "status": "error",
+            "message": "The submission could not be scored because of a problem on the "
+            "organizers' side; they have been told.",
+            "detail": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
+            "duration_ms": (time.perf_counter() - started) * 1000.0,
+        }
     result_r, result_w = os.pipe()
     log_r, log_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(result_r)
         os.close(log_r)
-        _run_child(request, result_w, log_w, jail, uid)
+        _run_child(request, result_w, log_w, jail, uid, solution)
     os.close(result_w)
     os.close(log_w)
     deadline = started + float(limits["wall_seconds"])
@@ -336,6 +379,7 @@ def main() -> None:
     jail = tempfile.mkdtemp(prefix="podium-jail-")
     os.chmod(jail, 0o755)  # noqa: S103 - an empty mount point; the jail's root must be enterable
     isolation = probe(jail, uid, config["limits"])
+    cache = SolutionCache(int(config.get("cached_solutions", 4)))
     out = sys.stdout
     out.write(json.dumps({"hello": True, "pid": os.getpid(), "isolation": isolation}) + "\n")
     out.flush()
@@ -346,7 +390,7 @@ def main() -> None:
         if request.get("op") == "exit":
             break
         try:
-            answer = serve_one(request, jail, uid)
+            answer = serve_one(request, jail, uid, cache)
         except Exception as exc:  # the zygote must keep serving
             answer = {
                 "status": "error",

@@ -91,6 +91,37 @@ ATTACKS = {
         "import time\ndef score(solution, submission):\n    time.sleep(3600)\n",
         "wall-clock limit",
     ),
+    "forks a bomb": (
+        "import os\ndef score(solution, submission):\n"
+        "    while True:\n        os.fork()\n",
+        "Resource temporarily unavailable",
+    ),
+    "opens a socket to the internet": (
+        "import socket\ndef score(solution, submission):\n"
+        "    socket.create_connection(('1.1.1.1', 80), timeout=2)\n    return 1.0\n",
+        "Network is unreachable",
+    ),
+    "talks to a local service": (
+        "import socket\ndef score(solution, submission):\n"
+        "    socket.create_connection(('127.0.0.1', 6379), timeout=2)\n    return 1.0\n",
+        "OSError",
+    ),
+    "reads another challenge's solution": (
+        "import pandas as pd\ndef score(solution, submission):\n"
+        "    return float(len(pd.read_parquet({other!r})))\n",
+        "FileNotFoundError",
+    ),
+    "writes outside its directory": (
+        "def score(solution, submission):\n"
+        "    open({outside!r}, 'w').write('owned')\n    return 1.0\n",
+        "Error",
+    ),
+    "fills its scratch space": (
+        "def score(solution, submission):\n"
+        "    with open('big', 'wb') as f:\n"
+        "        for _ in range(1000):\n            f.write(b'x' * (1 << 20))\n    return 1.0\n",
+        "File too large",
+    ),
     "crashes the interpreter": (
         "import os\ndef score(solution, submission):\n    os.abort()\n",
         "SIGABRT",
@@ -104,9 +135,15 @@ def test_attacks_become_organizer_errors_and_the_pool_keeps_serving(
 ) -> None:
     body, fragment = ATTACKS[attack]
     sub_path, sol_path, _, _ = higgs_files(100)
+    other = tmp_path / "other-challenge" / "solution.parquet"
+    other.parent.mkdir()
+    other.write_bytes(sol_path.read_bytes())
+    outside = tmp_path / "owned.txt"
+    body = body.replace("{other!r}", repr(str(other))).replace("{outside!r}", repr(str(outside)))
     result = pool.grade(sub_path, sol_path, HIGGS_FORMAT, organizer_metric(tmp_path, body))
     assert result.status == "error"
     assert fragment in result.detail
     assert "organizers" in result.message
+    assert not outside.exists()
     after = pool.grade(sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=0)
     assert after.status == "scored"
