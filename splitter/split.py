@@ -33,6 +33,7 @@ import hashlib
 import math
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -50,7 +51,7 @@ SUBSETS = ("train", "public_test", "private_test")
 TRAIN, PUBLIC, PRIVATE, UNUSED = 0, 1, 2, 3
 USAGE_COLUMN = "Usage"
 _BUCKET_BYTES = 64 << 20
-_BATCH_ROWS = 1 << 17
+_BATCH_ROWS = 1 << 18
 
 Progress = Callable[[float, str], None]
 U64 = npt.NDArray[np.uint64]
@@ -687,6 +688,27 @@ def _row_hashes(table: pa.Table | pa.RecordBatch, columns: list[str]) -> U64:
     return h
 
 
+def _count_in(values: U64, pool: U64) -> int:
+    """How many of ``values`` occur in ``pool`` (sort + binary search: fast on uint64)."""
+    if not len(values) or not len(pool):
+        return 0
+    pool = np.sort(pool)
+    idx = np.minimum(np.searchsorted(pool, values), len(pool) - 1)
+    return int(np.count_nonzero(pool[idx] == values))
+
+
+def _count_shared(a: U64, b: U64) -> int:
+    """Number of distinct values present in both ``a`` and ``b``."""
+    def distinct(x: U64) -> U64:
+        x = np.sort(x)
+        keep = np.ones(len(x), dtype=bool)
+        keep[1:] = x[1:] != x[:-1]
+        out: U64 = x[keep]
+        return out
+
+    return _count_in(distinct(b), distinct(a))
+
+
 def _leakage_checks(public_dir: Path, hidden_dir: Path, spec: SplitSpec,
                     train_hash: U64, test_hash: U64) -> list[LeakageCheck]:
     checks: list[LeakageCheck] = []
@@ -705,7 +727,7 @@ def _leakage_checks(public_dir: Path, hidden_dir: Path, spec: SplitSpec,
     unit = spec.group or spec.id_column
     tr = keyed_hash(train_keys.column(unit).to_numpy(zero_copy_only=False), 0, 99)
     te = keyed_hash(test_keys.column(unit).to_numpy(zero_copy_only=False), 0, 99)
-    shared = int(np.intersect1d(tr, te).size)
+    shared = _count_shared(tr, te)
     checks.append(LeakageCheck(
         "no_id_in_two_subsets", shared == 0,
         f"{shared} {unit} values appear in both train and test" if shared
@@ -716,7 +738,7 @@ def _leakage_checks(public_dir: Path, hidden_dir: Path, spec: SplitSpec,
         "solution_matches_test", same,
         f"test.parquet has {test_keys.num_rows} rows, solution.parquet {sol_keys.num_rows}",
     ))
-    dup = int(np.isin(test_hash, train_hash).sum()) if len(train_hash) and len(test_hash) else 0
+    dup = _count_in(test_hash, train_hash)
     checks.append(LeakageCheck(
         "no_identical_feature_rows_across_train_and_test", dup == 0,
         f"{dup} test rows have exactly the same feature values as a train row" if dup
@@ -755,6 +777,10 @@ def _write_outputs(
     sol_w = _OrderedWriter(partial["solution"], sol_schema, n_test, asg.solution_in_order,
                            tmpdir, "solution")
     offset = 0
+    # Parquet encoding releases the GIL: the train file is encoded on a second thread while this
+    # one reads and filters the next batch. At most one batch waits, which bounds memory.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-split-writer")
+    pending: Future[None] | None = None
     for batch in source.iter_batches():
         m = batch.num_rows
         sub = asg.subset[offset: offset + m]
@@ -769,8 +795,10 @@ def _write_outputs(
             table = table.set_column(widx, spec.weight_column, pa.array(w, pa.float64()))
         train_mask = sub == TRAIN
         if train_mask.any():
-            t = table.filter(pa.array(train_mask))
-            train_w.write_table(t.cast(schema))
+            t = table.filter(pa.array(train_mask)).cast(schema)
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(train_w.write_table, t)
             train_hashes.append(_row_hashes(t, feature_cols))
         test_mask = (sub == PUBLIC) | (sub == PRIVATE)
         if test_mask.any():
@@ -785,12 +813,18 @@ def _write_outputs(
                         asg.solution_position[offset: offset + m][test_mask])
         offset += m
         report_progress(0.1 + 0.8 * offset / max(n, 1), f"wrote {offset} of {n} rows")
+    if pending is not None:
+        pending.result()
+    pool.shutdown()
     if offset != n:
         raise SplitError(f"{path}: read {offset} rows in pass 2 but {n} in pass 1; the file "
                          "changed while it was being split, run the split again")
     train_w.close()
-    test_w.close()
-    sol_w.close()
+    # The solution is finished on a second thread while the (larger) test file is sorted out.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-split-close") as closer:
+        sol_done = closer.submit(sol_w.close)
+        test_w.close()
+        sol_done.result()
 
 
 def split_source(
@@ -821,7 +855,9 @@ def split_source(
         keys = source.read_columns(key_cols)
     asg = compute_assignment(keys, spec, path)
     n = len(asg.subset)
-    label_values = keys[spec.label_column].astype(str).to_numpy()
+    # Class balance is counted on integer codes: np.unique on text is slow at 10^7 rows.
+    label_codes, label_uniques = pd.factorize(keys[spec.label_column], sort=True)
+    label_names = [str(u) for u in label_uniques]
     weight_values = (keys[spec.weight_column].to_numpy(dtype=np.float64)
                      if spec.weight_column else None)
     del keys
@@ -876,16 +912,18 @@ def split_source(
     if final_w is not None and spec.reweight and asg.class_code is not None:
         final_w = final_w * asg.factors[asg.subset.astype(np.int64),
                                         asg.class_code.astype(np.int64)]
+    n_cls = len(label_names)
+    cell = asg.subset.astype(np.int64) * n_cls + np.asarray(label_codes, dtype=np.int64)
+    counts = np.bincount(cell, minlength=4 * n_cls).reshape(4, n_cls)
+    wsums = (np.bincount(cell, weights=final_w, minlength=4 * n_cls).reshape(4, n_cls)
+             if final_w is not None else None)
     for j, name in enumerate(SUBSETS):
-        mask = asg.subset == j
-        labels, counts = np.unique(label_values[mask], return_counts=True)
-        stats = SubsetStats(rows=int(mask.sum()), groups=asg.unit_subset_counts[j],
-                            class_counts={str(k): int(v) for k, v in zip(labels, counts,
-                                                                          strict=True)})
-        if final_w is not None:
-            stats.weight_sum = float(final_w[mask].sum())
-            stats.class_weights = {str(k): float(final_w[mask & (label_values == k)].sum())
-                                   for k in labels}
+        present = [c for c in range(n_cls) if counts[j, c] > 0]
+        stats = SubsetStats(rows=int(counts[j].sum()), groups=asg.unit_subset_counts[j],
+                            class_counts={label_names[c]: int(counts[j, c]) for c in present})
+        if wsums is not None:
+            stats.weight_sum = float(wsums[j].sum())
+            stats.class_weights = {label_names[c]: float(wsums[j, c]) for c in present}
         subsets[name] = stats
     factors = {}
     if spec.reweight:
