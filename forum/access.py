@@ -17,7 +17,7 @@ from sqlmodel import Session, col, func, select
 
 from forum.config import ForumConfig
 from forum.interface import ForumUser
-from forum.models import PENDING, VISIBLE, Moderator, Post, Sanction, Thread, utcnow
+from forum.models import MERGED, PENDING, VISIBLE, Moderator, Post, Sanction, Thread, utcnow
 
 
 class ForumError(Exception):
@@ -199,7 +199,8 @@ def is_trusted(session: Session, user_id: int, config: ForumConfig) -> bool:
 
 
 def can_see_thread(actor: Actor, thread: Thread) -> bool:
-    if thread.status == VISIBLE or actor.moderates(thread.challenge_slug):
+    # A merged thread is only a pointer to the thread it went into; the page redirects there.
+    if thread.status in (VISIBLE, MERGED) or actor.moderates(thread.challenge_slug):
         return True
     return thread.status == PENDING and actor.id is not None and actor.id == thread.author_id
 

@@ -152,11 +152,15 @@ class ForumViews:
         except ValueError:
             raise ForumError(f"{what} must be a number, not '{value}'.") from None
 
+    @staticmethod
+    def wants_json(request: Request) -> bool:
+        return "application/json" in request.headers.get("accept", "")
+
     async def form(self, request: Request) -> FormData:
         return await self.host.read_form(request)
 
     def error_response(self, request: Request, exc: ForumError) -> Response:
-        if "application/json" in request.headers.get("accept", ""):
+        if self.wants_json(request):
             body = {"error": type(exc).__name__.lower(), "message": exc.message}
             return JSONResponse(body, status_code=exc.status_code)
         if isinstance(exc, NotLoggedIn):
@@ -448,6 +452,8 @@ class ForumViews:
                 session.commit()
             except ForumError as exc:
                 session.rollback()
+                if self.wants_json(request):
+                    raise
                 return self.render(
                     request,
                     "forum/reply.html",
