@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
 #: Grading children run as UID_BASE + the zygote's pid (no such user exists; it owns nothing).
 UID_BASE = 200_000
 
@@ -221,7 +223,8 @@ def _run_child(request: dict[str, Any], result_w: int, log_w: int, jail: str, ui
         # A process forked by grading code got here: only the grading child itself answers.
         os._exit(1)
     try:
-        view = memoryview(payload)
+        # The newline tells the zygote the answer is complete before the child has exited.
+        view = memoryview(payload + b"\n")
         while view:
             written = os.write(result_w, view)
             view = view[written:]
@@ -229,19 +232,48 @@ def _run_child(request: dict[str, Any], result_w: int, log_w: int, jail: str, ui
         os._exit(code)
 
 
-def _kill_uid(uid: int) -> None:
-    """SIGKILL every process running as ``uid`` (what a fork bomb left behind)."""
-    pid = os.fork()
-    if pid == 0:
+def _uid_processes(uid: int) -> int:
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_uid == uid:
+                    count += 1
+    return count
+
+
+def _reap() -> None:
+    """Collect orphans of grading children (the zygote is their subreaper)."""
+    while True:
         try:
-            os.setuid(uid)
-            # kill(-1) reaches every process this uid may signal: exactly the sandbox's own.
-            for _ in range(3):
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process running as ``uid`` (what a fork bomb left behind), and reap them.
+
+    Until they are reaped they count against the next child's RLIMIT_NPROC.
+    """
+    deadline = time.monotonic() + 5.0
+    while True:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setuid(uid)
+                # kill(-1) reaches every process this uid may signal: exactly the sandbox's own.
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(-1, signal.SIGKILL)
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        _reap()
+        if _uid_processes(uid) == 0 or time.monotonic() > deadline:
+            return
+        time.sleep(0.005)
 
 
 def _describe_exit(status: int, killed_for_time: bool, limits: dict[str, Any]) -> tuple[str, str]:
@@ -269,7 +301,19 @@ def _describe_exit(status: int, killed_for_time: bool, limits: dict[str, Any]) -
 
 def serve_one(request: dict[str, Any], jail: str, uid: int,
               cache: SolutionCache | None = None) -> dict[str, Any]:
-    """Fork a jailed child for one grading request and collect its answer."""
+    """Fork a jailed child for one grading request and collect its answer (cleanup included)."""
+    answer, cleanup = start_one(request, jail, uid, cache)
+    cleanup()
+    return answer
+
+
+def start_one(request: dict[str, Any], jail: str, uid: int,
+              cache: SolutionCache | None = None) -> tuple[dict[str, Any], Callable[[], None]]:
+    """Fork a jailed child for one request; return its answer and the cleanup still to do.
+
+    A child that answered "scored" or "invalid" is torn down after the answer has been sent
+    (tearing down its network namespace and killing its uid's processes takes ~30 ms).
+    """
     limits = request["limits"]
     started = time.perf_counter()
     try:
@@ -285,7 +329,7 @@ def serve_one(request: dict[str, Any], jail: str, uid: int,
             "organizers' side; they have been told.",
             "detail": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
             "duration_ms": (time.perf_counter() - started) * 1000.0,
-        }
+        }, lambda: None
     result_r, result_w = os.pipe()
     log_r, log_w = os.pipe()
     pid = os.fork()
@@ -300,7 +344,8 @@ def serve_one(request: dict[str, Any], jail: str, uid: int,
     log = bytearray()
     open_fds = {result_r, log_r}
     killed_for_time = False
-    while open_fds:
+    early: dict[str, Any] | None = None
+    while open_fds and early is None:
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
             killed_for_time = True
@@ -314,13 +359,33 @@ def serve_one(request: dict[str, Any], jail: str, uid: int,
                 open_fds.discard(fd)
             elif fd == result_r and len(reply) < _MAX_REPLY:
                 reply += chunk
+                if reply.endswith(b"\n"):
+                    with contextlib.suppress(ValueError):
+                        parsed = json.loads(reply)
+                        if parsed.get("status") in ("scored", "invalid"):
+                            early = parsed
             elif fd == log_r and len(log) < _MAX_LOG * 4:
                 log += chunk
-    _, status, usage = os.wait4(pid, 0)
-    os.close(result_r)
-    os.close(log_r)
-    if os.geteuid() == 0:
-        _kill_uid(uid)
+
+    def cleanup() -> tuple[int, Any]:
+        if early is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _, status, usage = os.wait4(pid, 0)
+        os.close(result_r)
+        os.close(log_r)
+        if os.geteuid() == 0:
+            _kill_uid(uid)
+        return status, usage
+
+    if early is not None:
+        early["duration_ms"] = (time.perf_counter() - started) * 1000.0
+
+        def finish_later() -> None:
+            cleanup()
+
+        return early, finish_later
+    status, usage = cleanup()
     log_text = log[-_MAX_LOG:].decode("utf-8", "replace")
     answer: dict[str, Any]
     try:
@@ -334,7 +399,7 @@ def serve_one(request: dict[str, Any], jail: str, uid: int,
         answer["detail"] = f"{answer.get('detail', '')}\n--- grading process output ---\n{log_text}"
     answer["duration_ms"] = (time.perf_counter() - started) * 1000.0
     answer["max_rss_mb"] = usage.ru_maxrss / 1024.0
-    return answer
+    return answer, lambda: None
 
 
 def probe(jail: str, uid: int, limits: dict[str, Any]) -> dict[str, Any]:
@@ -368,10 +433,16 @@ def probe(jail: str, uid: int, limits: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+def _nothing() -> None:
+    return None
+
+
 def main() -> None:
     """Serve grading requests on stdin/stdout until EOF or ``{"op": "exit"}``."""
     # The system allocator returns memory to the OS and behaves predictably under RLIMIT_AS.
     pa.set_memory_pool(pa.system_memory_pool())
+    # Orphans of grading children (fork bombs) become ours, so we can reap them.
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     config = json.loads(sys.stdin.readline())
     # A uid no other live zygote uses: processes are killed per uid after each job, so sharing
     # one would let two pools kill each other's children.
@@ -383,6 +454,7 @@ def main() -> None:
     out = sys.stdout
     out.write(json.dumps({"hello": True, "pid": os.getpid(), "isolation": isolation}) + "\n")
     out.flush()
+    cleanup: Callable[[], None] = _nothing
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -390,7 +462,7 @@ def main() -> None:
         if request.get("op") == "exit":
             break
         try:
-            answer = serve_one(request, jail, uid, cache)
+            answer, cleanup = start_one(request, jail, uid, cache)
         except Exception as exc:  # the zygote must keep serving
             answer = {
                 "status": "error",
@@ -400,6 +472,8 @@ def main() -> None:
             }
         out.write(json.dumps(answer) + "\n")
         out.flush()
+        cleanup()
+        cleanup = _nothing
     with contextlib.suppress(OSError):
         os.rmdir(jail)
 
