@@ -34,7 +34,8 @@ class Browser:
         page = self.client.get("/login")
         self.csrf = CSRF_RE.search(page.text).group(1)  # type: ignore[union-attr]
         response = self.client.post(
-            "/login", data={"login": username, "password": PASSWORD, "csrf_token": self.csrf},
+            "/login",
+            data={"login": username, "password": PASSWORD, "csrf_token": self.csrf},
             follow_redirects=False,
         )
         assert response.status_code == 303, response.text
@@ -117,7 +118,10 @@ def seasoned(db: Session, user_id: int, thread_id: int, n: int = 5) -> None:
     for i in range(n):
         db.add(
             Post(
-                thread_id=thread_id, author_id=user_id, body_md=f"old {i}", body_html=f"<p>old {i}</p>",
+                thread_id=thread_id,
+                author_id=user_id,
+                body_md=f"old {i}",
+                body_html=f"<p>old {i}</p>",
                 created_at=long_ago,
             )
         )
