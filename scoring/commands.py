@@ -10,31 +10,28 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scoring.formats import ColumnSpec, SubmissionFormat
 from scoring.grading import grade
 from scoring.metrics import MetricSpec, get_metric
+from scoring.validation import read_table
 
 
 def infer_format(solution: Path, submission: Path, id_column: str | None = None) -> SubmissionFormat:
     """A format for ad-hoc scoring: the id column shared with the solution plus the file's
     other columns, typed by what the submission holds (numbers as floats, text as categories)."""
-    import pyarrow.csv as pacsv
-
-    from scoring.validation import read_table
-
     sol_columns = pq.read_schema(solution).names
     probe = SubmissionFormat(id_column="__id__", columns=(ColumnSpec("__x__", "float"),))
     table, _ = read_table(submission, probe, id_is_string=False)
-    del pacsv
     names = [n.lstrip("\ufeff") for n in table.column_names]
     ident = id_column or next((n for n in names if n in sol_columns), names[0])
     columns = []
     for name, column in zip(names, table.columns, strict=True):
         if name == ident:
             continue
-        if column.type.id in (7, 8, 9, 10, 11, 12):  # ints and floats
+        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
             columns.append(ColumnSpec(name, "float"))
         else:
             values = tuple(sorted({str(v) for v in column.unique().to_pylist() if v is not None}))
