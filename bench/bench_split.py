@@ -24,8 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-SPEC = dict(seed=2027, id_column="EventId", label_column="Label", weight_column="Weight",
-            train=0.5, public_test=0.2, private_test=0.3, stratify="Label", reweight=True)
+SPEC = {"seed": 2027, "id_column": "EventId", "label_column": "Label",
+        "weight_column": "Weight", "train": 0.5, "public_test": 0.2, "private_test": 0.3,
+        "stratify": "Label", "reweight": True}
 
 
 def run_method(method: str, data: Path, out: Path) -> float:

@@ -347,9 +347,10 @@ def assign_units(
     rank_in_stratum = np.empty(n, dtype=np.int64)
     rank_in_stratum[order] = np.arange(n) - np.repeat(starts, sizes)
     cuts = np.cumsum(alloc, axis=1)  # [stratum, j]: end of subset j in rank order
-    s_cuts = cuts[unit_stratum]
-    subset: npt.NDArray[np.int8] = (rank_in_stratum[:, None] >= s_cuts[:, :3]).sum(axis=1).astype(
-        np.int8)
+    # One pass per cut instead of an (n, 4) table of cuts: keeps pass-1 memory per row small.
+    subset: npt.NDArray[np.int8] = np.zeros(n, dtype=np.int8)
+    for j in range(3):
+        subset += (rank_in_stratum >= cuts[unit_stratum, j]).astype(np.int8)
     return subset
 
 
