@@ -114,9 +114,7 @@ def test_accepted_answer_votes_and_feed(
     assert carol.post_json(f"/forum/p/{good}/vote").status_code == 403  # own post
     feed = browser(None).get(f"/forum/t/{tid}/feed.atom")
     assert feed.status_code == 200
-    assert feed.headers["content-type"].startswith(
-        "application/atom+xml"
-    )
+    assert feed.headers["content-type"].startswith("application/atom+xml")
     assert "AMS with b_reg" in feed.text
     assert "<feed" in feed.text
 

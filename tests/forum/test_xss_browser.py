@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - the OWASP vectors and the DOM probe are quoted verbatim
 """OWASP XSS filter-evasion vectors, posted to the forum and opened in headless chromium.
 
 Nothing may execute: ``alert``/``confirm``/``prompt`` and any dialog set a sentinel, and the DOM of
@@ -23,6 +24,7 @@ from forum.interface import ForumUser
 from forum.posting import create_reply, create_thread
 
 # From the OWASP XSS Filter Evasion Cheat Sheet (a representative selection), plus Markdown forms.
+# The vectors are quoted verbatim, so some lines are long.
 VECTORS = [
     "<script>alert('XSS')</script>",
     "<SCRIPT SRC=https://xss.example/xss.js></SCRIPT>",
@@ -31,44 +33,44 @@ VECTORS = [
     "<IMG SRC=JaVaScRiPt:alert('XSS')>",
     "<IMG SRC=`javascript:alert(\"RSnake says, 'XSS'\")`>",
     '<a onmouseover="alert(document.cookie)">xxs link</a>',
-    "<IMG \"\"\"><SCRIPT>alert(\"XSS\")</SCRIPT>\"\\>",
+    '<IMG """><SCRIPT>alert("XSS")</SCRIPT>"\\>',
     "<IMG SRC=javascript:alert(String.fromCharCode(88,83,83))>",
     "<IMG SRC=# onmouseover=\"alert('xxs')\">",
-    "<IMG SRC=/ onerror=\"alert(String.fromCharCode(88,83,83))\"></img>",
-    "<img src=x onerror=\"&#0000106&#0000097&#0000118&#0000097&#0000115&#0000099&#0000114&#0000105&#0000112&#0000116&#0000058&#0000097&#0000108&#0000101&#0000114&#0000116&#0000040&#0000039&#0000088&#0000083&#0000083&#0000039&#0000041\">",
+    '<IMG SRC=/ onerror="alert(String.fromCharCode(88,83,83))"></img>',
+    '<img src=x onerror="&#0000106&#0000097&#0000118&#0000097&#0000115&#0000099&#0000114&#0000105&#0000112&#0000116&#0000058&#0000097&#0000108&#0000101&#0000114&#0000116&#0000040&#0000039&#0000088&#0000083&#0000083&#0000039&#0000041">',
     "<IMG SRC=&#106;&#97;&#118;&#97;&#115;&#99;&#114;&#105;&#112;&#116;&#58;&#97;&#108;&#101;&#114;&#116;&#40;&#39;&#88;&#83;&#83;&#39;&#41;>",
     "<IMG SRC=&#x6A&#x61&#x76&#x61&#x73&#x63&#x72&#x69&#x70&#x74&#x3A&#x61&#x6C&#x65&#x72&#x74&#x28&#x27&#x58&#x53&#x53&#x27&#x29>",
     "<IMG SRC=\"jav\tascript:alert('XSS');\">",
     "<IMG SRC=\"jav&#x0A;ascript:alert('XSS');\">",
     "<IMG SRC=\" &#14;  javascript:alert('XSS');\">",
-    "<SCRIPT/XSS SRC=\"https://xss.example/xss.js\"></SCRIPT>",
-    "<BODY onload!#$%&()*~+-_.,:;?@[/|\\]^`=alert(\"XSS\")>",
-    "<<SCRIPT>alert(\"XSS\");//\\<</SCRIPT>",
+    '<SCRIPT/XSS SRC="https://xss.example/xss.js"></SCRIPT>',
+    '<BODY onload!#$%&()*~+-_.,:;?@[/|\\]^`=alert("XSS")>',
+    '<<SCRIPT>alert("XSS");//\\<</SCRIPT>',
     "<SCRIPT SRC=//xss.example/.j>",
     "<IMG SRC=\"`<javascript:alert>`('XSS')\"",
-    "</TITLE><SCRIPT>alert(\"XSS\");</SCRIPT>",
-    "<INPUT TYPE=\"IMAGE\" SRC=\"javascript:alert('XSS');\">",
+    '</TITLE><SCRIPT>alert("XSS");</SCRIPT>',
+    '<INPUT TYPE="IMAGE" SRC="javascript:alert(\'XSS\');">',
     "<BODY BACKGROUND=\"javascript:alert('XSS')\">",
     "<svg/onload=alert('XSS')>",
     "<svg><script>alert(1)</script></svg>",
     "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)></style></mglyph></table></mtext></math>",
     "<IFRAME SRC=\"javascript:alert('XSS');\"></IFRAME>",
-    "<iframe srcdoc=\"<script>alert(1)</script>\"></iframe>",
+    '<iframe srcdoc="<script>alert(1)</script>"></iframe>',
     "<TABLE BACKGROUND=\"javascript:alert('XSS')\">",
     "<DIV STYLE=\"background-image: url(javascript:alert('XSS'))\">",
     "<STYLE>@import'http://xss.example/xss.css';</STYLE>",
-    "<META HTTP-EQUIV=\"refresh\" CONTENT=\"0;url=javascript:alert('XSS');\">",
-    "<OBJECT TYPE=\"text/x-scriptlet\" DATA=\"https://xss.example/scriptlet.html\"></OBJECT>",
-    "<EMBED SRC=\"data:image/svg+xml;base64,PHN2ZyB4bWxuczpzdmc9Imh0dH A6Ly93d3cudzMub3JnLzIwMDAvc3ZnIiB4bWxucz0iaHR0cDovL3d3dy53My5vcmcv MjAwMC9zdmciIHhtbG5zOnhsaW5rPSJodHRwOi8vd3d3LnczLm9yZy8xOTk5L3hs aW5rIiB2ZXJzaW9uPSIxLjAiIHg9IjAiIHk9IjAiIHdpZHRoPSIxOTQiIGhlaWdodD0iMjAw IiBpZD0ieHNzIj48c2NyaXB0IHR5cGU9InRleHQvZWNtYXNjcmlwdCI+YWxlcnQoIlh TUyIpOzwvc2NyaXB0Pjwvc3ZnPg==\" type=\"image/svg+xml\" AllowScriptAccess=\"always\"></EMBED>",
-    "<a href=\"data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==\">data link</a>",
+    '<META HTTP-EQUIV="refresh" CONTENT="0;url=javascript:alert(\'XSS\');">',
+    '<OBJECT TYPE="text/x-scriptlet" DATA="https://xss.example/scriptlet.html"></OBJECT>',
+    '<EMBED SRC="data:image/svg+xml;base64,PHN2ZyB4bWxuczpzdmc9Imh0dH A6Ly93d3cudzMub3JnLzIwMDAvc3ZnIiB4bWxucz0iaHR0cDovL3d3dy53My5vcmcv MjAwMC9zdmciIHhtbG5zOnhsaW5rPSJodHRwOi8vd3d3LnczLm9yZy8xOTk5L3hs aW5rIiB2ZXJzaW9uPSIxLjAiIHg9IjAiIHk9IjAiIHdpZHRoPSIxOTQiIGhlaWdodD0iMjAw IiBpZD0ieHNzIj48c2NyaXB0IHR5cGU9InRleHQvZWNtYXNjcmlwdCI+YWxlcnQoIlh TUyIpOzwvc2NyaXB0Pjwvc3ZnPg==" type="image/svg+xml" AllowScriptAccess="always"></EMBED>',
+    '<a href="data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==">data link</a>',
     "<details open ontoggle=alert(1)>",
     "<form><button formaction=javascript:alert(1)>go</button></form>",
-    "<a href=\"&#1;javascript:alert(1)\">entity link</a>",
+    '<a href="&#1;javascript:alert(1)">entity link</a>',
     "[markdown link](javascript:alert('XSS'))",
     "[spaced](  javascript:alert(1)  )",
     "![markdown image](javascript:alert('XSS'))",
     "[vb](vbscript:msgbox('XSS'))",
-    "<https://ok.example/\" onmouseover=\"alert(1)>",
+    '<https://ok.example/" onmouseover="alert(1)>',
     "`<script>alert(1)</script>` and ```\n<script>alert(1)</script>\n```",
     "$<img src=x onerror=alert(1)>$",
     "@<img src=x onerror=alert(1)>",
@@ -118,7 +120,9 @@ def test_owasp_vectors_do_not_execute(live_server: tuple[str, Any]) -> None:
             category="general", title="<script>alert('title')</script>", body_md=VECTORS[0],
         )  # fmt: skip
         for vector in VECTORS[1:]:
-            create_reply(session, actor=actor, users=None, config=config, thread=thread, body_md=vector)
+            create_reply(
+                session, actor=actor, users=None, config=config, thread=thread, body_md=vector
+            )
         session.commit()
 
     with sync_playwright() as p:
@@ -134,7 +138,12 @@ def test_owasp_vectors_do_not_execute(live_server: tuple[str, Any]) -> None:
             "for (const f of ['alert', 'confirm', 'prompt']) {"
             "  window[f] = () => { window.__xss += 1; }; }"
         )
-        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(base) else route.abort())
+        page.route(
+            "**/*",
+            lambda route: (
+                route.continue_() if route.request.url.startswith(base) else route.abort()
+            ),
+        )
         for page_number in (1, 2):
             page.goto(f"{base}/forum/t/{thread.id}?page={page_number}")
             page.wait_for_load_state("load")
