@@ -1,0 +1,260 @@
+"""The JSON API used by the ``podium`` CLI and scripts. Authenticate with ``Authorization: Bearer``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from challenge.accounts import create_api_token, find_user_for_login
+from challenge.challenges import (
+    challenge_status,
+    join_challenge,
+    participation_of,
+    phase_state,
+    phases_of,
+    private_board_visible,
+)
+from challenge.errors import BadRequest, NotAuthenticated, NotFound
+from challenge.leaderboard import Entry, private_leaderboard, public_leaderboard
+from challenge.models import Challenge, Submission, User
+from challenge.security import verify_password
+from challenge.submissions import access_submission, queue_position, quota_for, submissions_of
+from challenge.uploads import check_declared_size, iter_upload_file, store_upload
+from challenge.views.challenges import download, higher_is_better, visible_challenge
+from challenge.web import current_user, db, settings_of
+
+
+def api_user(request: Request) -> User:
+    """Unsafe API calls must carry a token: cookies are not accepted there (no CSRF exposure)."""
+    user = current_user(request)
+    if user is None or (request.method != "GET" and not getattr(request.state, "via_token", False)):
+        raise NotAuthenticated(
+            "Send 'Authorization: Bearer <token>'; create a token on your account page."
+        )
+    return user
+
+
+def challenge_json(request: Request, challenge: Challenge, user: User | None) -> dict[str, Any]:
+    session = db(request)
+    phases = phases_of(session, challenge)
+    status = challenge_status(phases)
+    out: dict[str, Any] = {
+        "slug": challenge.slug,
+        "title": challenge.title,
+        "summary": challenge.summary,
+        "status": status.label,
+        "state": challenge.state,
+        "url": f"{settings_of(request).base_url}/c/{challenge.slug}",
+        "metric": challenge.metric.get("name"),
+        "higher_is_better": higher_is_better(challenge),
+        "submission_format": challenge.submission_format,
+        "limits": challenge.limits,
+        "phases": [
+            {
+                "name": p.name,
+                "opens": p.opens_at.isoformat(),
+                "closes": p.closes_at.isoformat() if p.closes_at else None,
+                "state": phase_state(p),
+                "accepts_submissions": p.accepts_submissions,
+            }
+            for p in phases
+        ],
+        "files": challenge.public_files,
+    }
+    if user is not None and participation_of(session, challenge, user) is not None:
+        out["joined"] = True
+        out["quota"] = quota_for(session, challenge, user).to_dict()
+    else:
+        out["joined"] = False
+    return out
+
+
+def submission_json(request: Request, sub: Submission) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": sub.id,
+        "status": sub.status,
+        "filename": sub.filename,
+        "message": sub.message,
+        "size_bytes": sub.size_bytes,
+        "sha256": sub.sha256,
+        "created_at": sub.created_at.isoformat(),
+        "finished_at": sub.finished_at.isoformat() if sub.finished_at else None,
+        "public_score": sub.public_score,
+        "public_ci": [sub.public_ci_low, sub.public_ci_high]
+        if sub.public_ci_low is not None
+        else None,
+        "is_late": sub.is_late,
+        "error": sub.error_message or None,
+        "queue_position": queue_position(db(request), sub),
+    }
+    return out
+
+
+def entry_json(e: Entry) -> dict[str, Any]:
+    return {
+        "rank": e.rank,
+        "participant": e.username,
+        "score": e.score,
+        "ci": [e.ci_low, e.ci_high] if e.ci_low is not None else None,
+        "submission_id": e.submission_id,
+        "submitted_at": e.submitted_at.isoformat(),
+        "entries": e.entries,
+        "public_rank": e.public_rank,
+    }
+
+
+async def create_token(request: Request) -> Response:
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise BadRequest(
+            'Send JSON: {"login": "...", "password": "...", "name": "laptop"}.'
+        ) from exc
+    client_ip = request.client.host if request.client else "?"
+    request.app.state.ratelimiter.hit(
+        f"login:{client_ip}", settings_of(request).login_rate_per_minute, 60, "login attempts"
+    )
+
+    def _create() -> Response:
+        session = db(request)
+        user = find_user_for_login(session, str(body.get("login", "")))
+        if (
+            user is None
+            or not user.is_active
+            or not verify_password(user.password_hash, str(body.get("password", "")))
+        ):
+            raise NotAuthenticated("Unknown user name or wrong password.")
+        token = create_api_token(session, user=user, name=str(body.get("name") or "cli"))
+        session.commit()
+        return JSONResponse({"token": token, "username": user.username}, status_code=201)
+
+    return await run_in_threadpool(_create)
+
+
+def me(request: Request) -> Response:
+    user = api_user(request)
+    return JSONResponse({"username": user.username, "email": user.email, "role": user.role})
+
+
+def list_challenges(request: Request) -> Response:
+    from sqlmodel import col, select
+
+    user = current_user(request)
+    rows = db(request).exec(
+        select(Challenge).where(col(Challenge.is_listed)).order_by(col(Challenge.id))
+    )
+    return JSONResponse([challenge_json(request, c, user) for c in rows])
+
+
+def get_challenge(request: Request) -> Response:
+    challenge = visible_challenge(request, request.path_params["slug"])
+    return JSONResponse(challenge_json(request, challenge, current_user(request)))
+
+
+async def join(request: Request) -> Response:
+    user = api_user(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        body = {}
+    if body.get("accept_rules") is not True:
+        raise BadRequest('Accept the rules and data licence: send {"accept_rules": true}.')
+
+    def _join() -> Response:
+        challenge = visible_challenge(request, request.path_params["slug"])
+        join_challenge(db(request), challenge=challenge, user=user)
+        db(request).commit()
+        return JSONResponse(challenge_json(request, challenge, user))
+
+    return await run_in_threadpool(_join)
+
+
+async def submit(request: Request) -> Response:
+    """Multipart with a 'file' field, or a raw body with ?filename=...&message=..."""
+    user = api_user(request)
+    challenge = await run_in_threadpool(visible_challenge, request, request.path_params["slug"])
+    check_declared_size(request, challenge)
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_files=1)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise BadRequest("Send the predictions in a multipart field named 'file'.")
+        sub = await store_upload(
+            request,
+            challenge,
+            user,
+            iter_upload_file(upload),
+            upload.filename,
+            str(form.get("message", "")),
+        )
+    else:
+        filename = request.query_params.get("filename", "")
+        if not filename:
+            raise BadRequest("Name the file: add ?filename=predictions.csv to the URL.")
+        sub = await store_upload(
+            request,
+            challenge,
+            user,
+            request.stream(),
+            filename,
+            request.query_params.get("message", ""),
+        )
+    return await run_in_threadpool(
+        lambda: JSONResponse(submission_json(request, sub), status_code=201)
+    )
+
+
+def my_submissions(request: Request) -> Response:
+    user = api_user(request)
+    challenge = visible_challenge(request, request.path_params["slug"])
+    subs = submissions_of(db(request), challenge, user)
+    return JSONResponse([submission_json(request, s) for s in subs])
+
+
+def get_submission(request: Request) -> Response:
+    user = api_user(request)
+    sub = access_submission(db(request), int(request.path_params["id"]), user)
+    return JSONResponse(submission_json(request, sub))
+
+
+def leaderboard(request: Request) -> Response:
+    challenge = visible_challenge(request, request.path_params["slug"])
+    session = db(request)
+    phases = [p for p in phases_of(session, challenge) if p.accepts_submissions]
+    wanted = request.query_params.get("phase")
+    if wanted:
+        phase = next((p for p in phases if p.name == wanted), None)
+    else:
+        phase = challenge_status(phases_of(session, challenge)).submitting_phase or (
+            phases[0] if phases else None
+        )
+    if phase is None:
+        raise NotFound("No such phase.")
+    board = request.query_params.get("board", "public")
+    if board == "private" and not private_board_visible(challenge, phase):
+        raise NotFound("The private leaderboard is revealed when the phase closes.")
+    fn = private_leaderboard if board == "private" else public_leaderboard
+    entries = fn(session, challenge, phase, higher_is_better(challenge))
+    return JSONResponse(
+        {"phase": phase.name, "board": board, "entries": [entry_json(e) for e in entries]}
+    )
+
+
+routes = [
+    Route("/auth/token", create_token, methods=["POST"]),
+    Route("/me", me, methods=["GET"]),
+    Route("/challenges", list_challenges, methods=["GET"]),
+    Route("/challenges/{slug}", get_challenge, methods=["GET"]),
+    Route("/challenges/{slug}/join", join, methods=["POST"]),
+    Route("/challenges/{slug}/files/{name}", download, methods=["GET"]),
+    Route("/challenges/{slug}/submissions", submit, methods=["POST"]),
+    Route("/challenges/{slug}/submissions", my_submissions, methods=["GET"]),
+    Route("/challenges/{slug}/leaderboard", leaderboard, methods=["GET"]),
+    Route("/submissions/{id:int}", get_submission, methods=["GET"]),
+]

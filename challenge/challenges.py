@@ -1,0 +1,219 @@
+"""Challenges and phases: creation from a bundle, preparation (split + publish), status."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from splitter.split import SplitSpec, split_file
+from sqlmodel import Session, col, select
+
+from challenge import storage
+from challenge.bundle import Bundle
+from challenge.errors import BadRequest, Conflict, NotFound
+from challenge.models import Challenge, Participation, Phase, User, utcnow
+from challenge.settings import Settings
+from scoring.formats import SubmissionFormat
+from scoring.metrics import MetricSpec, get_metric
+from splitter.formats import file_checksums
+
+log = logging.getLogger(__name__)
+NON_SUBMITTING_PHASES = {"announcement"}
+
+
+def create_challenge(session: Session, *, bundle: Bundle, creator: User | None) -> Challenge:
+    """Insert the challenge and its phases in state 'preparing'; the split runs afterwards."""
+    if session.exec(select(Challenge).where(Challenge.slug == bundle.slug)).first() is not None:
+        raise Conflict(f"A challenge with slug '{bundle.slug}' exists; choose another slug.")
+    try:
+        fmt = SubmissionFormat.from_dict(bundle.submission)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadRequest(f"challenge.yaml: submission: {exc}") from exc
+    try:
+        metric = MetricSpec.from_dict(bundle.metric)
+        get_metric(metric.name)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadRequest(f"challenge.yaml: metric: {exc}") from exc
+    row = Challenge(
+        slug=bundle.slug,
+        title=bundle.title,
+        summary=bundle.summary,
+        description_md=bundle.description_md,
+        bundle_yaml=bundle.source_yaml,
+        dataset_ref=bundle.dataset,
+        license=bundle.license,
+        submission_format=fmt.to_dict(),
+        metric=metric.to_dict(),
+        split=bundle.split,
+        limits=bundle.limits,
+        leaderboard=bundle.leaderboard,
+        created_by=creator.id if creator else None,
+    )
+    session.add(row)
+    session.flush()
+    assert row.id is not None
+    for position, spec in enumerate(bundle.phases):
+        session.add(
+            Phase(
+                challenge_id=row.id,
+                name=spec.name,
+                position=position,
+                opens_at=spec.opens,
+                closes_at=spec.closes,
+                accepts_submissions=spec.name.lower() not in NON_SUBMITTING_PHASES,
+            )
+        )
+    session.flush()
+    return row
+
+
+def split_spec_for(challenge: Challenge) -> SplitSpec:
+    split = challenge.split
+    reweight = split.get("reweight") or {}
+    return SplitSpec(
+        seed=int(split["seed"]),
+        id_column=str(challenge.submission_format["id"]),
+        label_column=str(challenge.metric["label"]),
+        weight_column=(reweight.get("weight") if isinstance(reweight, dict) else None)
+        or challenge.metric.get("weight"),
+        train=split["train"],
+        public_test=split["public_test"],
+        private_test=split["private_test"],
+        stratify=split.get("stratify"),
+        group=split.get("group"),
+        reweight=bool(reweight),
+        reweight_by=reweight.get("by") if isinstance(reweight, dict) else None,
+    )
+
+
+def prepare_challenge(
+    settings: Settings,
+    challenge: Challenge,
+    dataset_path: Path,
+    progress: Callable[[float, str], None] | None = None,
+) -> dict[str, object]:
+    """Split the dataset into public files and the hidden solution. Runs in the worker or the CLI.
+
+    Writes into temporary folders and renames them at the end, so a failed split never leaves
+    half-published files behind.
+    """
+    public = storage.public_dir(settings, challenge.slug)
+    hidden = storage.label_dir(settings, challenge.slug)
+    tmp_public = public.with_name(public.name + ".tmp")
+    tmp_hidden = hidden.with_name(hidden.name + ".tmp")
+    for folder in (tmp_public, tmp_hidden):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    report = split_file(dataset_path, tmp_public, tmp_hidden, split_spec_for(challenge), progress)
+    for tmp, final in ((tmp_public, public), (tmp_hidden, hidden)):
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.replace(final)
+    files = []
+    for name in storage.PUBLIC_FILES:
+        path = public / name
+        md5, sha256 = file_checksums(path)
+        files.append({"name": name, "size": path.stat().st_size, "md5": md5, "sha256": sha256})
+    challenge.public_files = files
+    challenge.split_report = report.to_dict()
+    challenge.state = "ready"
+    challenge.state_message = ""
+    return challenge.split_report
+
+
+def phases_of(session: Session, challenge: Challenge) -> list[Phase]:
+    return list(
+        session.exec(
+            select(Phase).where(Phase.challenge_id == challenge.id).order_by(col(Phase.position))
+        )
+    )
+
+
+def phase_state(phase: Phase, now: dt.datetime | None = None) -> str:
+    now = now or utcnow()
+    if now < phase.opens_at:
+        return "upcoming"
+    if phase.closes_at is not None and now >= phase.closes_at:
+        return "closed"
+    return "open"
+
+
+@dataclass
+class ChallengeStatus:
+    label: str  # upcoming | running | finished
+    submitting_phase: Phase | None  # the phase a submission made now goes to
+    late: bool  # True when submissions are accepted only as late entries
+    next_change: dt.datetime | None
+
+
+def challenge_status(phases: list[Phase], now: dt.datetime | None = None) -> ChallengeStatus:
+    now = now or utcnow()
+    submitting = [p for p in phases if p.accepts_submissions]
+    open_now = [p for p in submitting if phase_state(p, now) == "open"]
+    upcoming = [p for p in submitting if phase_state(p, now) == "upcoming"]
+    changes = [t for p in phases for t in (p.opens_at, p.closes_at) if t is not None and t > now]
+    next_change = min(changes) if changes else None
+    if open_now:
+        # The phase that opened last wins: a hackathon day inside the competition takes it.
+        phase = max(open_now, key=lambda p: p.opens_at)
+        return ChallengeStatus("running", phase, False, next_change)
+    if upcoming and not [p for p in submitting if phase_state(p, now) == "closed"]:
+        return ChallengeStatus("upcoming", None, False, next_change)
+    if upcoming:
+        return ChallengeStatus("running", None, False, next_change)
+    last = max(submitting, key=lambda p: p.closes_at or p.opens_at) if submitting else None
+    return ChallengeStatus("finished", last, last is not None, next_change)
+
+
+def private_board_visible(
+    challenge: Challenge, phase: Phase, now: dt.datetime | None = None
+) -> bool:
+    if challenge.revealed_at is not None:
+        return True
+    if challenge.leaderboard.get("reveal", "at_close") == "manual":
+        return False
+    return phase_state(phase, now) == "closed"
+
+
+def reveal_private_leaderboard(session: Session, *, challenge: Challenge, actor: User) -> None:
+    if challenge.revealed_at is None:
+        challenge.revealed_at = utcnow()
+        session.add(challenge)
+        log.info("private leaderboard of %s revealed by %s", challenge.slug, actor.username)
+
+
+def get_challenge_by_slug(session: Session, slug: str) -> Challenge:
+    row = session.exec(select(Challenge).where(Challenge.slug == slug)).first()
+    if row is None:
+        raise NotFound(f"No challenge '{slug}'.")
+    return row
+
+
+def join_challenge(session: Session, *, challenge: Challenge, user: User) -> Participation:
+    """Register the user, recording when they accepted the rules and the data licence."""
+    assert challenge.id is not None and user.id is not None
+    row = session.exec(
+        select(Participation).where(
+            Participation.challenge_id == challenge.id, Participation.user_id == user.id
+        )
+    ).first()
+    if row is None:
+        row = Participation(challenge_id=challenge.id, user_id=user.id)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def participation_of(
+    session: Session, challenge: Challenge, user: User | None
+) -> Participation | None:
+    if user is None:
+        return None
+    return session.exec(
+        select(Participation).where(
+            Participation.challenge_id == challenge.id, Participation.user_id == user.id
+        )
+    ).first()

@@ -1,0 +1,605 @@
+"""The ``podium`` command: site operations, organizer tools and the participant client.
+
+Every command is documented in docs/cli.md (a test checks that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from challenge.settings import Settings, load_settings
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_AUTH, EXIT_INVALID = 0, 1, 2, 3, 4
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------- site operations
+
+
+def _ensure_redis(settings: Settings) -> None:
+    if not os.environ.get("PODIUM_REDIS_URL"):
+        from challenge.broker import start_embedded_redis
+
+        os.environ["PODIUM_REDIS_URL"] = start_embedded_redis(settings.data_dir.parent)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from challenge.db import migrate
+
+    settings = load_settings()
+    migrate(settings.database_url)
+    print(f"database at {settings.database_url} is up to date")
+    return EXIT_OK
+
+
+def start_worker_process(processes: int = 2) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [
+            sys.executable,
+            "-m",
+            "dramatiq",
+            "challenge.tasks",
+            "--processes",
+            str(processes),
+            "--threads",
+            "1",
+        ],
+        env=os.environ.copy(),
+    )
+
+
+def run_scheduler_forever(interval: float, stop: threading.Event) -> None:
+    """Send the periodic jobs: the reconciler (and, as they land, phase transitions)."""
+    from challenge.tasks import reconcile
+
+    log = logging.getLogger("podium.scheduler")
+    while not stop.wait(interval):
+        try:
+            reconcile.send()
+        except Exception:
+            log.exception("could not send the reconcile job; will try again")
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    _ensure_redis(settings)
+    proc = start_worker_process(args.processes)
+    return proc.wait()
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    _ensure_redis(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        run_scheduler_forever(args.interval, stop)
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from challenge.app import create_app
+
+    settings = load_settings()
+    _ensure_redis(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        workers=None,
+        proxy_headers=True,
+    )
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Everything on one machine: embedded Redis, SQLite, seeded challenges, worker, site."""
+    import uvicorn
+
+    from challenge.app import create_app
+    from challenge.db import migrate
+    from challenge.demo import seed_demo
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = load_settings()
+    _ensure_redis(settings)
+    migrate(settings.database_url)
+    accounts = seed_demo(settings, events=args.events)
+    worker = start_worker_process(args.worker_processes)
+    stop = threading.Event()
+    scheduler = threading.Thread(target=run_scheduler_forever, args=(30.0, stop), daemon=True)
+    scheduler.start()
+    url = f"http://{args.host}:{args.port}"
+    print("\n" + "=" * 70)
+    print(f"Podium demo running at {url}")
+    for role, (name, password) in accounts.items():
+        print(f"  {role:12s} user: {name:12s} password: {password}")
+    print("Press Ctrl-C to stop.")
+    print("=" * 70 + "\n", flush=True)
+    try:
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    finally:
+        stop.set()
+        worker.terminate()
+        try:
+            worker.wait(10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- organizer and admin tools
+
+
+def cmd_challenge_create(args: argparse.Namespace) -> int:
+    from sqlmodel import select
+
+    from challenge.bundle import parse_bundle
+    from challenge.challenges import create_challenge, prepare_challenge
+    from challenge.db import make_engine, session_scope
+    from challenge.errors import PodiumError
+    from challenge.models import Challenge, User
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    try:
+        bundle = parse_bundle(Path(args.bundle))
+        if bundle.dataset_path is None:
+            raise CliError(
+                f"dataset '{bundle.dataset}': dataset versions are resolved by "
+                "'podium dataset add'; give a file path relative to the bundle."
+            )
+        with session_scope(engine) as session:
+            creator = None
+            if args.owner:
+                creator = session.exec(select(User).where(User.username == args.owner)).first()
+                if creator is None:
+                    raise CliError(f"no user '{args.owner}'; create it with 'podium user create'.")
+            challenge = create_challenge(session, bundle=bundle, creator=creator)
+            challenge_id = challenge.id
+    except PodiumError as exc:
+        raise CliError(exc.message, EXIT_INVALID) from exc
+
+    def progress(fraction: float, what: str) -> None:
+        print(
+            f"\r  splitting: {fraction * 100:5.1f}% {what:40.40s}",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    with session_scope(engine) as session:
+        row = session.get(Challenge, challenge_id)
+        assert row is not None
+        try:
+            report = prepare_challenge(settings, row, bundle.dataset_path, progress)
+        except ValueError as exc:
+            row.state, row.state_message = "failed", str(exc)
+            session.add(row)
+            session.commit()
+            raise CliError(f"split failed: {exc}", EXIT_INVALID) from exc
+        session.add(row)
+    print(file=sys.stderr)
+    print(
+        json.dumps({"slug": bundle.slug, "state": "ready", "split": report}, indent=2, default=str)
+    )
+    return EXIT_OK
+
+
+def cmd_challenge_list(args: argparse.Namespace) -> int:
+    from sqlmodel import select
+
+    from challenge.challenges import challenge_status, phases_of
+    from challenge.db import make_engine, session_scope
+    from challenge.models import Challenge
+
+    settings = load_settings()
+    with session_scope(make_engine(settings.database_url)) as session:
+        for c in session.exec(select(Challenge).order_by(Challenge.id)):  # type: ignore[arg-type]
+            status = challenge_status(phases_of(session, c))
+            print(f"{c.slug:30s} {status.label:9s} {c.state:9s} {c.title}")
+    return EXIT_OK
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    from challenge.accounts import create_user
+    from challenge.db import make_engine, session_scope
+    from challenge.errors import PodiumError
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    if not password:
+        raise CliError("give the password on standard input with --password-stdin", EXIT_USAGE)
+    settings = load_settings()
+    try:
+        with session_scope(make_engine(settings.database_url)) as session:
+            user = create_user(
+                session, username=args.name, email=args.email, password=password, role=args.role
+            )
+            print(f"created {user.role} '{user.username}' (id {user.id})")
+    except PodiumError as exc:
+        raise CliError(exc.message, EXIT_INVALID) from exc
+    return EXIT_OK
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from sqlmodel import select
+
+    from challenge.accounts import create_api_token
+    from challenge.db import make_engine, session_scope
+    from challenge.models import User
+
+    settings = load_settings()
+    with session_scope(make_engine(settings.database_url)) as session:
+        user = session.exec(select(User).where(User.username == args.name)).first()
+        if user is None:
+            raise CliError(f"no user '{args.name}'", EXIT_INVALID)
+        print(create_api_token(session, user=user, name=args.token_name))
+    return EXIT_OK
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from scoring.commands import run_score_command
+
+    params: dict[str, Any] = {}
+    for item in args.param or []:
+        key, _, value = item.partition("=")
+        if not key or not _:
+            raise CliError(f"--param takes key=value, got '{item}'", EXIT_USAGE)
+        params[key] = _parse_scalar(value)
+    result = run_score_command(args.metric, Path(args.solution), Path(args.submission), params)
+    print(json.dumps(result, indent=2, default=str))
+    return EXIT_OK if result.get("status", "scored") == "scored" else EXIT_INVALID
+
+
+def _parse_scalar(value: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def cmd_generate_higgs(args: argparse.Namespace) -> int:
+    from splitter.generate import generate_higgs
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame = generate_higgs(args.events, args.seed)
+    if out.suffix == ".parquet":
+        frame.to_parquet(out, index=False)
+    elif out.name.endswith(".csv.gz"):
+        frame.to_csv(out, index=False, compression="gzip")
+    else:
+        frame.to_csv(out, index=False)
+    counts = frame["Label"].value_counts().to_dict()
+    print(json.dumps({"out": str(out), "events": len(frame), "labels": counts}))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- participant client
+
+
+def config_path() -> Path:
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "podium" / "config.json"
+
+
+def load_client_config() -> dict[str, str]:
+    path = config_path()
+    if path.is_file():
+        data: dict[str, str] = json.loads(path.read_text())
+        return data
+    return {}
+
+
+def client(args: argparse.Namespace, need_token: bool = True) -> Any:
+    import httpx
+
+    cfg = load_client_config()
+    url = (
+        getattr(args, "url", None)
+        or os.environ.get("PODIUM_URL")
+        or cfg.get("url")
+        or "http://127.0.0.1:8000"
+    ).rstrip("/")
+    token = os.environ.get("PODIUM_TOKEN") or cfg.get("token")
+    if need_token and not token:
+        raise CliError("not logged in: run 'podium login' (or set PODIUM_TOKEN)", EXIT_AUTH)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(60.0, connect=10.0))
+
+
+def _check(response: Any) -> Any:
+    if response.status_code in (401, 403):
+        raise CliError(response.json().get("message", "not allowed"), EXIT_AUTH)
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("message", response.text)
+        except ValueError:
+            message = response.text
+        raise CliError(message, EXIT_INVALID if response.status_code < 500 else EXIT_ERROR)
+    return response
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    import getpass
+
+    import httpx
+
+    url = (args.url or "http://127.0.0.1:8000").rstrip("/")
+    password = (
+        sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
+    )
+    with httpx.Client(base_url=url, timeout=30) as http:
+        r = _check(
+            http.post(
+                "/api/auth/token",
+                json={"login": args.username, "password": password, "name": "podium-cli"},
+            )
+        )
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"url": url, "token": r.json()["token"]}))
+    path.chmod(0o600)
+    print(f"logged in to {url} as {r.json()['username']}")
+    return EXIT_OK
+
+
+def cmd_challenges(args: argparse.Namespace) -> int:
+    with client(args, need_token=False) as http:
+        rows = _check(http.get("/api/challenges")).json()
+    for c in rows:
+        print(f"{c['slug']:30s} {c['status']:9s} {c['title']}")
+    return EXIT_OK
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ext = {"parquet": ".parquet", "csv": ".csv", "hdf5": ".h5", "root": ".root"}[args.format]
+    with client(args) as http:
+        info = _check(http.get(f"/api/challenges/{args.slug}")).json()
+        for f in info["files"]:
+            stem = f["name"].rsplit(".", 1)[0]
+            target = out_dir / f"{args.slug}-{stem}{ext}"
+            with http.stream(
+                "GET",
+                f"/api/challenges/{args.slug}/files/{f['name']}",
+                params={"format": args.format},
+            ) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    _check(r)
+                total = int(r.headers.get("content-length", 0))
+                done = 0
+                with target.open("wb") as fh:
+                    for chunk in r.iter_bytes(1 << 20):
+                        fh.write(chunk)
+                        done += len(chunk)
+                        _progress(f"{target.name}", done, total)
+            print(file=sys.stderr)
+            print(target)
+    return EXIT_OK
+
+
+def _progress(label: str, done: int, total: int) -> None:
+    if not sys.stderr.isatty():
+        return
+    if total:
+        width = 30
+        filled = int(width * done / total)
+        print(
+            f"\r{label:30.30s} [{'#' * filled}{'.' * (width - filled)}] {done / total * 100:5.1f}%",
+            end="",
+            file=sys.stderr,
+        )
+    else:
+        print(f"\r{label:30.30s} {done / 1e6:8.1f} MB", end="", file=sys.stderr)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"{path}: no such file", EXIT_USAGE)
+    total = path.stat().st_size
+
+    def body() -> Any:
+        done = 0
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                done += len(chunk)
+                _progress(path.name, done, total)
+                yield chunk
+
+    with client(args) as http:
+        r = _check(
+            http.post(
+                f"/api/challenges/{args.slug}/submissions",
+                params={"filename": path.name, "message": args.message or ""},
+                content=body(),
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(total)},
+            )
+        )
+        sub = r.json()
+        print(file=sys.stderr)
+        print(f"submission {sub['id']} received")
+        if args.no_wait:
+            return EXIT_OK
+        deadline = time.monotonic() + args.timeout
+        while sub["status"] in ("received", "scoring") and time.monotonic() < deadline:
+            time.sleep(0.3)
+            sub = _check(http.get(f"/api/submissions/{sub['id']}")).json()
+    if sub["status"] == "scored":
+        ci = sub.get("public_ci")
+        extra = f"  (95% interval {ci[0]:.5f} .. {ci[1]:.5f})" if ci else ""
+        print(f"scored: public score {sub['public_score']:.6f}{extra}")
+        return EXIT_OK
+    if sub["status"] in ("invalid", "error"):
+        print(f"{sub['status']}: {sub.get('error')}", file=sys.stderr)
+        return EXIT_INVALID if sub["status"] == "invalid" else EXIT_ERROR
+    print(
+        f"still {sub['status']} after {args.timeout} s; check later with 'podium submissions {args.slug}'"
+    )
+    return EXIT_OK
+
+
+def cmd_submissions(args: argparse.Namespace) -> int:
+    with client(args) as http:
+        rows = _check(http.get(f"/api/challenges/{args.slug}/submissions")).json()
+    for s in rows:
+        score = f"{s['public_score']:.6f}" if s["public_score"] is not None else "-"
+        print(
+            f"{s['id']:6d} {s['created_at'][:19]} {s['status']:8s} {score:>12s} {s['filename']}"
+            + (f"  {s['error'][:80]}" if s.get("error") else "")
+        )
+    return EXIT_OK
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    with client(args, need_token=False) as http:
+        params = {"board": args.board}
+        if args.phase:
+            params["phase"] = args.phase
+        data = _check(http.get(f"/api/challenges/{args.slug}/leaderboard", params=params)).json()
+    print(f"{data['board']} leaderboard, phase {data['phase']}")
+    for e in data["entries"]:
+        print(f"{e['rank']:4d} {e['participant']:24s} {e['score']:.6f} ({e['entries']} entries)")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="podium", description="Podium: host and take part in ML challenges."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(
+        name: str, fn: Callable[[argparse.Namespace], int], help_: str, parent: Any = sub
+    ) -> argparse.ArgumentParser:
+        sp: argparse.ArgumentParser = parent.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    d = add(
+        "demo", cmd_demo, "Run the demo site: embedded Redis, SQLite, seeded challenges, worker."
+    )
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=int, default=8000)
+    d.add_argument("--events", type=int, default=50_000, help="events in the demo HiggsML dataset")
+    d.add_argument("--worker-processes", type=int, default=2)
+    s = add("serve", cmd_serve, "Serve the web site (production: behind a proxy).")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    w = add("worker", cmd_worker, "Run the scoring worker (dramatiq).")
+    w.add_argument("--processes", type=int, default=2)
+    sc = add("scheduler", cmd_scheduler, "Send periodic jobs (reconciler, phase changes).")
+    sc.add_argument("--interval", type=float, default=30.0)
+    add("migrate", cmd_migrate, "Create or upgrade the database schema.")
+
+    ch = add("challenge", lambda a: EXIT_USAGE, "Organizer commands for challenges.")
+    chs = ch.add_subparsers(dest="challenge_command", required=True)
+    cc = add(
+        "create", cmd_challenge_create, "Create a challenge from a bundle (challenge.yaml).", chs
+    )
+    cc.add_argument("bundle")
+    cc.add_argument("--owner", help="user name of the organizer who owns it")
+    add("list", cmd_challenge_list, "List all challenges.", chs)
+
+    us = add("user", lambda a: EXIT_USAGE, "Admin commands for accounts.")
+    uss = us.add_subparsers(dest="user_command", required=True)
+    uc = add("create", cmd_user_create, "Create an account.", uss)
+    uc.add_argument("name")
+    uc.add_argument("--email", required=True)
+    uc.add_argument("--role", default="participant", choices=["admin", "organizer", "participant"])
+    uc.add_argument("--password-stdin", action="store_true")
+
+    tk = add("token", lambda a: EXIT_USAGE, "Admin commands for API tokens.")
+    tks = tk.add_subparsers(dest="token_command", required=True)
+    tc = add("create", cmd_token_create, "Create an API token for a user and print it.", tks)
+    tc.add_argument("name", help="user name")
+    tc.add_argument("--token-name", default="cli")
+
+    scr = add("score", cmd_score, "Score a submission file offline and print JSON.")
+    scr.add_argument("--metric", required=True)
+    scr.add_argument("--solution", required=True)
+    scr.add_argument("--submission", required=True)
+    scr.add_argument("--param", action="append", help="metric parameter key=value (repeatable)")
+
+    gen = add("generate", lambda a: EXIT_USAGE, "Generate toy physics datasets.")
+    gens = gen.add_subparsers(dest="generate_command", required=True)
+    gh = add("higgs", cmd_generate_higgs, "HiggsML-like events with the 2014 columns.", gens)
+    gh.add_argument("--events", type=int, required=True)
+    gh.add_argument("--seed", type=int, default=0)
+    gh.add_argument("--out", required=True)
+
+    lg = add("login", cmd_login, "Log in to a Podium site and store an API token.")
+    lg.add_argument("username")
+    lg.add_argument("--url")
+    lg.add_argument("--password-stdin", action="store_true")
+    cl = add("challenges", cmd_challenges, "List challenges.")
+    cl.add_argument("--url")
+    dl = add("download", cmd_download, "Download a challenge's public data.")
+    dl.add_argument("slug")
+    dl.add_argument("--format", default="parquet", choices=["parquet", "csv", "hdf5", "root"])
+    dl.add_argument("--out", default=".")
+    dl.add_argument("--url")
+    sb = add("submit", cmd_submit, "Upload predictions and wait for the score.")
+    sb.add_argument("slug")
+    sb.add_argument("file")
+    sb.add_argument("-m", "--message", default="")
+    sb.add_argument("--no-wait", action="store_true")
+    sb.add_argument("--timeout", type=float, default=120.0)
+    sb.add_argument("--url")
+    ss = add("submissions", cmd_submissions, "List your submissions to a challenge.")
+    ss.add_argument("slug")
+    ss.add_argument("--url")
+    lb = add("leaderboard", cmd_leaderboard, "Show a leaderboard.")
+    lb.add_argument("slug")
+    lb.add_argument("--phase")
+    lb.add_argument("--board", default="public", choices=["public", "private"])
+    lb.add_argument("--url")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.fn(args)
+    except CliError as exc:
+        print(f"podium: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Seed the demo site: accounts and HiggsML-style challenges from the built-in toy generator."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import textwrap
+
+from sqlmodel import select
+
+from challenge.accounts import create_user
+from challenge.bundle import parse_bundle
+from challenge.challenges import create_challenge, prepare_challenge
+from challenge.db import make_engine, session_scope
+from challenge.models import Challenge, User, utcnow
+from challenge.settings import Settings
+from splitter.generate import generate_higgs
+
+log = logging.getLogger(__name__)
+
+DEMO_ACCOUNTS = {
+    "admin": ("admin", "podium-admin"),
+    "organizer": ("organizer", "podium-organizer"),
+    "participant": ("alice", "podium-alice"),
+}
+
+DESCRIPTION = """\
+Separate the H → ττ signal from the Z → ττ, top-pair and W backgrounds.
+
+Each row is one simulated collision event with the HiggsML 2014 features (DER_* derived and PRI_*
+primitive quantities; −999.0 marks a value that is undefined for the event). The training file has
+the `Label` (s for signal, b for background) and the event `Weight`.
+
+Submit a CSV with `EventId,RankOrder,Class`: `RankOrder` is a permutation of 1..N (N the number of
+test events; higher means more signal-like) and `Class` is `s` or `b`. The score is the approximate
+median significance (AMS) with b_reg = 10, computed on a public part of the test set; the private
+part decides the final ranking and is revealed when the challenge closes.
+"""
+
+
+def _bundle_text(slug: str, title: str, summary: str, phases: str, seed: int) -> str:
+    return textwrap.dedent(f"""\
+        slug: {slug}
+        title: {title}
+        summary: {summary}
+        description: description.md
+        dataset: higgs.csv
+        license: CC-BY-4.0
+        split: {{seed: {seed}, train: 0.5, public_test: 0.15, private_test: 0.35,
+                stratify: Label, reweight: {{weight: Weight, by: Label}}}}
+        submission: {{id: EventId, columns: {{RankOrder: rank, Class: {{values: [s, b]}}}}}}
+        metric: {{name: ams, weight: Weight, label: Label, positive: s, b_reg: 10}}
+        phases:
+        {phases}
+        limits: {{per_day: 10, total: 300, file_mb: 50, team_size: 4, final_selections: 2}}
+        leaderboard: {{reveal: at_close}}
+        """)
+
+
+def seed_demo(settings: Settings, events: int = 50_000) -> dict[str, tuple[str, str]]:
+    """Create the demo accounts and challenges unless they exist. Returns the accounts to print."""
+    engine = make_engine(settings.database_url)
+    with session_scope(engine) as session:
+        for role, (name, password) in DEMO_ACCOUNTS.items():
+            if session.exec(select(User).where(User.username == name)).first() is None:
+                create_user(
+                    session,
+                    username=name,
+                    email=f"{name}@demo.podium.invalid",
+                    password=password,
+                    role=role,
+                )
+    demo_dir = settings.data_dir.parent / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    data = demo_dir / "higgs.csv"
+    if not data.is_file():
+        log.info("generating %d HiggsML-like events for the demo", events)
+        generate_higgs(events, seed=2014).to_csv(data, index=False)
+    (demo_dir / "description.md").write_text(DESCRIPTION, encoding="utf-8")
+
+    now = utcnow().replace(minute=0, second=0, microsecond=0)
+
+    def iso(t: dt.datetime) -> str:
+        return t.strftime("%Y-%m-%dT%H:%MZ")
+
+    specs = [
+        (
+            "higgsml-demo",
+            "HiggsML demo",
+            "Find the Higgs boson in simulated ATLAS-like events.",
+            f"  - {{name: competition, opens: {iso(now - dt.timedelta(days=2))}, closes: {iso(now + dt.timedelta(days=30))}}}",
+            2014,
+        ),
+        (
+            "higgsml-2027",
+            "HiggsML 2027 (announced)",
+            "The next edition: announced a month ahead.",
+            f"  - {{name: announcement, opens: {iso(now - dt.timedelta(days=1))}}}\n"
+            f"  - {{name: competition, opens: {iso(now + dt.timedelta(days=30))}, closes: {iso(now + dt.timedelta(days=120))}}}",
+            2027,
+        ),
+    ]
+    for slug, title, summary, phases, seed in specs:
+        with session_scope(engine) as session:
+            if session.exec(select(Challenge).where(Challenge.slug == slug)).first() is not None:
+                continue
+            owner = session.exec(select(User).where(User.username == "organizer")).one()
+            bundle_path = demo_dir / f"{slug}.yaml"
+            bundle_path.write_text(
+                _bundle_text(slug, title, summary, phases, seed), encoding="utf-8"
+            )
+            challenge = create_challenge(session, bundle=parse_bundle(bundle_path), creator=owner)
+            assert data is not None
+            prepare_challenge(settings, challenge, data)
+            session.add(challenge)
+            log.info("seeded challenge %s", slug)
+    return DEMO_ACCOUNTS

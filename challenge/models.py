@@ -1,0 +1,149 @@
+"""Table models. Input and output schemas live next to the views that use them (see schemas.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores no offset)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use timezone-aware values")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+def ts_column(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(index=True, unique=True, max_length=40)
+    email: str = Field(index=True, unique=True, max_length=254)
+    password_hash: str = Field(max_length=255)
+    role: str = Field(default="participant", max_length=20)  # admin | organizer | participant
+    is_active: bool = True
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    name: str = Field(max_length=80)
+    prefix: str = Field(max_length=12, index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_used_at: dt.datetime | None = ts_column()
+    revoked: bool = False
+
+
+class Challenge(SQLModel, table=True):
+    __tablename__ = "challenge"
+
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(index=True, unique=True, max_length=64)
+    title: str = Field(max_length=200)
+    summary: str = Field(default="", max_length=500)
+    description_md: str = Field(default="", sa_type=sa.Text)
+    bundle_yaml: str = Field(default="", sa_type=sa.Text)
+    dataset_ref: str = Field(default="", max_length=200)
+    license: str = Field(default="", max_length=80)
+    submission_format: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    metric: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    split: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    limits: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    leaderboard: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    public_files: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)
+    split_report: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    # preparing -> ready | failed ; the split runs as a background job.
+    state: str = Field(default="preparing", max_length=20)
+    state_message: str = Field(default="", sa_type=sa.Text)
+    is_listed: bool = True
+    created_by: int | None = Field(default=None, foreign_key="user.id")
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    revealed_at: dt.datetime | None = ts_column()
+
+
+class Phase(SQLModel, table=True):
+    __tablename__ = "phase"
+
+    id: int | None = Field(default=None, primary_key=True)
+    challenge_id: int = Field(foreign_key="challenge.id", index=True)
+    name: str = Field(max_length=80)
+    position: int = 0
+    opens_at: dt.datetime = Field(sa_type=UTCDateTime)
+    closes_at: dt.datetime | None = ts_column()
+    accepts_submissions: bool = True
+
+
+class Participation(SQLModel, table=True):
+    """A user's registration in a challenge; its row is locked to count quota atomically."""
+
+    __tablename__ = "participation"
+    __table_args__ = (sa.UniqueConstraint("user_id", "challenge_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    challenge_id: int = Field(foreign_key="challenge.id", index=True)
+    accepted_rules_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    submission_counter: int = 0  # bumped under lock by every upload; serializes quota checks
+
+
+SUBMISSION_STATES = ("received", "scoring", "scored", "invalid", "error")
+
+
+class Submission(SQLModel, table=True):
+    __tablename__ = "submission"
+
+    id: int | None = Field(default=None, primary_key=True)
+    challenge_id: int = Field(foreign_key="challenge.id", index=True)
+    phase_id: int = Field(foreign_key="phase.id", index=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    filename: str = Field(max_length=255)
+    stored_path: str = Field(max_length=500)
+    size_bytes: int = 0
+    sha256: str = Field(default="", max_length=64)
+    message: str = Field(default="", max_length=500)
+    status: str = Field(default="received", max_length=12, index=True)
+    public_score: float | None = None
+    private_score: float | None = None
+    public_ci_low: float | None = None
+    public_ci_high: float | None = None
+    private_ci_low: float | None = None
+    private_ci_high: float | None = None
+    error_message: str = Field(default="", sa_type=sa.Text)  # shown to the participant
+    error_detail: str = Field(default="", sa_type=sa.Text)  # organizers only
+    attempts: int = 0
+    is_late: bool = False
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    enqueued_at: dt.datetime | None = ts_column()
+    scoring_started_at: dt.datetime | None = ts_column()
+    finished_at: dt.datetime | None = ts_column()
+    duration_ms: float | None = None

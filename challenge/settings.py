@@ -1,0 +1,69 @@
+"""Settings: the one place that reads the environment (``PODIUM_*`` variables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRET = "dev-insecure-change-me"  # noqa: S105 - the value production refuses
+
+
+class Settings(BaseSettings):
+    """Everything Podium needs to start. Each field is documented in docs/configuration.md."""
+
+    model_config = SettingsConfigDict(env_prefix="PODIUM_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    secret_key: str = PLACEHOLDER_SECRET
+    database_url: str = ""
+    redis_url: str = ""
+    data_dir: Path = Path("var/data")
+    label_dir: Path = Path("var/labels")
+    base_url: str = "http://127.0.0.1:8000"
+    site_name: str = "Podium"
+    max_upload_mb: int = Field(default=200, ge=1)
+    score_bootstrap: int = Field(default=200, ge=0)
+    sandbox_memory_mb: int = Field(default=2048, ge=64)
+    sandbox_cpu_seconds: int = Field(default=60, ge=1)
+    sandbox_wall_seconds: float = Field(default=120.0, gt=0)
+    reconcile_after_seconds: int = Field(default=120, ge=5)
+    login_rate_per_minute: int = Field(default=20, ge=1)
+    secure_cookies: bool = False
+
+    @model_validator(mode="after")
+    def _defaults_and_guards(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir.parent / 'podium.db'}"
+        if self.env == "production" and (
+            self.secret_key == PLACEHOLDER_SECRET or len(self.secret_key) < 32
+        ):
+            raise ValueError(
+                "PODIUM_SECRET_KEY must be set to a random value of at least 32 characters "
+                "in production (for example: python -c 'import secrets; print(secrets.token_hex(32))')"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def public_dir(self) -> Path:
+        """Files anyone registered may download."""
+        return self.data_dir / "public"
+
+    @property
+    def submissions_dir(self) -> Path:
+        return self.data_dir / "submissions"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment once; tests pass explicit overrides."""
+    return Settings(**overrides)  # type: ignore[arg-type]

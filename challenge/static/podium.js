@@ -1,0 +1,26 @@
+// Small progressive enhancements: countdowns and live submission status. Pages work without it.
+(function () {
+  function tick() {
+    document.querySelectorAll(".countdown[data-until]").forEach(function (el) {
+      var ms = new Date(el.dataset.until) - new Date();
+      if (isNaN(ms)) return;
+      if (ms <= 0) { el.textContent = "now"; return; }
+      var d = Math.floor(ms / 864e5), h = Math.floor(ms / 36e5) % 24, m = Math.floor(ms / 6e4) % 60, s = Math.floor(ms / 1e3) % 60;
+      el.textContent = (d ? d + "d " : "") + h + "h " + m + "m " + s + "s";
+    });
+  }
+  tick(); setInterval(tick, 1000);
+  var rows = document.getElementById("submission-rows");
+  if (!rows) return;
+  function pending() { return rows.querySelector('tr[data-status="received"], tr[data-status="scoring"]'); }
+  var delay = 250;
+  function poll() {
+    if (!pending()) return;
+    fetch(rows.dataset.url, { headers: { "Accept": "text/html" }, credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (html) { rows.innerHTML = html; })
+      .catch(function () {})
+      .finally(function () { delay = Math.min(delay * 1.5, 3000); setTimeout(poll, delay); });
+  }
+  setTimeout(poll, delay);
+})();

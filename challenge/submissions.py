@@ -1,0 +1,234 @@
+"""Submissions: creation with an exact quota, the state machine, and storing results."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
+
+from challenge.challenges import challenge_status, phases_of
+from challenge.errors import NotFound, PermissionDenied, QuotaExceeded
+from challenge.models import Challenge, Participation, Submission, User, utcnow
+
+FINAL_STATES = ("scored", "invalid", "error")
+COUNTED_STATES = ("received", "scoring", "scored", "error")  # invalid files never use quota
+
+
+def utc_midnight(now: dt.datetime) -> dt.datetime:
+    return now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class Quota:
+    per_day: int
+    used_today: int
+    total: int
+    used_total: int
+    resets_at: dt.datetime
+
+    @property
+    def left_today(self) -> int:
+        return max(0, min(self.per_day - self.used_today, self.total - self.used_total))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "per_day": self.per_day,
+            "used_today": self.used_today,
+            "total": self.total,
+            "used_total": self.used_total,
+            "left_today": self.left_today,
+            "resets_at": self.resets_at.isoformat(),
+        }
+
+
+def quota_for(
+    session: Session, challenge: Challenge, user: User, now: dt.datetime | None = None
+) -> Quota:
+    now = now or utcnow()
+    midnight = utc_midnight(now)
+    base = (
+        select(func.count())
+        .select_from(Submission)
+        .where(
+            Submission.challenge_id == challenge.id,
+            Submission.user_id == user.id,
+            col(Submission.status).in_(COUNTED_STATES),
+        )
+    )
+    used_total = session.exec(base).one()
+    used_today = session.exec(base.where(Submission.created_at >= midnight)).one()
+    return Quota(
+        per_day=int(challenge.limits.get("per_day", 5)),
+        used_today=int(used_today),
+        total=int(challenge.limits.get("total", 300)),
+        used_total=int(used_total),
+        resets_at=midnight + dt.timedelta(days=1),
+    )
+
+
+def create_submission(
+    session: Session,
+    *,
+    challenge: Challenge,
+    user: User,
+    stored_path: Path,
+    filename: str,
+    size_bytes: int,
+    sha256: str,
+    message: str = "",
+    now: dt.datetime | None = None,
+) -> Submission:
+    """Record an upload in state 'received' and charge the quota, atomically.
+
+    The first statement bumps the participant's counter row: on PostgreSQL that takes the row lock,
+    on SQLite the write lock, so concurrent uploads by one participant are counted one at a time and
+    can never exceed the limit. Must be called at the start of a fresh transaction.
+    """
+    now = now or utcnow()
+    bumped = session.execute(
+        sa.update(Participation)
+        .where(
+            col(Participation.challenge_id) == challenge.id,
+            col(Participation.user_id) == user.id,
+        )
+        .values(submission_counter=col(Participation.submission_counter) + 1)
+    )
+    if bumped.rowcount == 0:  # type: ignore[attr-defined]
+        raise PermissionDenied("Join the challenge (and accept its rules) before submitting.")
+    status = challenge_status(phases_of(session, challenge), now)
+    if status.submitting_phase is None:
+        raise PermissionDenied(
+            "This challenge is not accepting submissions yet; "
+            + (
+                f"the next phase opens {status.next_change:%Y-%m-%d %H:%M} UTC."
+                if status.next_change
+                else ""
+            )
+        )
+    quota = quota_for(session, challenge, user, now)
+    if quota.used_total >= quota.total:
+        raise QuotaExceeded(f"You have used all {quota.total} submissions of this challenge.")
+    if quota.used_today >= quota.per_day:
+        raise QuotaExceeded(
+            f"You have used your {quota.per_day} submissions for today (UTC). "
+            f"The counter resets at {quota.resets_at:%Y-%m-%d %H:%M} UTC; invalid files are not counted."
+        )
+    assert (
+        challenge.id is not None and user.id is not None and status.submitting_phase.id is not None
+    )
+    row = Submission(
+        challenge_id=challenge.id,
+        phase_id=status.submitting_phase.id,
+        user_id=user.id,
+        filename=Path(filename).name[:255] or "submission.csv",
+        stored_path=str(stored_path),
+        size_bytes=size_bytes,
+        sha256=sha256,
+        message=message.strip()[:500],
+        is_late=status.late,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def access_submission(session: Session, submission_id: int, user: User | None) -> Submission:
+    """A submission its owner, an organizer of its challenge or an admin may see; else NotFound."""
+    row = session.get(Submission, submission_id)
+    if row is None or user is None:
+        raise NotFound("No such submission.")
+    if row.user_id == user.id or user.role == "admin":
+        return row
+    if user.role == "organizer":
+        challenge = session.get(Challenge, row.challenge_id)
+        if challenge is not None and challenge.created_by == user.id:
+            return row
+    raise NotFound("No such submission.")
+
+
+def submissions_of(session: Session, challenge: Challenge, user: User) -> list[Submission]:
+    return list(
+        session.exec(
+            select(Submission)
+            .where(Submission.challenge_id == challenge.id, Submission.user_id == user.id)
+            .order_by(col(Submission.created_at).desc(), col(Submission.id).desc())
+        )
+    )
+
+
+def queue_position(session: Session, submission: Submission) -> int | None:
+    """How many submissions are ahead of this one in the queue (0 = being scored next)."""
+    if submission.status not in ("received", "scoring"):
+        return None
+    if submission.status == "scoring":
+        return 0
+    ahead = session.exec(
+        select(func.count())
+        .select_from(Submission)
+        .where(
+            col(Submission.status).in_(("received", "scoring")), col(Submission.id) < submission.id
+        )
+    ).one()
+    return int(ahead)
+
+
+def claim_for_scoring(session: Session, submission_id: int, lease_seconds: float) -> bool:
+    """Move a submission to 'scoring' unless another worker holds a live lease on it.
+
+    Compare-and-set in one UPDATE, so a duplicated message scores once; an expired lease (a worker
+    killed mid-job) can be taken over.
+    """
+    now = utcnow()
+    stale = now - dt.timedelta(seconds=lease_seconds)
+    result = session.execute(
+        sa.update(Submission)
+        .where(
+            col(Submission.id) == submission_id,
+            sa.or_(
+                col(Submission.status) == "received",
+                sa.and_(
+                    col(Submission.status) == "scoring", col(Submission.scoring_started_at) < stale
+                ),
+            ),
+        )
+        .values(status="scoring", scoring_started_at=now, attempts=col(Submission.attempts) + 1)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def record_result(session: Session, submission_id: int, result: dict[str, Any]) -> bool:
+    """Store a grading result in one UPDATE, only if the submission is still being scored."""
+    status = result["status"]
+    values: dict[str, Any] = {
+        "status": status,
+        "finished_at": utcnow(),
+        "duration_ms": result.get("duration_ms"),
+    }
+    if status == "scored":
+        pub_ci = result.get("public_ci") or (None, None)
+        priv_ci = result.get("private_ci") or (None, None)
+        values.update(
+            public_score=result.get("public"),
+            private_score=result.get("private"),
+            public_ci_low=pub_ci[0],
+            public_ci_high=pub_ci[1],
+            private_ci_low=priv_ci[0],
+            private_ci_high=priv_ci[1],
+            error_message="",
+            error_detail="",
+        )
+    else:
+        values.update(
+            error_message=result.get("message", ""), error_detail=result.get("detail", "")
+        )
+    updated = session.execute(
+        sa.update(Submission)
+        .where(col(Submission.id) == submission_id, col(Submission.status) == "scoring")
+        .values(**values)
+    )
+    return bool(updated.rowcount)  # type: ignore[attr-defined]

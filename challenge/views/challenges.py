@@ -1,0 +1,264 @@
+"""Challenge pages: list, overview with data and submissions, downloads, upload, leaderboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlmodel import col, select
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from challenge import storage
+from challenge.challenges import (
+    challenge_status,
+    get_challenge_by_slug,
+    join_challenge,
+    participation_of,
+    phase_state,
+    phases_of,
+    private_board_visible,
+)
+from challenge.errors import BadRequest, NotFound
+from challenge.leaderboard import private_leaderboard, public_leaderboard
+from challenge.models import Challenge, Phase, User
+from challenge.submissions import queue_position, quota_for, submissions_of
+from challenge.uploads import check_declared_size, iter_upload_file, store_upload
+from challenge.web import (
+    current_user,
+    db,
+    flash,
+    read_form,
+    redirect,
+    render,
+    require_user,
+    settings_of,
+)
+from scoring.metrics import MetricSpec
+from splitter.formats import export_table, file_checksums
+
+
+def visible_challenge(request: Request, slug: str) -> Challenge:
+    """Fetch a challenge the current user may see; hidden and missing look the same."""
+    challenge = get_challenge_by_slug(db(request), slug)
+    user = current_user(request)
+    if not challenge.is_listed and not (
+        user and (user.role == "admin" or user.id == challenge.created_by)
+    ):
+        if participation_of(db(request), challenge, user) is None:
+            raise NotFound(f"No challenge '{slug}'.")
+    return challenge
+
+
+def higher_is_better(challenge: Challenge) -> bool:
+    return MetricSpec.from_dict(challenge.metric).higher_is_better
+
+
+def index(request: Request) -> Response:
+    session = db(request)
+    groups: dict[str, list[tuple[Challenge, object]]] = {
+        "running": [],
+        "upcoming": [],
+        "finished": [],
+    }
+    for challenge in session.exec(
+        select(Challenge).where(col(Challenge.is_listed)).order_by(col(Challenge.created_at).desc())
+    ):
+        status = challenge_status(phases_of(session, challenge))
+        groups[status.label].append((challenge, status))
+    return render(request, "challenge/index.html", groups=groups)
+
+
+def overview(request: Request) -> Response:
+    challenge = visible_challenge(request, request.path_params["slug"])
+    session = db(request)
+    user = current_user(request)
+    phases = phases_of(session, challenge)
+    participation = participation_of(session, challenge, user)
+    subs = submissions_of(session, challenge, user) if user and participation else []
+    quota = quota_for(session, challenge, user) if user and participation else None
+    positions = {
+        s.id: queue_position(session, s) for s in subs if s.status in ("received", "scoring")
+    }
+    return render(
+        request,
+        "challenge/overview.html",
+        challenge=challenge,
+        phases=[(p, phase_state(p)) for p in phases],
+        status=challenge_status(phases),
+        participation=participation,
+        submissions=subs,
+        positions=positions,
+        quota=quota,
+        fmt=challenge.submission_format,
+    )
+
+
+async def join(request: Request) -> Response:
+    user = require_user(request)
+    form = await read_form(request)
+    if form.get("accept") != "yes":
+        raise BadRequest("Tick the box to accept the rules and the data licence, then join.")
+
+    def _join() -> Response:
+        challenge = visible_challenge(request, request.path_params["slug"])
+        join_challenge(db(request), challenge=challenge, user=user)
+        db(request).commit()
+        flash(request, f"You have joined {challenge.title}. The data is yours to download.")
+        return redirect(f"/c/{challenge.slug}")
+
+    return await run_in_threadpool(_join)
+
+
+def _require_participant(request: Request, challenge: Challenge) -> User:
+    user = require_user(request)
+    if (
+        participation_of(db(request), challenge, user) is None
+        and user.role != "admin"
+        and user.id != challenge.created_by
+    ):
+        raise NotFound("Join the challenge to download its data.")
+    return user
+
+
+def download(request: Request) -> Response:
+    challenge = visible_challenge(request, request.path_params["slug"])
+    _require_participant(request, challenge)
+    name = request.path_params["name"]
+    fmt = request.query_params.get("format", "parquet")
+    if fmt not in storage.DOWNLOAD_FORMATS:
+        raise BadRequest(
+            f"Unknown format '{fmt}'; choose one of {', '.join(storage.DOWNLOAD_FORMATS)}."
+        )
+    if (
+        name not in storage.PUBLIC_FILES
+        and name.removesuffix(".parquet") + ".parquet" not in storage.PUBLIC_FILES
+    ):
+        raise NotFound(f"No file '{name}' in this challenge.")
+    stem = name.removesuffix(".parquet")
+    source = storage.public_dir(settings_of(request), challenge.slug) / f"{stem}.parquet"
+    if not source.is_file():
+        raise NotFound("The data is not published yet.")
+    path = _export(source, fmt)
+    return FileResponse(path, filename=f"{challenge.slug}-{stem}{storage.DOWNLOAD_FORMATS[fmt]}")
+
+
+def _export(source: Path, fmt: str) -> Path:
+    if fmt == "parquet":
+        return source
+    target = source.parent / "exports" / (source.stem + storage.DOWNLOAD_FORMATS[fmt])
+    if not target.is_file() or target.stat().st_mtime < source.stat().st_mtime:
+        target.parent.mkdir(exist_ok=True)
+        tmp = target.with_name(".tmp-" + target.name)
+        export_table(source, fmt, tmp)
+        tmp.replace(target)
+    return target
+
+
+def checksums(request: Request) -> Response:
+    """MD5SUMS / SHA256SUMS for every public file in every format already exported."""
+    challenge = visible_challenge(request, request.path_params["slug"])
+    _require_participant(request, challenge)
+    kind = request.url.path.rsplit("/", 1)[-1]
+    folder = storage.public_dir(settings_of(request), challenge.slug)
+    lines = []
+    for fmt in storage.DOWNLOAD_FORMATS:
+        for name in storage.PUBLIC_FILES:
+            path = _export(folder / name, fmt)
+            md5, sha = file_checksums(path)
+            lines.append(
+                f"{md5 if kind == 'MD5SUMS' else sha}  {challenge.slug}-{path.stem}{path.suffix}"
+            )
+    return PlainTextResponse("\n".join(lines) + "\n")
+
+
+async def submit(request: Request) -> Response:
+    user = require_user(request)
+    challenge = await run_in_threadpool(visible_challenge, request, request.path_params["slug"])
+    check_declared_size(request, challenge)
+    form = await read_form(request)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        raise BadRequest("Choose a prediction file to upload.")
+    sub = await store_upload(
+        request,
+        challenge,
+        user,
+        iter_upload_file(upload),
+        upload.filename,
+        str(form.get("message", "")),
+    )
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"id": sub.id, "status": sub.status}, status_code=201)
+    flash(request, f"Submission #{sub.id} received; it is being scored.")
+    return redirect(f"/c/{challenge.slug}#submissions")
+
+
+def submission_rows(request: Request) -> Response:
+    """The participant's submissions as an HTML fragment, polled by the overview page."""
+    challenge = visible_challenge(request, request.path_params["slug"])
+    user = require_user(request)
+    session = db(request)
+    subs = submissions_of(session, challenge, user)
+    positions = {
+        s.id: queue_position(session, s) for s in subs if s.status in ("received", "scoring")
+    }
+    return render(
+        request,
+        "challenge/_submissions.html",
+        challenge=challenge,
+        submissions=subs,
+        positions=positions,
+        quota=quota_for(session, challenge, user),
+    )
+
+
+def leaderboard(request: Request) -> Response:
+    challenge = visible_challenge(request, request.path_params["slug"])
+    session = db(request)
+    phases = [p for p in phases_of(session, challenge) if p.accepts_submissions]
+    wanted = request.query_params.get("phase")
+    phase: Phase | None = None
+    if wanted:
+        phase = next((p for p in phases if p.name == wanted), None)
+        if phase is None:
+            raise NotFound(f"No phase '{wanted}' in this challenge.")
+    else:
+        status = challenge_status(phases_of(session, challenge))
+        phase = status.submitting_phase or (phases[0] if phases else None)
+    if phase is None:
+        raise NotFound("This challenge has no leaderboard.")
+    hib = higher_is_better(challenge)
+    board = request.query_params.get("board", "public")
+    private_ok = private_board_visible(challenge, phase)
+    if board == "private" and not private_ok:
+        raise NotFound("The private leaderboard is revealed when the phase closes.")
+    entries = (private_leaderboard if board == "private" else public_leaderboard)(
+        session, challenge, phase, hib
+    )
+    return render(
+        request,
+        "challenge/leaderboard.html",
+        challenge=challenge,
+        phase=phase,
+        phases=phases,
+        entries=entries,
+        board=board,
+        private_ok=private_ok,
+        higher_is_better=hib,
+    )
+
+
+routes = [
+    Route("/", index, methods=["GET"], name="index"),
+    Route("/c/{slug}", overview, methods=["GET"], name="challenge"),
+    Route("/c/{slug}/join", join, methods=["POST"], name="join"),
+    Route("/c/{slug}/data/MD5SUMS", checksums, methods=["GET"]),
+    Route("/c/{slug}/data/SHA256SUMS", checksums, methods=["GET"]),
+    Route("/c/{slug}/data/{name}", download, methods=["GET"], name="download"),
+    Route("/c/{slug}/submit", submit, methods=["POST"], name="submit"),
+    Route("/c/{slug}/submissions", submission_rows, methods=["GET"], name="submission_rows"),
+    Route("/c/{slug}/leaderboard", leaderboard, methods=["GET"], name="leaderboard"),
+]

@@ -1,0 +1,161 @@
+"""Request helpers shared by the views: templates, the current user, CSRF, rendering."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+from sqlmodel import Session
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse
+
+from challenge.accounts import user_for_token
+from challenge.errors import BadRequest, NotAuthenticated, NotFound
+from challenge.models import User
+from challenge.security import csrf_matches, new_csrf_token
+from challenge.settings import Settings
+
+TEMPLATE_DIRS = []
+
+
+def engine_of(request: Request) -> sa.Engine:
+    engine: sa.Engine = request.app.state.engine
+    return engine
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def db(request: Request) -> Session:
+    """The request's database session (one per request, closed by the middleware)."""
+    session: Session | None = getattr(request.state, "db", None)
+    if session is None:
+        session = Session(engine_of(request), expire_on_commit=False)
+        request.state.db = session
+    return session
+
+
+def current_user(request: Request) -> User | None:
+    if hasattr(request.state, "user"):
+        user: User | None = request.state.user
+        return user
+    user = None
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith(("bearer ", "token ")):
+        user = user_for_token(db(request), auth.split(None, 1)[1])
+        if user is None:
+            raise NotAuthenticated(
+                "The API token is not valid; create a new one on your account page."
+            )
+        request.state.via_token = True
+    else:
+        user_id = request.session.get("user_id") if "session" in request.scope else None
+        if user_id is not None:
+            user = db(request).get(User, int(user_id))
+            if user is not None and not user.is_active:
+                user = None
+    request.state.user = user
+    return user
+
+
+def require_user(request: Request) -> User:
+    user = current_user(request)
+    if user is None:
+        raise NotAuthenticated("Log in first.")
+    return user
+
+
+def require_role(request: Request, *roles: str) -> User:
+    user = require_user(request)
+    if user.role not in roles:
+        raise NotFound("Not found.")
+    return user
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not token:
+        token = new_csrf_token()
+        request.session["csrf"] = token
+    return str(token)
+
+
+async def read_form(request: Request) -> FormData:
+    """Parse a POSTed form and check its CSRF token; every form view goes through here."""
+    form = await request.form(max_files=2, max_fields=200)
+    given = form.get("csrf_token")
+    if not csrf_matches(request.session.get("csrf"), given if isinstance(given, str) else None):
+        raise BadRequest(
+            "The form expired or came from another site. Reload the page and submit it again."
+        )
+    return form
+
+
+def _fmt_time(value: dt.datetime | None) -> str:
+    if value is None:
+        return "—"
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _fmt_score(value: float | None, digits: int = 5) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def _fmt_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def make_templates(extra_dirs: list[str] | None = None) -> Environment:
+    from pathlib import Path
+
+    dirs = [str(Path(__file__).parent / "templates"), *(extra_dirs or [])]
+    env = Environment(
+        loader=FileSystemLoader(dirs),
+        autoescape=select_autoescape(["html", "xml"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["time"] = _fmt_time
+    env.filters["score"] = _fmt_score
+    env.filters["bytes"] = _fmt_bytes
+    env.filters["isotime"] = lambda v: v.isoformat() if v else ""
+    return env
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    env: Environment = request.app.state.templates
+    user = current_user(request) if "session" in request.scope else None
+    flashes = request.session.pop("flash", []) if "session" in request.scope else []
+    html = env.get_template(template).render(
+        request=request,
+        user=user,
+        settings=settings_of(request),
+        csrf=Markup(f'<input type="hidden" name="csrf_token" value="{csrf_token(request)}">')
+        if "session" in request.scope
+        else "",
+        csrf_value=csrf_token(request) if "session" in request.scope else "",
+        flashes=flashes,
+        **context,
+    )
+    return HTMLResponse(html, status_code=status_code)
+
+
+def flash(request: Request, message: str, kind: str = "info") -> None:
+    request.session.setdefault("flash", []).append({"kind": kind, "message": message})
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
