@@ -64,3 +64,16 @@ def redis_client() -> redis.Redis:
 
 broker = make_broker(redis_url_from_env())
 dramatiq.set_broker(broker)
+
+
+def use_broker(new_broker: dramatiq.Broker) -> dramatiq.Broker:
+    """Move every declared actor to another broker (tests and tools that pick one at run time)."""
+    global broker
+    old = dramatiq.get_broker()
+    for name in old.get_declared_actors():
+        actor = old.get_actor(name)
+        actor.broker = new_broker
+        new_broker.declare_actor(actor)
+    dramatiq.set_broker(new_broker)
+    broker = new_broker
+    return old

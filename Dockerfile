@@ -1,0 +1,11 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY challenge ./challenge
+COPY scoring ./scoring
+COPY splitter ./splitter
+COPY forum ./forum
+RUN pip install --no-cache-dir . && useradd --create-home podium
+USER podium
+EXPOSE 8000
+CMD ["podium", "serve", "--host", "0.0.0.0", "--port", "8000"]
