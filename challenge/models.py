@@ -89,6 +89,10 @@ class Challenge(SQLModel, table=True):
     created_by: int | None = Field(default=None, foreign_key="user.id")
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     revealed_at: dt.datetime | None = ts_column()
+    # Registration policy and team deadline, set by the organizer (see challenge/teams.py).
+    requires_approval: bool = False
+    email_domains: str = Field(default="", max_length=500)  # comma-separated; empty = anyone
+    merge_deadline: dt.datetime | None = ts_column()
 
 
 class Phase(SQLModel, table=True):
@@ -101,6 +105,7 @@ class Phase(SQLModel, table=True):
     opens_at: dt.datetime = Field(sa_type=UTCDateTime)
     closes_at: dt.datetime | None = ts_column()
     accepts_submissions: bool = True
+    registration_code: str = Field(default="", max_length=40)  # on-site check-in
 
 
 class Participation(SQLModel, table=True):
@@ -114,6 +119,7 @@ class Participation(SQLModel, table=True):
     challenge_id: int = Field(foreign_key="challenge.id", index=True)
     accepted_rules_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     submission_counter: int = 0  # bumped under lock by every upload; serializes quota checks
+    status: str = Field(default="approved", max_length=12)  # approved | pending | rejected
 
 
 SUBMISSION_STATES = ("received", "scoring", "scored", "invalid", "error")
@@ -142,8 +148,102 @@ class Submission(SQLModel, table=True):
     error_detail: str = Field(default="", sa_type=sa.Text)  # organizers only
     attempts: int = 0
     is_late: bool = False
+    team_id: int | None = Field(default=None, foreign_key="team.id", index=True)
+    is_final: bool = False  # picked by the team for the private leaderboard
+    baseline_label: str = Field(
+        default="", max_length=80
+    )  # organizer's baseline: shown, not ranked
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     enqueued_at: dt.datetime | None = ts_column()
     scoring_started_at: dt.datetime | None = ts_column()
     finished_at: dt.datetime | None = ts_column()
     duration_ms: float | None = None
+
+
+class Team(SQLModel, table=True):
+    """Who competes: every participant is in exactly one team per challenge (a team of one first).
+
+    Its row is locked by uploads and merges, so team quotas are exact under concurrency.
+    """
+
+    __tablename__ = "team"
+    __table_args__ = (sa.UniqueConstraint("challenge_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    challenge_id: int = Field(foreign_key="challenge.id", index=True)
+    name: str = Field(max_length=80)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    submission_counter: int = 0
+    merged_into_id: int | None = Field(default=None, foreign_key="team.id")
+    disqualified_at: dt.datetime | None = ts_column()
+    disqualified_reason: str = Field(default="", max_length=500)
+
+
+class TeamMember(SQLModel, table=True):
+    __tablename__ = "team_member"
+    __table_args__ = (sa.UniqueConstraint("challenge_id", "user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: int = Field(foreign_key="team.id", index=True)
+    challenge_id: int = Field(foreign_key="challenge.id", index=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    joined_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class TeamInvitation(SQLModel, table=True):
+    __tablename__ = "team_invitation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: int = Field(foreign_key="team.id", index=True)
+    user_id: int = Field(foreign_key="user.id", index=True)  # the invitee
+    invited_by: int = Field(foreign_key="user.id")
+    state: str = Field(default="pending", max_length=12)  # pending | accepted | declined
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class BoardEntry(SQLModel, table=True):
+    """The materialized public leaderboard: one row per (phase, team), refreshed on every score."""
+
+    __tablename__ = "board_entry"
+    __table_args__ = (
+        sa.UniqueConstraint("phase_id", "team_id"),
+        sa.Index("ix_board_entry_order", "phase_id", "sort_key", "submitted_at", "submission_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    phase_id: int = Field(foreign_key="phase.id")
+    team_id: int = Field(foreign_key="team.id", index=True)
+    submission_id: int = Field(foreign_key="submission.id")
+    # Stored negated when lower is better, so one ascending index serves both directions.
+    sort_key: float
+    score: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    submitted_at: dt.datetime = Field(sa_type=UTCDateTime)
+    entries: int = 0
+
+
+class Announcement(SQLModel, table=True):
+    __tablename__ = "announcement"
+
+    id: int | None = Field(default=None, primary_key=True)
+    challenge_id: int = Field(foreign_key="challenge.id", index=True)
+    author_id: int | None = Field(default=None, foreign_key="user.id")  # None: the scheduler
+    title: str = Field(max_length=200)
+    body_md: str = Field(default="", sa_type=sa.Text)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    forum_thread_id: int | None = None
+
+
+class PhaseTransition(SQLModel, table=True):
+    """A lifecycle step the scheduler (or an organizer) made; unique, so doing it twice is a no-op."""
+
+    __tablename__ = "phase_transition"
+    __table_args__ = (sa.UniqueConstraint("phase_id", "kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    challenge_id: int = Field(foreign_key="challenge.id", index=True)
+    phase_id: int = Field(foreign_key="phase.id")
+    kind: str = Field(max_length=24)  # opened | data_published | closed | private_revealed
+    due_at: dt.datetime = Field(sa_type=UTCDateTime)
+    done_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
