@@ -428,10 +428,15 @@ def _ids(
         repeated = np.ones(pos.size, dtype=bool)
         repeated[first] = False
         bad = np.flatnonzero(repeated)
-        examples = ", ".join(repr(values[i].item()) for i in bad[:3])
+        # Where each shown repeat was first given: row of the first occurrence of its id.
+        first_of = np.full(n, -1, dtype=np.int64)
+        first_of[pos[first]] = first
+        examples = ", ".join(
+            f"{values[i].item()!r} first on {source.where([first_of[pos[i]]])}" for i in bad[:3]
+        )
         raise SubmissionInvalid(
-            f"{source.where(bad)} repeat ids already given on earlier lines ({examples}). "
-            "Keep one row per id."
+            f"duplicated ids: {source.where(bad)} repeat ids already given on earlier lines "
+            f"({examples}). Keep one row per id."
         )
     if pos.size < n:
         absent = np.flatnonzero(counts == 0)
@@ -528,10 +533,12 @@ def validate_submission(
             f"the file has a header but no rows; the test set has {ids.size} ids. "
             "Submit one row per id."
         )
+    # Ids first: a file with repeated or missing rows would otherwise get a RankOrder
+    # permutation message that hides the real mistake.
+    pos = _ids(table.column(fmt.id_column), fmt.id_column, ids, source)
     columns: dict[str, Any] = {}
     for spec in fmt.columns:
         columns[spec.name] = _check_column(table.column(spec.name), spec, source, ids.size)
-    pos = _ids(table.column(fmt.id_column), fmt.id_column, ids, source)
     if np.array_equal(pos, np.arange(ids.size)):
         order = None
     else:

@@ -163,3 +163,15 @@ def test_grade_reports_invalid_and_organizer_errors(higgs_files: Files, tmp_path
     assert error.status == "error"
     assert "Weight" in error.detail
     assert "Weight" not in error.message
+
+
+def test_repeated_rows_are_reported_as_duplicated_ids_not_ranks(tmp_path: Path) -> None:
+    # A file with the same rows twice also repeats ranks; the id problem is the one to fix.
+    lines = ["EventId,RankOrder,Class", "10,1,b", "11,2,b", "12,3,b", "13,4,s", "11,2,b", "12,3,b"]
+    with pytest.raises(SubmissionInvalid) as info:
+        validate_submission(write_lines(tmp_path / "sub.csv", lines), HIGGS_FORMAT, IDS)
+    message = info.value.message
+    assert message.startswith("duplicated ids: lines 6, 7 repeat ids")
+    assert "11 first on line 3" in message
+    assert "12 first on line 4" in message
+    assert "RankOrder" not in message
