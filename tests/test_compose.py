@@ -25,7 +25,11 @@ def test_services_and_healthchecks() -> None:
 
 def test_label_store_only_in_worker() -> None:
     services = _compose()["services"]
-    holders = [n for n, s in services.items() if any(str(v).startswith("labels:") for v in s.get("volumes", []))]
+    holders = [
+        n
+        for n, s in services.items()
+        if any(str(v).startswith("labels:") for v in s.get("volumes", []))
+    ]
     assert holders == ["worker"]
 
 

@@ -6,11 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import challenge.models  # noqa: F401 - registers the tables on SQLModel.metadata
-
-try:  # the forum's tables live in their own package and Alembic branch
-    import forum.models  # noqa: F401
-except ImportError:  # pragma: no cover - before the forum package has models
-    pass
+import forum.models  # noqa: F401 - the forum's tables, migrated by their own Alembic branch
 from challenge.db import make_engine
 
 config = context.config

@@ -81,10 +81,17 @@ def make_challenge(settings: Settings, engine: sa.Engine, higgs_csv: Path, tmp_p
         folder.mkdir()
         (folder / "higgs.csv").symlink_to(higgs_csv)
         (folder / "challenge.yaml").write_text(
-            bundle_text(slug, now + dt.timedelta(days=opens_days), now + dt.timedelta(days=closes_days), **limits)
+            bundle_text(
+                slug,
+                now + dt.timedelta(days=opens_days),
+                now + dt.timedelta(days=closes_days),
+                **limits,
+            )
         )
         with session_scope(engine) as session:
-            challenge = create_challenge(session, bundle=parse_bundle(folder / "challenge.yaml"), creator=owner)
+            challenge = create_challenge(
+                session, bundle=parse_bundle(folder / "challenge.yaml"), creator=owner
+            )
             prepare_challenge(settings, challenge, folder / "higgs.csv")
             session.add(challenge)
         return challenge
@@ -128,7 +135,9 @@ def stub_worker() -> Iterator[Any]:
 def make_user(engine: sa.Engine) -> Any:
     def make(name: str, role: str = "participant") -> User:
         with session_scope(engine) as session:
-            return create_user(session, username=name, email=f"{name}@example.org", password=PASSWORD, role=role)
+            return create_user(
+                session, username=name, email=f"{name}@example.org", password=PASSWORD, role=role
+            )
 
     return make
 
@@ -136,7 +145,11 @@ def make_user(engine: sa.Engine) -> Any:
 def login(client: TestClient, name: str) -> None:
     page = client.get("/login")
     token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
-    r = client.post("/login", data={"login": name, "password": PASSWORD, "csrf_token": token}, follow_redirects=False)
+    r = client.post(
+        "/login",
+        data={"login": name, "password": PASSWORD, "csrf_token": token},
+        follow_redirects=False,
+    )
     assert r.status_code == 303, r.text
 
 
@@ -154,7 +167,9 @@ def perfect_submission(settings: Settings, slug: str) -> pd.DataFrame:
     merged = test.merge(sol, on="EventId")
     score = (merged["Label"] == "s").astype(float)
     ranks = score.rank(method="first").astype(int)
-    return pd.DataFrame({"EventId": merged["EventId"], "RankOrder": ranks, "Class": merged["Label"]})
+    return pd.DataFrame(
+        {"EventId": merged["EventId"], "RankOrder": ranks, "Class": merged["Label"]}
+    )
 
 
 def random_submission(settings: Settings, slug: str, seed: int = 0) -> pd.DataFrame:
@@ -165,8 +180,10 @@ def random_submission(settings: Settings, slug: str, seed: int = 0) -> pd.DataFr
     test = pd.read_parquet(storage.public_dir(settings, slug) / "test.parquet", columns=["EventId"])
     rng = np.random.default_rng(seed)
     n = len(test)
-    return pd.DataFrame({
-        "EventId": test["EventId"],
-        "RankOrder": rng.permutation(n) + 1,
-        "Class": np.where(rng.random(n) < 0.3, "s", "b"),
-    })
+    return pd.DataFrame(
+        {
+            "EventId": test["EventId"],
+            "RankOrder": rng.permutation(n) + 1,
+            "Class": np.where(rng.random(n) < 0.3, "s", "b"),
+        }
+    )

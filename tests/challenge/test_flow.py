@@ -24,17 +24,29 @@ def _upload(client, slug: str, frame: pd.DataFrame | bytes, name: str = "pred.cs
 
 
 def _join(client, slug: str) -> None:  # type: ignore[no-untyped-def]
-    r = client.post(f"/c/{slug}/join", data={"csrf_token": csrf_of(client, f"/c/{slug}"), "accept": "yes"},
-                    follow_redirects=False)
+    r = client.post(
+        f"/c/{slug}/join",
+        data={"csrf_token": csrf_of(client, f"/c/{slug}"), "accept": "yes"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
 
 
-def test_register_join_download_submit_and_rank(client, make_challenge, settings, engine, stub_worker):  # type: ignore[no-untyped-def]
+def test_register_join_download_submit_and_rank(
+    client, make_challenge, settings, engine, stub_worker
+):  # type: ignore[no-untyped-def]
     challenge = make_challenge()
     token = csrf_of(client, "/register")
-    r = client.post("/register", data={"username": "alice", "email": "alice@example.org",
-                                       "password": "correct horse battery", "csrf_token": token},
-                    follow_redirects=False)
+    r = client.post(
+        "/register",
+        data={
+            "username": "alice",
+            "email": "alice@example.org",
+            "password": "correct horse battery",
+            "csrf_token": token,
+        },
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     page = client.get(f"/c/{challenge.slug}")
     assert "Join the challenge" in page.text
@@ -49,10 +61,12 @@ def test_register_join_download_submit_and_rank(client, make_challenge, settings
     assert {"Label", "Weight"} <= set(train_df.columns)
     test = client.get(f"/c/{challenge.slug}/data/test.parquet?format=csv")
     test_df = pd.read_csv(io.BytesIO(test.content))
-    assert "Label" not in test_df.columns and "Weight" not in test_df.columns
+    assert "Label" not in test_df.columns
+    assert "Weight" not in test_df.columns
     assert set(train_df["EventId"]).isdisjoint(test_df["EventId"])
     sums = client.get(f"/c/{challenge.slug}/data/SHA256SUMS").text
-    assert "train.csv" in sums and "test.parquet" in sums
+    assert "train.csv" in sums
+    assert "test.parquet" in sums
 
     r = _upload(client, challenge.slug, perfect_submission(settings, challenge.slug))
     assert r.status_code == 303, r.text
@@ -63,18 +77,28 @@ def test_register_join_download_submit_and_rank(client, make_challenge, settings
     with Session(engine) as session:
         sub = session.exec(select(Submission)).one()
         assert sub.status == "scored", (sub.error_message, sub.error_detail)
-        assert sub.public_score is not None and sub.public_score > 1.0
+        assert sub.public_score is not None
+        assert sub.public_score > 1.0
         assert sub.private_score is not None
-        assert sub.public_ci_low is not None and sub.public_ci_low <= sub.public_score <= sub.public_ci_high  # type: ignore[operator]
+        assert (
+            sub.public_ci_low is not None
+        )
+        assert (
+            sub.public_ci_low <= sub.public_score <= sub.public_ci_high
+        )
     rows = client.get(f"/c/{challenge.slug}/submissions").text
-    assert "scored" in rows and f"{sub.public_score:.5f}" in rows
+    assert "scored" in rows
+    assert f"{sub.public_score:.5f}" in rows
     board = client.get(f"/c/{challenge.slug}/leaderboard").text
-    assert "alice" in board and f"{sub.public_score:.5f}" in board
+    assert "alice" in board
+    assert f"{sub.public_score:.5f}" in board
     # The private board stays hidden while the phase is open.
     assert client.get(f"/c/{challenge.slug}/leaderboard?board=private").status_code == 404
 
 
-def test_malformed_csv_names_problem_and_keeps_quota(client, make_challenge, make_user, settings, engine, stub_worker):  # type: ignore[no-untyped-def]
+def test_malformed_csv_names_problem_and_keeps_quota(
+    client, make_challenge, make_user, settings, engine, stub_worker
+):  # type: ignore[no-untyped-def]
     challenge = make_challenge(per_day=2)
     make_user("bob")
     login(client, "bob")
@@ -128,8 +152,12 @@ def test_forms_require_csrf(client, make_challenge, make_user):  # type: ignore[
     login(client, "dave")
     r = client.post(f"/c/{challenge.slug}/join", data={"accept": "yes"}, follow_redirects=False)
     assert r.status_code == 400
-    r = client.post(f"/c/{challenge.slug}/join", data={"accept": "yes", "csrf_token": csrf_of(client)},
-                    headers={"Origin": "https://evil.example"}, follow_redirects=False)
+    r = client.post(
+        f"/c/{challenge.slug}/join",
+        data={"accept": "yes", "csrf_token": csrf_of(client)},
+        headers={"Origin": "https://evil.example"},
+        follow_redirects=False,
+    )
     assert r.status_code == 403
 
 
@@ -139,4 +167,6 @@ def test_data_needs_login_and_join(client, make_challenge, make_user, path):  # 
     assert client.get(path, follow_redirects=False).status_code in (303, 404)
     make_user("erin")
     login(client, "erin")
-    assert client.get(path, headers={"Accept": "application/json"}).status_code in (404,) or path.endswith("submissions")
+    assert client.get(path, headers={"Accept": "application/json"}).status_code in (
+        404,
+    ) or path.endswith("submissions")
