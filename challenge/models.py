@@ -158,6 +158,9 @@ class Submission(SQLModel, table=True):
     scoring_started_at: dt.datetime | None = ts_column()
     finished_at: dt.datetime | None = ts_column()
     duration_ms: float | None = None
+    # Results stored by the scoring actor: exactly 1 once scored, whatever the queue did.
+    results_recorded: int = 0
+    score_version: int = 0  # bumped each time a rescore is applied to this submission
 
 
 class Team(SQLModel, table=True):
@@ -247,3 +250,47 @@ class PhaseTransition(SQLModel, table=True):
     kind: str = Field(max_length=24)  # opened | data_published | closed | private_revealed
     due_at: dt.datetime = Field(sa_type=UTCDateTime)
     done_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class RescoreRun(SQLModel, table=True):
+    """An organizer's request to grade again one submission or a whole phase (after a metric fix).
+
+    New results go to :class:`RescoreResult` rows; only when every one is in are they copied to the
+    submissions, in one transaction (``state`` running -> applied, or failed if any errored), so
+    the leaderboard never shows a half-rescored phase.
+    """
+
+    __tablename__ = "rescore_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    challenge_id: int = Field(foreign_key="challenge.id", index=True)
+    phase_id: int | None = Field(default=None, foreign_key="phase.id")
+    submission_id: int | None = Field(default=None, foreign_key="submission.id")
+    requested_by: int | None = Field(default=None, foreign_key="user.id")
+    state: str = Field(default="running", max_length=12, index=True)  # running|applied|failed
+    total: int = 0
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finished_at: dt.datetime | None = ts_column()
+    message: str = Field(default="", sa_type=sa.Text)
+
+
+class RescoreResult(SQLModel, table=True):
+    """One submission's new grade within a rescore run (pending -> grading -> scored|invalid|error)."""
+
+    __tablename__ = "rescore_result"
+    __table_args__ = (sa.UniqueConstraint("run_id", "submission_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="rescore_run.id", index=True)
+    submission_id: int = Field(foreign_key="submission.id", index=True)
+    status: str = Field(default="pending", max_length=12)
+    started_at: dt.datetime | None = ts_column()
+    public_score: float | None = None
+    private_score: float | None = None
+    public_ci_low: float | None = None
+    public_ci_high: float | None = None
+    private_ci_low: float | None = None
+    private_ci_high: float | None = None
+    error_message: str = Field(default="", sa_type=sa.Text)
+    error_detail: str = Field(default="", sa_type=sa.Text)
+    duration_ms: float | None = None
