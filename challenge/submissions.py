@@ -162,16 +162,28 @@ def submissions_of(session: Session, challenge: Challenge, user: User) -> list[S
 
 
 def queue_position(session: Session, submission: Submission) -> int | None:
-    """How many submissions are ahead of this one in the queue (0 = being scored next)."""
+    """How many submissions wait ahead of this one in the scoring queue (0 = graded next).
+
+    ``None`` once it is finished; ``0`` while it is being scored. The scoring queue is one FIFO
+    for every challenge, in the order messages were sent (``enqueued_at``; a submission the broker
+    never got counts from its upload time, which is when the reconciler will send it). Rescoring
+    runs on a queue of its own and never counts here.
+    """
     if submission.status not in ("received", "scoring"):
         return None
     if submission.status == "scoring":
         return 0
+    queued_at = sa.func.coalesce(col(Submission.enqueued_at), col(Submission.created_at))
+    mine = submission.enqueued_at or submission.created_at
     ahead = session.exec(
         select(func.count())
         .select_from(Submission)
         .where(
-            col(Submission.status).in_(("received", "scoring")), col(Submission.id) < submission.id
+            col(Submission.status) == "received",
+            sa.or_(
+                queued_at < mine,
+                sa.and_(queued_at == mine, col(Submission.id) < submission.id),
+            ),
         )
     ).one()
     return int(ahead)
@@ -208,6 +220,8 @@ def record_result(session: Session, submission_id: int, result: dict[str, Any]) 
         "status": status,
         "finished_at": utcnow(),
         "duration_ms": result.get("duration_ms"),
+        # Counts stored results: the queue-fault tests prove "exactly once" with it.
+        "results_recorded": col(Submission.results_recorded) + 1,
     }
     if status == "scored":
         pub_ci = result.get("public_ci") or (None, None)
