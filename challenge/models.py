@@ -284,6 +284,7 @@ class RescoreResult(SQLModel, table=True):
     run_id: int = Field(foreign_key="rescore_run.id", index=True)
     submission_id: int = Field(foreign_key="submission.id", index=True)
     status: str = Field(default="pending", max_length=12)
+    enqueued_at: dt.datetime | None = ts_column()
     started_at: dt.datetime | None = ts_column()
     public_score: float | None = None
     private_score: float | None = None

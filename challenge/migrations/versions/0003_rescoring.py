@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("run_id", sa.Integer(), sa.ForeignKey("rescore_run.id"), nullable=False),
         sa.Column("submission_id", sa.Integer(), sa.ForeignKey("submission.id"), nullable=False),
         sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("enqueued_at", UTC, nullable=True),
         sa.Column("started_at", UTC, nullable=True),
         sa.Column("public_score", sa.Float(), nullable=True),
         sa.Column("private_score", sa.Float(), nullable=True),
