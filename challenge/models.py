@@ -295,3 +295,69 @@ class RescoreResult(SQLModel, table=True):
     error_message: str = Field(default="", sa_type=sa.Text)
     error_detail: str = Field(default="", sa_type=sa.Text)
     duration_ms: float | None = None
+
+
+class EvalAIUpload(SQLModel, table=True):
+    """A large upload by the EvalAI CLI: presigned part URLs first, the submission at the end.
+
+    Only the SHA-256 of the URL key is stored; the key itself is in the URLs handed to the client,
+    which send no auth header, so it is long, random and expires after ``expires_at``.
+    """
+
+    __tablename__ = "evalai_upload"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    challenge_id: int = Field(foreign_key="challenge.id", index=True)
+    phase_id: int = Field(foreign_key="phase.id")
+    filename: str = Field(max_length=255)
+    message: str = Field(default="", max_length=500)
+    key_hash: str = Field(max_length=64, unique=True)
+    parts: int = 1
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: dt.datetime = Field(sa_type=UTCDateTime)
+    submission_id: int | None = Field(default=None, foreign_key="submission.id")
+
+
+class Classroom(SQLModel, table=True):
+    """A class an instructor cloned from a finished challenge: its challenge row is unlisted."""
+
+    __tablename__ = "classroom"
+
+    id: int | None = Field(default=None, primary_key=True)
+    challenge_id: int = Field(foreign_key="challenge.id", unique=True)
+    source_challenge_id: int = Field(foreign_key="challenge.id", index=True)
+    instructor_id: int = Field(foreign_key="user.id", index=True)
+    invite_code: str = Field(max_length=40, unique=True)
+    term: int = 1
+    events: int = 0  # events the simulator generates per term
+    grade_rule: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ClassTerm(SQLModel, table=True):
+    """One run of a class: its data seed, its phases; archived when the class is reset."""
+
+    __tablename__ = "class_term"
+    __table_args__ = (sa.UniqueConstraint("classroom_id", "term"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    classroom_id: int = Field(foreign_key="classroom.id", index=True)
+    term: int
+    data_seed: int
+    phase_ids: list[int] = Field(default_factory=list, sa_type=sa.JSON)
+    started_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    archived_at: dt.datetime | None = ts_column()
+
+
+class ClassMember(SQLModel, table=True):
+    """A student on a term's roster (joined with the invite code)."""
+
+    __tablename__ = "class_member"
+    __table_args__ = (sa.UniqueConstraint("classroom_id", "term", "user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    classroom_id: int = Field(foreign_key="classroom.id", index=True)
+    term: int
+    user_id: int = Field(foreign_key="user.id", index=True)
+    joined_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -12,7 +12,9 @@ from sqlmodel import Session, col, func, select
 
 from challenge.challenges import challenge_status, phases_of
 from challenge.errors import NotFound, PermissionDenied, QuotaExceeded
-from challenge.models import Challenge, Participation, Submission, User, utcnow
+from challenge.leaderboard import record_score_on_board
+from challenge.models import Challenge, Participation, Submission, TeamMember, User, utcnow
+from challenge.teams import lock_team_for_upload
 
 FINAL_STATES = ("scored", "invalid", "error")
 COUNTED_STATES = ("received", "scoring", "scored", "error")  # invalid files never use quota
@@ -50,12 +52,17 @@ def quota_for(
 ) -> Quota:
     now = now or utcnow()
     midnight = utc_midnight(now)
+    team_id = session.exec(  # quotas belong to the team (see challenge/teams.py)
+        select(TeamMember.team_id).where(
+            TeamMember.challenge_id == challenge.id, TeamMember.user_id == user.id
+        )
+    ).first()
     base = (
         select(func.count())
         .select_from(Submission)
         .where(
             Submission.challenge_id == challenge.id,
-            Submission.user_id == user.id,
+            Submission.team_id == team_id if team_id is not None else Submission.user_id == user.id,
             col(Submission.status).in_(COUNTED_STATES),
         )
     )
@@ -99,6 +106,7 @@ def create_submission(
     )
     if bumped.rowcount == 0:  # type: ignore[attr-defined]
         raise PermissionDenied("Join the challenge (and accept its rules) before submitting.")
+    team = lock_team_for_upload(session, challenge=challenge, user=user)  # team quota, exact
     status = challenge_status(phases_of(session, challenge), now)
     if status.submitting_phase is None:
         raise PermissionDenied(
@@ -130,6 +138,7 @@ def create_submission(
         sha256=sha256,
         message=message.strip()[:500],
         is_late=status.late,
+        team_id=team.id,
         created_at=now,
     )
     session.add(row)
@@ -245,4 +254,6 @@ def record_result(session: Session, submission_id: int, result: dict[str, Any]) 
         .where(col(Submission.id) == submission_id, col(Submission.status) == "scoring")
         .values(**values)
     )
+    if updated.rowcount and status == "scored":  # type: ignore[attr-defined]
+        record_score_on_board(session, submission_id)  # the materialized public board
     return bool(updated.rowcount)  # type: ignore[attr-defined]
