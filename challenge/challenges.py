@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from splitter.split import SplitSpec, split_file
 from sqlmodel import Session, col, select
 
 from challenge import storage
@@ -20,6 +19,7 @@ from challenge.settings import Settings
 from scoring.formats import SubmissionFormat
 from scoring.metrics import MetricSpec, get_metric
 from splitter.formats import file_checksums
+from splitter.split import SplitSpec, split_file
 
 log = logging.getLogger(__name__)
 NON_SUBMITTING_PHASES = {"announcement"}
@@ -194,7 +194,8 @@ def get_challenge_by_slug(session: Session, slug: str) -> Challenge:
 
 def join_challenge(session: Session, *, challenge: Challenge, user: User) -> Participation:
     """Register the user, recording when they accepted the rules and the data licence."""
-    assert challenge.id is not None and user.id is not None
+    assert challenge.id is not None
+    assert user.id is not None
     row = session.exec(
         select(Participation).where(
             Participation.challenge_id == challenge.id, Participation.user_id == user.id

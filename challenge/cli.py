@@ -6,6 +6,7 @@ Every command is documented in docs/cli.md (a test checks that).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -88,10 +89,8 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     _ensure_redis(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         run_scheduler_forever(args.interval, stop)
-    except KeyboardInterrupt:
-        pass
     return EXIT_OK
 
 

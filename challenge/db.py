@@ -62,9 +62,7 @@ def session_scope(engine: sa.Engine) -> Iterator[Session]:
 def alembic_config(database_url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option(
-        "version_locations", " ".join(str(d) for d in VERSION_DIRS if d.is_dir())
-    )
+    cfg.set_main_option("version_locations", " ".join(str(d) for d in VERSION_DIRS if d.is_dir()))
     cfg.set_main_option("path_separator", "space")
     cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return cfg

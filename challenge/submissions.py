@@ -125,9 +125,9 @@ def create_submission(
             f"You have used your {quota.per_day} submissions for today (UTC). "
             f"The counter resets at {quota.resets_at:%Y-%m-%d %H:%M} UTC; invalid files are not counted."
         )
-    assert (
-        challenge.id is not None and user.id is not None and status.submitting_phase.id is not None
-    )
+    assert challenge.id is not None
+    assert user.id is not None
+    assert status.submitting_phase.id is not None
     row = Submission(
         challenge_id=challenge.id,
         phase_id=status.submitting_phase.id,

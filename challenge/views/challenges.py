@@ -46,9 +46,8 @@ def visible_challenge(request: Request, slug: str) -> Challenge:
     user = current_user(request)
     if not challenge.is_listed and not (
         user and (user.role == "admin" or user.id == challenge.created_by)
-    ):
-        if participation_of(db(request), challenge, user) is None:
-            raise NotFound(f"No challenge '{slug}'.")
+    ) and participation_of(db(request), challenge, user) is None:
+        raise NotFound(f"No challenge '{slug}'.")
     return challenge
 
 
