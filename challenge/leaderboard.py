@@ -1,126 +1,469 @@
-"""Leaderboards read stored scores only; the private one is shown after the reveal."""
+"""Leaderboards read stored scores only; the private one is shown after the reveal.
+
+The public board of a phase is materialized in ``board_entry``: one row per team holding the
+team's best on-time public score, rewritten whenever a score is recorded
+(:func:`record_score_on_board`, called from ``submissions.record_result``) or teams merge. A page
+of the board is then one indexed range query. The private board is computed on demand from the
+teams' final selections (or their best public submissions when they picked none).
+
+Ranks that are statistically tied are marked when the 95% bootstrap intervals of neighbouring
+entries overlap. The web process never reads hidden labels, so a paired bootstrap (sharper) is not
+possible here; overlap of marginal intervals is the conservative choice (see docs/leaderboards.md).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from typing import Any
 
-from sqlmodel import Session, col, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
 
-from challenge.models import Challenge, Phase, Submission, User
+from challenge.models import BoardEntry, Challenge, Phase, Submission, Team
+
+PER_PAGE = 100
+Z95 = 1.959964
 
 
 @dataclass
 class Entry:
-    rank: int
-    user_id: int
-    username: str
+    """One line of a leaderboard. ``rank`` is None for the organizer's baselines (not ranked)."""
+
+    rank: int | None
+    team_id: int
+    team_name: str
     score: float
     ci_low: float | None
     ci_high: float | None
     submission_id: int
     submitted_at: dt.datetime
     entries: int
-    public_rank: int | None = None  # on the private board: the rank this entry had in public
+    public_rank: int | None = None  # on the private board: the rank this team had in public
+    tied_with_above: bool = False  # its interval overlaps the one of the entry ranked just above
+    baseline: str = ""
+
+    @property
+    def username(self) -> str:
+        """The name shown for the entry (kept for API clients of the per-user boards)."""
+        return self.team_name
+
+    @property
+    def user_id(self) -> int:
+        return self.team_id
+
+    @property
+    def shake(self) -> int | None:
+        """Places gained (+) or lost (-) from the public to the private board."""
+        if self.public_rank is None or self.rank is None:
+            return None
+        return self.public_rank - self.rank
 
 
-def _better(a: float, b: float, higher_is_better: bool) -> bool:
-    return a > b if higher_is_better else a < b
+@dataclass
+class BoardPage:
+    entries: list[Entry]
+    total: int
+    page: int
+    pages: int
+    baselines: list[tuple[Entry, int]] = field(default_factory=list)  # (entry, would-be rank)
 
 
-def _scored_rows(session: Session, phase: Phase) -> list[tuple[Submission, str]]:
+def higher_is_better_of(challenge: Challenge) -> bool:
+    from scoring.metrics import MetricSpec
+
+    return MetricSpec.from_dict(challenge.metric).higher_is_better
+
+
+def _sort_key(score: float, higher_is_better: bool) -> float:
+    return -score if higher_is_better else score
+
+
+def intervals_overlap(a: Entry, b: Entry) -> bool:
+    if a.ci_low is None or a.ci_high is None or b.ci_low is None or b.ci_high is None:
+        return False
+    return a.ci_low <= b.ci_high and b.ci_low <= a.ci_high
+
+
+def mark_ties(entries: list[Entry], above: Entry | None = None) -> list[Entry]:
+    """Flag each entry whose interval overlaps the one ranked just above it."""
+    prev = above
+    for entry in entries:
+        entry.tied_with_above = prev is not None and intervals_overlap(prev, entry)
+        prev = entry
+    return entries
+
+
+# ---------------------------------------------------------------- keeping the board
+
+
+def ladder_margin(challenge: Challenge, sub: Submission) -> float | None:
+    """The Ladder's step for this submission, or None when the ladder is off.
+
+    A fixed ``leaderboard.ladder_margin`` from the bundle wins; otherwise one standard error of
+    the new score, from its stored 95% bootstrap interval (noise-scaled, as Blum & Hardt suggest).
+    """
+    settings = challenge.leaderboard or {}
+    if not settings.get("ladder"):
+        return None
+    if settings.get("ladder_margin") is not None:
+        return float(settings["ladder_margin"])
+    if sub.public_ci_low is None or sub.public_ci_high is None:
+        return 0.0
+    return (sub.public_ci_high - sub.public_ci_low) / (2 * Z95)
+
+
+def _board_rows(session: Session, team_id: int, phase_id: int) -> list[Submission]:
+    return list(
+        session.exec(
+            select(Submission)
+            .where(
+                Submission.team_id == team_id,
+                Submission.phase_id == phase_id,
+                Submission.status == "scored",
+                col(Submission.is_late).is_(False),
+                Submission.baseline_label == "",
+                col(Submission.public_score).is_not(None),
+            )
+            .order_by(col(Submission.created_at), col(Submission.id))
+        )
+    )
+
+
+def best_for_board(
+    subs: list[Submission], higher_is_better: bool, challenge: Challenge
+) -> Submission | None:
+    """The submission a team shows: its best score (earliest on ties), or the Ladder's pick."""
+    shown: Submission | None = None
+    for sub in subs:
+        assert sub.public_score is not None
+        if shown is None:
+            shown = sub
+            continue
+        assert shown.public_score is not None
+        gain = (sub.public_score - shown.public_score) * (1 if higher_is_better else -1)
+        margin = ladder_margin(challenge, sub)
+        if (margin is None and gain > 0) or (margin is not None and gain > margin):
+            shown = sub
+    return shown
+
+
+def refresh_board_entry(session: Session, *, team_id: int, phase_id: int) -> BoardEntry | None:
+    """Recompute one team's row of a phase's public board from its submissions (idempotent)."""
+    phase = session.get(Phase, phase_id)
+    assert phase is not None
+    challenge = session.get(Challenge, phase.challenge_id)
+    assert challenge is not None
+    hib = higher_is_better_of(challenge)
+    subs = _board_rows(session, team_id, phase_id)
+    best = best_for_board(subs, hib, challenge)
+    row = session.exec(
+        select(BoardEntry).where(BoardEntry.phase_id == phase_id, BoardEntry.team_id == team_id)
+    ).first()
+    if best is None:
+        if row is not None:
+            session.delete(row)
+            session.flush()
+        return None
+    assert best.public_score is not None
+    assert best.id is not None
+    if row is None:
+        row = BoardEntry(
+            phase_id=phase_id,
+            team_id=team_id,
+            submission_id=best.id,
+            sort_key=0.0,
+            score=0.0,
+            submitted_at=best.created_at,
+        )
+    row.submission_id = best.id
+    row.score = best.public_score
+    row.sort_key = _sort_key(best.public_score, hib)
+    row.ci_low, row.ci_high = best.public_ci_low, best.public_ci_high
+    row.submitted_at = best.created_at
+    row.entries = len(subs)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def record_score_on_board(session: Session, submission_id: int) -> None:
+    """Hook for ``record_result``: bring the submitting team's board row up to date.
+
+    Locks the team row first, so two scores of one team stored at the same time are folded in one
+    after the other (each recompute then sees the other's committed row).
+    """
+    sub = session.get(Submission, submission_id)
+    if sub is None or sub.team_id is None:
+        return
+    session.execute(
+        sa.update(Team)
+        .where(col(Team.id) == sub.team_id)
+        .values(submission_counter=col(Team.submission_counter))
+    )
+    session.refresh(sub)
+    refresh_board_entry(session, team_id=sub.team_id, phase_id=sub.phase_id)
+
+
+def refresh_team_boards(session: Session, *, team_id: int) -> None:
+    """Recompute a team's rows on every phase it has submissions in (after a merge)."""
+    phase_ids = set(
+        session.exec(select(Submission.phase_id).where(Submission.team_id == team_id)).all()
+    )
+    phase_ids |= set(
+        session.exec(select(BoardEntry.phase_id).where(BoardEntry.team_id == team_id)).all()
+    )
+    for phase_id in sorted(phase_ids):
+        refresh_board_entry(session, team_id=team_id, phase_id=phase_id)
+
+
+def rebuild_boards(session: Session, challenge: Challenge) -> int:
+    """Recompute every board row of a challenge (after a rescore or a metric fix)."""
+    phase_ids = list(session.exec(select(Phase.id).where(Phase.challenge_id == challenge.id)))
+    session.execute(sa.delete(BoardEntry).where(col(BoardEntry.phase_id).in_(phase_ids)))
+    pairs = session.exec(
+        select(Submission.team_id, Submission.phase_id)
+        .where(Submission.challenge_id == challenge.id, col(Submission.team_id).is_not(None))
+        .distinct()
+    ).all()
+    n = 0
+    for team_id, phase_id in pairs:
+        assert team_id is not None
+        if refresh_board_entry(session, team_id=team_id, phase_id=phase_id) is not None:
+            n += 1
+    return n
+
+
+# ---------------------------------------------------------------- reading the board
+
+
+def _entry_from_row(row: BoardEntry, name: str, rank: int | None) -> Entry:
+    return Entry(
+        rank=rank,
+        team_id=row.team_id,
+        team_name=name,
+        score=row.score,
+        ci_low=row.ci_low,
+        ci_high=row.ci_high,
+        submission_id=row.submission_id,
+        submitted_at=row.submitted_at,
+        entries=row.entries,
+    )
+
+
+def _ranked_query(phase: Phase) -> Any:
+    return (
+        select(BoardEntry, Team.name)
+        .join(Team, col(Team.id) == BoardEntry.team_id)
+        .where(BoardEntry.phase_id == phase.id, col(Team.disqualified_at).is_(None))
+        .order_by(
+            col(BoardEntry.sort_key), col(BoardEntry.submitted_at), col(BoardEntry.submission_id)
+        )
+    )
+
+
+def count_board(session: Session, phase: Phase) -> int:
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(BoardEntry)
+            .join(Team, col(Team.id) == BoardEntry.team_id)
+            .where(BoardEntry.phase_id == phase.id, col(Team.disqualified_at).is_(None))
+        ).one()
+    )
+
+
+def baseline_entries(
+    session: Session, phase: Phase, higher_is_better: bool, board: str = "public"
+) -> list[Entry]:
+    """The organizer's baselines on this phase: shown for reference, never ranked."""
     rows = session.exec(
-        select(Submission, User.username)
-        .join(User, col(User.id) == Submission.user_id)
-        .where(
+        select(Submission).where(
             Submission.phase_id == phase.id,
             Submission.status == "scored",
-            col(Submission.is_late).is_(False),
+            Submission.baseline_label != "",
         )
-        .order_by(col(Submission.created_at), col(Submission.id))
     ).all()
-    return [(s, name) for s, name in rows]
-
-
-def _rank(best: dict[int, tuple[Submission, str, int]], attr: str, higher: bool) -> list[Entry]:
-    def key(item: tuple[Submission, str, int]) -> tuple[float, dt.datetime, int]:
-        sub = item[0]
-        value = getattr(sub, attr)
-        assert sub.id is not None
-        return (-value if higher else value, sub.created_at, sub.id)
-
-    ordered = sorted(best.values(), key=key)
-    entries = []
-    for i, (sub, name, count) in enumerate(ordered, start=1):
-        assert sub.id is not None
-        ci = (
+    out = []
+    for sub in rows:
+        score = sub.public_score if board == "public" else sub.private_score
+        if score is None:
+            continue
+        lo, hi = (
             (sub.public_ci_low, sub.public_ci_high)
-            if attr == "public_score"
+            if board == "public"
             else (sub.private_ci_low, sub.private_ci_high)
         )
-        entries.append(
-            Entry(
-                i,
-                sub.user_id,
-                name,
-                getattr(sub, attr),
-                ci[0],
-                ci[1],
-                sub.id,
-                sub.created_at,
-                count,
+        assert sub.id is not None
+        label = sub.baseline_label
+        out.append(Entry(None, 0, label, score, lo, hi, sub.id, sub.created_at, 1, baseline=label))
+    out.sort(key=lambda e: _sort_key(e.score, higher_is_better))
+    return out
+
+
+def public_board_page(
+    session: Session,
+    challenge: Challenge,
+    phase: Phase,
+    *,
+    page: int = 1,
+    per_page: int = PER_PAGE,
+    higher_is_better: bool | None = None,
+) -> BoardPage:
+    """One page of the public board: ranks, tie marks, and where the baselines would place."""
+    hib = higher_is_better_of(challenge) if higher_is_better is None else higher_is_better
+    total = count_board(session, phase)
+    pages = max(1, math.ceil(total / per_page))
+    page = min(max(1, page), pages)
+    offset = (page - 1) * per_page
+    start = max(0, offset - 1)  # one row above the page, to mark a tie across the page break
+    rows = session.exec(_ranked_query(phase).offset(start).limit(per_page + (offset - start))).all()
+    entries = [_entry_from_row(r, name, start + i + 1) for i, (r, name) in enumerate(rows)]
+    above = entries.pop(0) if offset > 0 and entries else None
+    mark_ties(entries, above)
+    baselines = []
+    for base in baseline_entries(session, phase, hib):
+        better = session.exec(
+            select(func.count())
+            .select_from(BoardEntry)
+            .join(Team, col(Team.id) == BoardEntry.team_id)
+            .where(
+                BoardEntry.phase_id == phase.id,
+                col(Team.disqualified_at).is_(None),
+                col(BoardEntry.sort_key) < _sort_key(base.score, hib),
             )
-        )
-    return entries
+        ).one()
+        baselines.append((base, int(better) + 1))
+    return BoardPage(entries, total, page, pages, baselines)
 
 
 def public_leaderboard(
     session: Session, challenge: Challenge, phase: Phase, higher_is_better: bool
 ) -> list[Entry]:
-    """Best public score per participant; ties go to the earlier submission."""
-    best: dict[int, tuple[Submission, str, int]] = {}
-    counts: dict[int, int] = {}
-    for sub, name in _scored_rows(session, phase):
-        if sub.public_score is None:
-            continue
-        counts[sub.user_id] = counts.get(sub.user_id, 0) + 1
-        held = best.get(sub.user_id)
-        if held is None or _better(sub.public_score, held[0].public_score or 0.0, higher_is_better):
-            best[sub.user_id] = (sub, name, 0)
-    best = {u: (s, n, counts[u]) for u, (s, n, _) in best.items()}
-    return _rank(best, "public_score", higher_is_better)
+    """The whole public board: each team's best on-time score; ties go to the earlier submission."""
+    rows = session.exec(_ranked_query(phase)).all()
+    return mark_ties([_entry_from_row(r, name, i) for i, (r, name) in enumerate(rows, start=1)])
+
+
+def _team_names(session: Session, team_ids: set[int]) -> dict[int, tuple[str, bool]]:
+    if not team_ids:
+        return {}
+    rows = session.exec(
+        select(Team.id, Team.name, Team.disqualified_at).where(col(Team.id).in_(team_ids))
+    ).all()
+    return {int(i): (n, d is not None) for i, n, d in rows if i is not None}
 
 
 def private_leaderboard(
     session: Session, challenge: Challenge, phase: Phase, higher_is_better: bool
 ) -> list[Entry]:
-    """Each participant is judged on their final selections: the best public ones, up to the limit."""
+    """Each team is judged on its final selections, or its best public ones when it picked none.
+
+    The team's private score is the best private score among those (at most
+    ``limits.final_selections``); ties go to the earlier submission.
+    """
     n_final = int(challenge.limits.get("final_selections", 2))
-    by_user: dict[int, list[tuple[Submission, str]]] = {}
-    for sub, name in _scored_rows(session, phase):
-        if sub.public_score is not None and sub.private_score is not None:
-            by_user.setdefault(sub.user_id, []).append((sub, name))
-    best: dict[int, tuple[Submission, str, int]] = {}
-    for user_id, subs in by_user.items():
-        ranked = sorted(
-            subs,
-            key=lambda t: (
-                -(t[0].public_score or 0.0) if higher_is_better else (t[0].public_score or 0.0),
-                t[0].created_at,
-            ),
+    subs = session.exec(
+        select(Submission)
+        .where(
+            Submission.phase_id == phase.id,
+            Submission.status == "scored",
+            col(Submission.is_late).is_(False),
+            Submission.baseline_label == "",
+            col(Submission.team_id).is_not(None),
+            col(Submission.public_score).is_not(None),
+            col(Submission.private_score).is_not(None),
         )
-        chosen = ranked[:n_final]
-        winner = chosen[0]
-        for cand in chosen[1:]:
-            if _better(
-                cand[0].private_score or 0.0, winner[0].private_score or 0.0, higher_is_better
-            ):
-                winner = cand
-        best[user_id] = (winner[0], winner[1], len(subs))
-    entries = _rank(best, "private_score", higher_is_better)
+        .order_by(col(Submission.created_at), col(Submission.id))
+    ).all()
+    by_team: dict[int, list[Submission]] = {}
+    for sub in subs:
+        assert sub.team_id is not None
+        by_team.setdefault(sub.team_id, []).append(sub)
+    names = _team_names(session, set(by_team))
+    sign = -1.0 if higher_is_better else 1.0
+
+    def order(value: float | None, sub: Submission) -> tuple[float, dt.datetime, int]:
+        assert value is not None
+        assert sub.id is not None
+        return (sign * value, sub.created_at, sub.id)
+
+    chosen_rows: list[tuple[Submission, int]] = []
+    for team_id, team_subs in by_team.items():
+        if names.get(team_id, ("", True))[1]:
+            continue  # disqualified
+        finals = [s for s in team_subs if s.is_final][:n_final]
+        pool = finals or sorted(team_subs, key=lambda s: order(s.public_score, s))[:n_final]
+        winner = min(pool, key=lambda s: order(s.private_score, s))
+        chosen_rows.append((winner, len(team_subs)))
+    chosen_rows.sort(key=lambda t: order(t[0].private_score, t[0]))
     public_ranks = {
-        e.user_id: e.rank for e in public_leaderboard(session, challenge, phase, higher_is_better)
+        e.team_id: e.rank for e in public_leaderboard(session, challenge, phase, higher_is_better)
     }
-    for entry in entries:
-        entry.public_rank = public_ranks.get(entry.user_id)
-    return entries
+    entries = []
+    for rank, (sub, count) in enumerate(chosen_rows, start=1):
+        assert sub.team_id is not None
+        assert sub.id is not None
+        assert sub.private_score is not None
+        entries.append(
+            Entry(
+                rank,
+                sub.team_id,
+                names[sub.team_id][0],
+                sub.private_score,
+                sub.private_ci_low,
+                sub.private_ci_high,
+                sub.id,
+                sub.created_at,
+                count,
+                public_rank=public_ranks.get(sub.team_id),
+            )
+        )
+    return mark_ties(entries)
+
+
+# ---------------------------------------------------------------- histories for the plots
+
+
+def team_score_history(
+    session: Session, team_id: int, phase: Phase
+) -> list[tuple[dt.datetime, float, bool]]:
+    """(time, public score, late) for each scored submission of a team in a phase."""
+    rows = session.exec(
+        select(Submission.created_at, Submission.public_score, Submission.is_late)
+        .where(
+            Submission.team_id == team_id,
+            Submission.phase_id == phase.id,
+            Submission.status == "scored",
+            col(Submission.public_score).is_not(None),
+        )
+        .order_by(col(Submission.created_at))
+    ).all()
+    return [(t, float(s), bool(late)) for t, s, late in rows if s is not None]
+
+
+def best_score_over_time(
+    session: Session, phase: Phase, higher_is_better: bool
+) -> list[tuple[dt.datetime, float]]:
+    """The top public score of the phase after each improvement (a step function's corners)."""
+    rows = session.exec(
+        select(Submission.created_at, Submission.public_score)
+        .join(Team, col(Team.id) == Submission.team_id)
+        .where(
+            Submission.phase_id == phase.id,
+            Submission.status == "scored",
+            col(Submission.is_late).is_(False),
+            Submission.baseline_label == "",
+            col(Submission.public_score).is_not(None),
+            col(Team.disqualified_at).is_(None),
+        )
+        .order_by(col(Submission.created_at))
+    ).all()
+    out: list[tuple[dt.datetime, float]] = []
+    for when, score in rows:
+        if score is None:
+            continue
+        if not out or (score > out[-1][1] if higher_is_better else score < out[-1][1]):
+            out.append((when, float(score)))
+    return out
