@@ -192,8 +192,16 @@ def get_challenge_by_slug(session: Session, slug: str) -> Challenge:
     return row
 
 
-def join_challenge(session: Session, *, challenge: Challenge, user: User) -> Participation:
-    """Register the user, recording when they accepted the rules and the data licence."""
+def join_challenge(
+    session: Session, *, challenge: Challenge, user: User, onsite: bool = False
+) -> Participation:
+    """Register the user, recording when they accepted the rules and the data licence.
+
+    The organizer's e-mail domain restriction and approval apply (see teams.registration_status);
+    ``onsite`` is an on-site check-in by code, approved at once. The user gets a team of one.
+    """
+    from challenge.teams import ensure_team, registration_status
+
     assert challenge.id is not None
     assert user.id is not None
     row = session.exec(
@@ -202,9 +210,14 @@ def join_challenge(session: Session, *, challenge: Challenge, user: User) -> Par
         )
     ).first()
     if row is None:
-        row = Participation(challenge_id=challenge.id, user_id=user.id)
+        status = registration_status(challenge, user, onsite=onsite)
+        row = Participation(challenge_id=challenge.id, user_id=user.id, status=status)
         session.add(row)
         session.flush()
+        ensure_team(session, challenge=challenge, user=user)
+    elif onsite and row.status == "pending":
+        row.status = "approved"
+        session.add(row)
     return row
 
 

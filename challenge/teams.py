@@ -416,3 +416,23 @@ def set_final_selection(
     session.add(sub)
     session.flush()
     return sub
+
+
+def allowed_domains(challenge: Challenge) -> list[str]:
+    return [d.strip().lower().lstrip("@") for d in challenge.email_domains.split(",") if d.strip()]
+
+
+def registration_status(challenge: Challenge, user: User, *, onsite: bool = False) -> str:
+    """'approved' or 'pending' for a new registration; refuses addresses outside the domains."""
+    if onsite:
+        return "approved"
+    domains = allowed_domains(challenge)
+    if domains:
+        host = user.email.rsplit("@", 1)[-1].lower()
+        if not any(host == d or host.endswith("." + d) for d in domains):
+            raise PermissionDenied(
+                "This challenge is open to e-mail addresses at "
+                + ", ".join(domains)
+                + "; change your account's address or ask the organizers."
+            )
+    return "pending" if challenge.requires_approval else "approved"
