@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import textwrap
 
@@ -41,8 +42,8 @@ part decides the final ranking and is revealed when the challenge closes.
 def _bundle_text(slug: str, title: str, summary: str, phases: str, seed: int) -> str:
     return textwrap.dedent(f"""\
         slug: {slug}
-        title: {title}
-        summary: {summary}
+        title: {json.dumps(title)}
+        summary: {json.dumps(summary)}
         description: description.md
         dataset: higgs.csv
         license: CC-BY-4.0
@@ -51,10 +52,10 @@ def _bundle_text(slug: str, title: str, summary: str, phases: str, seed: int) ->
         submission: {{id: EventId, columns: {{RankOrder: rank, Class: {{values: [s, b]}}}}}}
         metric: {{name: ams, weight: Weight, label: Label, positive: s, b_reg: 10}}
         phases:
-        {phases}
+        @PHASES@
         limits: {{per_day: 10, total: 300, file_mb: 50, team_size: 4, final_selections: 2}}
         leaderboard: {{reveal: at_close}}
-        """)
+        """).replace("@PHASES@", phases.strip("\n"))
 
 
 def seed_demo(settings: Settings, events: int = 50_000) -> dict[str, tuple[str, str]]:
