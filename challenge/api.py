@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -10,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from challenge.accounts import create_api_token, find_user_for_login
+from challenge.accounts import create_api_token, find_user_for_login, revoke_api_token
 from challenge.challenges import (
     challenge_status,
     join_challenge,
@@ -18,15 +19,33 @@ from challenge.challenges import (
     phase_state,
     phases_of,
     private_board_visible,
+    reveal_private_leaderboard,
 )
 from challenge.errors import BadRequest, NotAuthenticated, NotFound
 from challenge.leaderboard import Entry, private_leaderboard, public_leaderboard
-from challenge.models import Challenge, Submission, User
+from challenge.models import ApiToken, Challenge, Phase, Submission, User
 from challenge.security import verify_password
 from challenge.submissions import access_submission, queue_position, quota_for, submissions_of
 from challenge.uploads import check_declared_size, iter_upload_file, store_upload
 from challenge.views.challenges import download, higher_is_better, visible_challenge
+from challenge.views.organizer import organized_challenge
 from challenge.web import current_user, db, settings_of
+
+# Uploads per participant per minute, over every API (native and EvalAI). The daily quota bounds
+# the number of scored files; this bounds bursts, which cost storage and queue time even when the
+# files turn out invalid and are not charged to the quota.
+SUBMIT_RATE_PER_MINUTE = 12
+
+
+def limit_submission_rate(request: Request, user: User) -> None:
+    """Refuse a participant's upload beyond SUBMIT_RATE_PER_MINUTE (429, with the wait)."""
+    request.app.state.ratelimiter.hit(
+        f"submit:{user.id}", SUBMIT_RATE_PER_MINUTE, 60, "uploads in a minute"
+    )
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def api_user(request: Request) -> User:
@@ -77,6 +96,8 @@ def challenge_json(request: Request, challenge: Challenge, user: User | None) ->
 def submission_json(request: Request, sub: Submission) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": sub.id,
+        "challenge_id": sub.challenge_id,
+        "phase_id": sub.phase_id,
         "status": sub.status,
         "filename": sub.filename,
         "message": sub.message,
@@ -177,6 +198,7 @@ async def join(request: Request) -> Response:
 async def submit(request: Request) -> Response:
     """Multipart with a 'file' field, or a raw body with ?filename=...&message=..."""
     user = api_user(request)
+    limit_submission_rate(request, user)
     challenge = await run_in_threadpool(visible_challenge, request, request.path_params["slug"])
     check_declared_size(request, challenge)
     content_type = request.headers.get("content-type", "")
@@ -235,8 +257,13 @@ def leaderboard(request: Request) -> Response:
             phases[0] if phases else None
         )
     if phase is None:
-        raise NotFound("No such phase.")
+        if not wanted:
+            raise NotFound("This challenge has no leaderboard.")
+        names = ", ".join(p.name for p in phases) or "none"
+        raise NotFound(f"No phase '{wanted}' in this challenge; its phases are: {names}.")
     board = request.query_params.get("board", "public")
+    if board not in ("public", "private"):
+        raise BadRequest(f"Unknown board '{board}'; use board=public or board=private.")
     if board == "private" and not private_board_visible(challenge, phase):
         raise NotFound("The private leaderboard is revealed when the phase closes.")
     fn = private_leaderboard if board == "private" else public_leaderboard
@@ -246,9 +273,137 @@ def leaderboard(request: Request) -> Response:
     )
 
 
+def list_tokens(request: Request) -> Response:
+    from sqlmodel import col, select
+
+    user = api_user(request)
+    rows = db(request).exec(
+        select(ApiToken)
+        .where(ApiToken.user_id == user.id, col(ApiToken.revoked).is_(False))
+        .order_by(col(ApiToken.id))
+    )
+    return JSONResponse(
+        [
+            {
+                "id": t.id,
+                "name": t.name,
+                "prefix": t.prefix,
+                "created_at": t.created_at.isoformat(),
+                "last_used_at": _iso(t.last_used_at),
+            }
+            for t in rows
+        ]
+    )
+
+
+def delete_token(request: Request) -> Response:
+    user = api_user(request)
+    session = db(request)
+    token_id = int(request.path_params["id"])
+    row = session.get(ApiToken, token_id)
+    if row is None or row.user_id != user.id or row.revoked:
+        raise NotFound("No such token.")
+    revoke_api_token(session, user=user, token_id=token_id)
+    session.commit()
+    return Response(status_code=204)
+
+
+def _require_organizer(request: Request) -> User:
+    user = api_user(request)
+    if user.role not in ("admin", "organizer"):
+        raise NotFound("Not found.")
+    return user
+
+
+def organized_challenges(request: Request) -> Response:
+    """The challenges the caller organizes (all of them for an admin), with submission counts."""
+    from sqlmodel import col, func, select
+
+    user = _require_organizer(request)
+    session = db(request)
+    query = select(Challenge).order_by(col(Challenge.id))
+    if user.role != "admin":
+        query = query.where(Challenge.created_by == user.id)
+    out = []
+    for challenge in session.exec(query):
+        counts = dict(
+            session.exec(
+                select(Submission.status, func.count())
+                .where(Submission.challenge_id == challenge.id)
+                .group_by(col(Submission.status))
+            ).all()
+        )
+        item = challenge_json(request, challenge, user)
+        item.update(
+            is_listed=challenge.is_listed,
+            state_message=challenge.state_message,
+            revealed_at=_iso(challenge.revealed_at),
+            submission_counts={str(k): int(v) for k, v in counts.items()},
+        )
+        out.append(item)
+    return JSONResponse(out)
+
+
+def all_submissions(request: Request) -> Response:
+    """Every submission of a challenge, for its organizers: with private scores and error detail."""
+    from sqlmodel import col, select
+
+    user = _require_organizer(request)
+    session = db(request)
+    challenge = organized_challenge(request, user, request.path_params["slug"])
+    query = (
+        select(Submission, User.username, Phase.name)
+        .join(User, col(User.id) == Submission.user_id)
+        .join(Phase, col(Phase.id) == Submission.phase_id)
+        .where(Submission.challenge_id == challenge.id)
+        .order_by(col(Submission.id).desc())
+    )
+    status = request.query_params.get("status")
+    if status:
+        query = query.where(Submission.status == status)
+    limit = min(int(request.query_params.get("limit", "500") or 500), 5000)
+    out = []
+    for sub, username, phase_name in session.exec(query.limit(limit)).all():
+        item = submission_json(request, sub)
+        item.update(
+            participant=username,
+            phase=phase_name,
+            private_score=sub.private_score,
+            private_ci=[sub.private_ci_low, sub.private_ci_high]
+            if sub.private_ci_low is not None
+            else None,
+            error_detail=sub.error_detail or None,
+            attempts=sub.attempts,
+            duration_ms=sub.duration_ms,
+        )
+        out.append(item)
+    return JSONResponse(out)
+
+
+def reveal(request: Request) -> Response:
+    user = _require_organizer(request)
+    session = db(request)
+    challenge = organized_challenge(request, user, request.path_params["slug"])
+    reveal_private_leaderboard(session, challenge=challenge, actor=user)
+    session.commit()
+    return JSONResponse({"slug": challenge.slug, "revealed_at": _iso(challenge.revealed_at)})
+
+
+def openapi_document(request: Request) -> Response:
+    from challenge.openapi import build_openapi
+
+    return JSONResponse(build_openapi(settings_of(request).base_url))
+
+
 routes = [
+    Route("/openapi.json", openapi_document, methods=["GET"]),
     Route("/auth/token", create_token, methods=["POST"]),
     Route("/me", me, methods=["GET"]),
+    Route("/tokens", list_tokens, methods=["GET"]),
+    Route("/tokens/{id:int}", delete_token, methods=["DELETE"]),
+    Route("/organize/challenges", organized_challenges, methods=["GET"]),
+    Route("/challenges/{slug}/all-submissions", all_submissions, methods=["GET"]),
+    Route("/challenges/{slug}/reveal", reveal, methods=["POST"]),
     Route("/challenges", list_challenges, methods=["GET"]),
     Route("/challenges/{slug}", get_challenge, methods=["GET"]),
     Route("/challenges/{slug}/join", join, methods=["POST"]),

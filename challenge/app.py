@@ -120,7 +120,7 @@ def health(request: Request) -> Response:
 
 def create_app(settings: Settings, engine: sa.Engine | None = None) -> Starlette:
     """Build the site. The engine may be shared with a worker in tests."""
-    from challenge import api
+    from challenge import api, evalai
     from challenge.broker import redis_client
     from challenge.forum_bridge import FORUM_TEMPLATES, forum_mount
     from challenge.views import accounts, challenges, organizer
@@ -137,7 +137,8 @@ def create_app(settings: Settings, engine: sa.Engine | None = None) -> Starlette
         *accounts.routes,
         *challenges.routes,
         *organizer.routes,
-        Mount("/api", routes=api.routes),
+        # EvalAI's paths first: they are integer-typed and literal where Podium's take a slug.
+        Mount("/api", routes=[*evalai.routes, *api.routes]),
         forum_mount(),
     ]
     middleware = [

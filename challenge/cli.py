@@ -56,6 +56,7 @@ def start_worker_process(processes: int = 2) -> subprocess.Popen[bytes]:
             "-m",
             "dramatiq",
             "challenge.tasks",
+            "challenge.schedule",
             "--processes",
             str(processes),
             "--threads",
@@ -66,15 +67,23 @@ def start_worker_process(processes: int = 2) -> subprocess.Popen[bytes]:
 
 
 def run_scheduler_forever(interval: float, stop: threading.Event) -> None:
-    """Send the periodic jobs: the reconciler (and, as they land, phase transitions)."""
+    """Send the periodic jobs: the reconciler and the phase transitions (at once, then each tick).
+
+    Ticks missed while nothing ran are caught up by the first one: advance_schedule applies every
+    transition that is due.
+    """
+    from challenge.schedule import advance_schedule_job
     from challenge.tasks import reconcile
 
     log = logging.getLogger("podium.scheduler")
-    while not stop.wait(interval):
-        try:
-            reconcile.send()
-        except Exception:
-            log.exception("could not send the reconcile job; will try again")
+    while True:
+        for job in (advance_schedule_job, reconcile):
+            try:
+                job.send()
+            except Exception:
+                log.exception("could not send %s; will try again", job.actor_name)
+        if stop.wait(interval):
+            return
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
