@@ -55,6 +55,11 @@ def api_user(request: Request) -> User:
         raise NotAuthenticated(
             "Send 'Authorization: Bearer <token>'; create a token on your account page."
         )
+    if getattr(request.state, "via_token", False):
+        # Resolving a token stamps its last use. Commit that now: on SQLite an open write would
+        # hold the database lock while an upload streams in, and the upload's own transaction
+        # (which charges the quota) would wait on it until it timed out.
+        db(request).commit()
     return user
 
 
