@@ -22,6 +22,8 @@ from typing import Any
 from challenge.settings import Settings, load_settings
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_AUTH, EXIT_INVALID = 0, 1, 2, 3, 4
+# 5: refused for now (daily quota or rate limit; try later); 6: still scoring when --timeout ran out.
+EXIT_LATER, EXIT_PENDING = 5, 6
 
 
 class CliError(Exception):
@@ -324,41 +326,67 @@ def load_client_config() -> dict[str, str]:
     return {}
 
 
+def site_url(args: argparse.Namespace) -> str:
+    """--url, else PODIUM_URL, else the site of the last `podium login`, else the local demo."""
+    return (
+        getattr(args, "url", None)
+        or os.environ.get("PODIUM_URL")
+        or load_client_config().get("url")
+        or "http://127.0.0.1:8000"
+    ).rstrip("/")
+
+
 def client(args: argparse.Namespace, need_token: bool = True) -> Any:
     import httpx
 
-    cfg = load_client_config()
-    url = (
-        getattr(args, "url", None)
-        or os.environ.get("PODIUM_URL")
-        or cfg.get("url")
-        or "http://127.0.0.1:8000"
-    ).rstrip("/")
-    token = os.environ.get("PODIUM_TOKEN") or cfg.get("token")
+    token = os.environ.get("PODIUM_TOKEN") or load_client_config().get("token")
     if need_token and not token:
         raise CliError("not logged in: run 'podium login' (or set PODIUM_TOKEN)", EXIT_AUTH)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(60.0, connect=10.0))
+    return httpx.Client(
+        base_url=site_url(args), headers=headers, timeout=httpx.Timeout(60.0, connect=10.0)
+    )
 
 
 def _check(response: Any) -> Any:
+    """Turn an error answer into a CliError whose exit code tells a script what happened."""
+    if response.status_code < 400:
+        return response
+    try:
+        message = response.json().get("message", response.text)
+    except ValueError:
+        message = response.text or f"HTTP {response.status_code}"
     if response.status_code in (401, 403):
-        raise CliError(response.json().get("message", "not allowed"), EXIT_AUTH)
-    if response.status_code >= 400:
+        raise CliError(message, EXIT_AUTH)
+    if response.status_code == 429:
+        raise CliError(message, EXIT_LATER)
+    raise CliError(message, EXIT_INVALID if response.status_code < 500 else EXIT_ERROR)
+
+
+def network_command(
+    fn: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """Report an unreachable site as one line and exit code 1, not a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        import httpx
+
         try:
-            message = response.json().get("message", response.text)
-        except ValueError:
-            message = response.text
-        raise CliError(message, EXIT_INVALID if response.status_code < 500 else EXIT_ERROR)
-    return response
+            return fn(args)
+        except httpx.TransportError as exc:
+            raise CliError(f"cannot reach {site_url(args)}: {exc}", EXIT_ERROR) from exc
+
+    run.__doc__ = fn.__doc__
+    return run
 
 
+@network_command
 def cmd_login(args: argparse.Namespace) -> int:
     import getpass
 
     import httpx
 
-    url = (args.url or "http://127.0.0.1:8000").rstrip("/")
+    url = site_url(args)
     password = (
         sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
     )
@@ -371,29 +399,58 @@ def cmd_login(args: argparse.Namespace) -> int:
         )
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)  # before the token is in it
     path.write_text(json.dumps({"url": url, "token": r.json()["token"]}))
-    path.chmod(0o600)
     print(f"logged in to {url} as {r.json()['username']}")
     return EXIT_OK
 
 
+@network_command
 def cmd_challenges(args: argparse.Namespace) -> int:
     with client(args, need_token=False) as http:
         rows = _check(http.get("/api/challenges")).json()
     for c in rows:
-        print(f"{c['slug']:30s} {c['status']:9s} {c['title']}")
+        joined = "joined" if c.get("joined") else ""
+        print(f"{c['slug']:30s} {c['status']:9s} {joined:6s} {c['title']}")
     return EXIT_OK
 
 
+@network_command
+def cmd_join(args: argparse.Namespace) -> int:
+    if not args.accept_rules:
+        raise CliError(
+            "read the rules and the data licence on the challenge page, then run again with "
+            "--accept-rules",
+            EXIT_USAGE,
+        )
+    with client(args) as http:
+        info = _check(
+            http.post(f"/api/challenges/{args.slug}/join", json={"accept_rules": True})
+        ).json()
+    quota = info.get("quota") or {}
+    print(f"joined {info['slug']}; {quota.get('left_today', '?')} submission(s) left today")
+    return EXIT_OK
+
+
+@network_command
 def cmd_download(args: argparse.Namespace) -> int:
+    import hashlib
+
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     ext = {"parquet": ".parquet", "csv": ".csv", "hdf5": ".h5", "root": ".root"}[args.format]
     with client(args) as http:
         info = _check(http.get(f"/api/challenges/{args.slug}")).json()
+        if not info.get("joined"):
+            raise CliError(
+                f"join the challenge first: podium join {args.slug} --accept-rules", EXIT_AUTH
+            )
         for f in info["files"]:
             stem = f["name"].rsplit(".", 1)[0]
             target = out_dir / f"{args.slug}-{stem}{ext}"
+            partial = target.with_name(target.name + ".part")
+            sha = hashlib.sha256()
             with http.stream(
                 "GET",
                 f"/api/challenges/{args.slug}/files/{f['name']}",
@@ -404,17 +461,24 @@ def cmd_download(args: argparse.Namespace) -> int:
                     _check(r)
                 total = int(r.headers.get("content-length", 0))
                 done = 0
-                with target.open("wb") as fh:
+                with partial.open("wb") as fh:
                     for chunk in r.iter_bytes(1 << 20):
                         fh.write(chunk)
+                        sha.update(chunk)
                         done += len(chunk)
-                        _progress(f"{target.name}", done, total)
-            print(file=sys.stderr)
+                        _progress(target.name, done, total)
+            _progress_done()
+            # The site lists checksums of the Parquet originals; conversions are made on demand.
+            if args.format == "parquet" and f.get("sha256") and sha.hexdigest() != f["sha256"]:
+                partial.unlink()
+                raise CliError(f"{target.name}: checksum mismatch; download again", EXIT_ERROR)
+            partial.replace(target)
             print(target)
     return EXIT_OK
 
 
 def _progress(label: str, done: int, total: int) -> None:
+    """A progress bar on standard error, drawn only on a terminal (logs stay clean)."""
     if not sys.stderr.isatty():
         return
     if total:
@@ -424,11 +488,18 @@ def _progress(label: str, done: int, total: int) -> None:
             f"\r{label:30.30s} [{'#' * filled}{'.' * (width - filled)}] {done / total * 100:5.1f}%",
             end="",
             file=sys.stderr,
+            flush=True,
         )
     else:
-        print(f"\r{label:30.30s} {done / 1e6:8.1f} MB", end="", file=sys.stderr)
+        print(f"\r{label:30.30s} {done / 1e6:8.1f} MB", end="", file=sys.stderr, flush=True)
 
 
+def _progress_done() -> None:
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+
+
+@network_command
 def cmd_submit(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
@@ -452,8 +523,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(total)},
             )
         )
+        _progress_done()
         sub = r.json()
-        print(file=sys.stderr)
         print(f"submission {sub['id']} received")
         if args.no_wait:
             return EXIT_OK
@@ -470,11 +541,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"{sub['status']}: {sub.get('error')}", file=sys.stderr)
         return EXIT_INVALID if sub["status"] == "invalid" else EXIT_ERROR
     print(
-        f"still {sub['status']} after {args.timeout} s; check later with 'podium submissions {args.slug}'"
+        f"still {sub['status']} after {args.timeout:g} s; "
+        f"check later with 'podium submissions {args.slug}'"
     )
-    return EXIT_OK
+    return EXIT_PENDING
 
 
+@network_command
 def cmd_submissions(args: argparse.Namespace) -> int:
     with client(args) as http:
         rows = _check(http.get(f"/api/challenges/{args.slug}/submissions")).json()
@@ -487,6 +560,7 @@ def cmd_submissions(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@network_command
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     with client(args, need_token=False) as http:
         params = {"board": args.board}
@@ -573,6 +647,10 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--password-stdin", action="store_true")
     cl = add("challenges", cmd_challenges, "List challenges.")
     cl.add_argument("--url")
+    jn = add("join", cmd_join, "Join a challenge, accepting its rules and data licence.")
+    jn.add_argument("slug")
+    jn.add_argument("--accept-rules", action="store_true")
+    jn.add_argument("--url")
     dl = add("download", cmd_download, "Download a challenge's public data.")
     dl.add_argument("slug")
     dl.add_argument("--format", default="parquet", choices=["parquet", "csv", "hdf5", "root"])
