@@ -46,7 +46,11 @@ def current_user(request: Request) -> User | None:
     user = None
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith(("bearer ", "token ")):
-        user = user_for_token(db(request), auth.split(None, 1)[1])
+        session = db(request)
+        user = user_for_token(session, auth.split(None, 1)[1])
+        # Commit the last-used stamp now: an open write would hold SQLite's lock for the whole
+        # request and block the upload's own transaction.
+        session.commit()
         if user is None:
             raise NotAuthenticated(
                 "The API token is not valid; create a new one on your account page."

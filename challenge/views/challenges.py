@@ -19,11 +19,10 @@ from challenge.challenges import (
     participation_of,
     phase_state,
     phases_of,
-    private_board_visible,
 )
 from challenge.errors import BadRequest, NotFound
-from challenge.leaderboard import private_leaderboard, public_leaderboard
-from challenge.models import Challenge, Phase, User
+from challenge.models import Challenge, User
+from challenge.schedule import challenge_page_extras, require_data_access
 from challenge.submissions import queue_position, quota_for, submissions_of
 from challenge.uploads import check_declared_size, iter_upload_file, store_upload
 from challenge.web import (
@@ -92,6 +91,7 @@ def overview(request: Request) -> Response:
         positions=positions,
         quota=quota,
         fmt=challenge.submission_format,
+        **challenge_page_extras(session, challenge, user, participation),
     )
 
 
@@ -119,6 +119,9 @@ def _require_participant(request: Request, challenge: Challenge) -> User:
         and user.id != challenge.created_by
     ):
         raise NotFound("Join the challenge to download its data.")
+    participation = participation_of(db(request), challenge, user)
+    if participation is not None and user.role != "admin" and user.id != challenge.created_by:
+        require_data_access(db(request), challenge, participation)  # approval, publication date
     return user
 
 
@@ -214,42 +217,6 @@ def submission_rows(request: Request) -> Response:
     )
 
 
-def leaderboard(request: Request) -> Response:
-    challenge = visible_challenge(request, request.path_params["slug"])
-    session = db(request)
-    phases = [p for p in phases_of(session, challenge) if p.accepts_submissions]
-    wanted = request.query_params.get("phase")
-    phase: Phase | None = None
-    if wanted:
-        phase = next((p for p in phases if p.name == wanted), None)
-        if phase is None:
-            raise NotFound(f"No phase '{wanted}' in this challenge.")
-    else:
-        status = challenge_status(phases_of(session, challenge))
-        phase = status.submitting_phase or (phases[0] if phases else None)
-    if phase is None:
-        raise NotFound("This challenge has no leaderboard.")
-    hib = higher_is_better(challenge)
-    board = request.query_params.get("board", "public")
-    private_ok = private_board_visible(challenge, phase)
-    if board == "private" and not private_ok:
-        raise NotFound("The private leaderboard is revealed when the phase closes.")
-    entries = (private_leaderboard if board == "private" else public_leaderboard)(
-        session, challenge, phase, hib
-    )
-    return render(
-        request,
-        "challenge/leaderboard.html",
-        challenge=challenge,
-        phase=phase,
-        phases=phases,
-        entries=entries,
-        board=board,
-        private_ok=private_ok,
-        higher_is_better=hib,
-    )
-
-
 routes = [
     Route("/", index, methods=["GET"], name="index"),
     Route("/c/{slug}", overview, methods=["GET"], name="challenge"),
@@ -259,5 +226,4 @@ routes = [
     Route("/c/{slug}/data/{name}", download, methods=["GET"], name="download"),
     Route("/c/{slug}/submit", submit, methods=["POST"], name="submit"),
     Route("/c/{slug}/submissions", submission_rows, methods=["GET"], name="submission_rows"),
-    Route("/c/{slug}/leaderboard", leaderboard, methods=["GET"], name="leaderboard"),
 ]

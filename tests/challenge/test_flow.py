@@ -170,3 +170,35 @@ def test_data_needs_login_and_join(client, make_challenge, make_user, path):  # 
     assert client.get(path, headers={"Accept": "application/json"}).status_code in (
         404,
     ) or path.endswith("submissions")
+
+
+def test_api_token_submit_and_poll(client, make_challenge, make_user, settings, engine, stub_worker):  # type: ignore[no-untyped-def]
+    """The CLI's path: token, join, raw-body upload, poll. A token use must not hold a DB lock."""
+    from challenge.accounts import create_api_token
+    from challenge.db import session_scope
+
+    challenge = make_challenge()
+    user = make_user("fay")
+    with session_scope(engine) as session:
+        token = create_api_token(session, user=user, name="cli")
+    auth = {"Authorization": f"Bearer {token}"}
+    r = client.post(f"/api/challenges/{challenge.slug}/join", json={"accept_rules": True}, headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["quota"]["left_today"] == 3
+    body = random_submission(settings, challenge.slug).to_csv(index=False).encode()
+    r = client.post(
+        f"/api/challenges/{challenge.slug}/submissions",
+        params={"filename": "pred.csv", "message": "api"},
+        content=body,
+        headers={**auth, "Content-Type": "application/octet-stream"},
+    )
+    assert r.status_code == 201, r.text
+    sub_id = r.json()["id"]
+    stub_worker.drain()
+    r = client.get(f"/api/submissions/{sub_id}", headers=auth)
+    assert r.json()["status"] == "scored"
+    assert r.json()["public_score"] is not None
+    # Unsafe API calls by cookie are refused (no CSRF exposure), and bad tokens get 401.
+    assert client.post(f"/api/challenges/{challenge.slug}/join", json={"accept_rules": True}).status_code == 401
+    bad = client.get("/api/me", headers={"Authorization": "Bearer pod_nope"})
+    assert bad.status_code == 401
