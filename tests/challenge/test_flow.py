@@ -199,6 +199,7 @@ def test_api_token_submit_and_poll(client, make_challenge, make_user, settings, 
     assert r.json()["status"] == "scored"
     assert r.json()["public_score"] is not None
     # Unsafe API calls by cookie are refused (no CSRF exposure), and bad tokens get 401.
-    assert client.post(f"/api/challenges/{challenge.slug}/join", json={"accept_rules": True}).status_code == 401
+    by_cookie = client.post(f"/api/challenges/{challenge.slug}/join", json={"accept_rules": True})
+    assert by_cookie.status_code == 401
     bad = client.get("/api/me", headers={"Authorization": "Bearer pod_nope"})
     assert bad.status_code == 401
