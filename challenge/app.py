@@ -123,8 +123,7 @@ def create_app(settings: Settings, engine: sa.Engine | None = None) -> Starlette
     from challenge import api, evalai
     from challenge.broker import redis_client
     from challenge.forum_bridge import FORUM_TEMPLATES, forum_mount
-    from challenge.views import accounts, challenges, organizer
-    from challenge.views import leaderboards, lifecycle, teams
+    from challenge.views import accounts, challenges, leaderboards, lifecycle, organizer, teams
 
     engine = engine or make_engine(settings.database_url)
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import dramatiq
 import sqlalchemy as sa
@@ -224,3 +225,165 @@ def advance_schedule_job() -> int:
 
     with session_scope(context().engine) as session:
         return len(advance_schedule(session))
+
+
+def announcements_of(session: Session, challenge: Challenge, limit: int = 50) -> list[Announcement]:
+    return list(
+        session.exec(
+            select(Announcement)
+            .where(Announcement.challenge_id == challenge.id)
+            .order_by(col(Announcement.created_at).desc(), col(Announcement.id).desc())
+            .limit(limit)
+        )
+    )
+
+
+def challenge_page_extras(
+    session: Session, challenge: Challenge, user: User | None, participation: Participation | None
+) -> dict[str, Any]:
+    """What the challenge page shows about the lifecycle and the user's team."""
+    from challenge.teams import invitations_for, members_of, team_of
+
+    team = team_of(session, challenge, user)
+    return {
+        "announcements": announcements_of(session, challenge, limit=5),
+        "data_open": data_is_published(session, challenge),
+        "data_opens_at": data_published_at(session, challenge),
+        "team": team,
+        "team_members": members_of(session, team) if team is not None else [],
+        "invitations": invitations_for(session, challenge, user) if user and participation else [],
+        "final_limit": int(challenge.limits.get("final_selections", 2)),
+    }
+
+
+# ---------------------------------------------------------------- organizer actions
+
+
+def post_announcement(
+    session: Session, *, challenge: Challenge, author: User, title: str, body_md: str
+) -> Announcement:
+    """Publish an organizer's announcement: challenge page, Atom feeds, and the challenge forum."""
+    title, body_md = title.strip(), body_md.strip()
+    if not title or len(title) > 200:
+        raise BadRequest("Give the announcement a title of 1 to 200 characters.", field="title")
+    if not body_md:
+        raise BadRequest("Write the announcement's text.", field="body")
+    assert challenge.id is not None
+    row = Announcement(challenge_id=challenge.id, author_id=author.id, title=title, body_md=body_md)
+    session.add(row)
+    session.flush()
+    from challenge.forum_bridge import announce  # the bridge imports the views; import late
+    from forum.access import ForumError
+
+    try:
+        with session.begin_nested():
+            row.forum_thread_id = announce(
+                session, challenge=challenge, author=author, title=title, body_md=body_md
+            )
+    except ForumError as exc:  # the announcement stands even if the forum refuses the thread
+        log.warning("announcement %s not posted to the forum: %s", row.id, exc)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def set_registration_policy(
+    session: Session,
+    *,
+    challenge: Challenge,
+    requires_approval: bool,
+    email_domains: str,
+    merge_deadline: dt.datetime | None,
+) -> Challenge:
+    """Approval of registrations, allowed e-mail domains (comma-separated), team merge deadline."""
+    domains = [d.strip().lower().lstrip("@") for d in email_domains.split(",") if d.strip()]
+    for d in domains:
+        if "." not in d or " " in d or "@" in d:
+            raise BadRequest(f"'{d}' is not a domain; write e.g. cern.ch, example.org.",
+                             field="email_domains")
+    challenge.requires_approval = requires_approval
+    challenge.email_domains = ", ".join(domains)
+    challenge.merge_deadline = merge_deadline
+    session.add(challenge)
+    session.flush()
+    return challenge
+
+
+def pending_registrations(session: Session, challenge: Challenge) -> list[tuple[Participation, User]]:
+    rows = session.exec(
+        select(Participation, User)
+        .join(User, col(User.id) == Participation.user_id)
+        .where(Participation.challenge_id == challenge.id, Participation.status == "pending")
+        .order_by(col(Participation.accepted_rules_at))
+    ).all()
+    return [(p, u) for p, u in rows]
+
+
+def decide_registration(
+    session: Session, *, challenge: Challenge, user_id: int, approve: bool
+) -> Participation:
+    row = session.exec(
+        select(Participation).where(
+            Participation.challenge_id == challenge.id, Participation.user_id == user_id
+        )
+    ).first()
+    if row is None:
+        raise NotFound("No such registration.")
+    row.status = "approved" if approve else "rejected"
+    session.add(row)
+    session.flush()
+    return row
+
+
+def set_registration_code(
+    session: Session, *, challenge: Challenge, phase_name: str, code: str
+) -> Phase:
+    """The code participants type at the venue to register on the spot (empty turns it off)."""
+    phase = next((p for p in _phases(session, challenge) if p.name == phase_name), None)
+    if phase is None:
+        raise NotFound(f"No phase '{phase_name}' in this challenge.")
+    code = code.strip()
+    if code and not (6 <= len(code) <= 40):
+        raise BadRequest("Use a registration code of 6 to 40 characters.", field="code")
+    phase.registration_code = code
+    session.add(phase)
+    session.flush()
+    return phase
+
+
+def phase_for_code(session: Session, challenge: Challenge, code: str) -> Phase | None:
+    """The phase whose on-site code this is, if that phase has not closed."""
+    import hmac
+
+    now = utcnow()
+    for phase in _phases(session, challenge):
+        if (
+            phase.registration_code
+            and hmac.compare_digest(phase.registration_code.encode(), code.strip().encode())
+            and (phase.closes_at is None or now < phase.closes_at)
+        ):
+            return phase
+    return None
+
+
+def mark_baseline(
+    session: Session, *, challenge: Challenge, submission_id: int, label: str, actor: User
+) -> None:
+    """Show one of the organizer's own scored submissions as a baseline (never ranked)."""
+    from challenge.leaderboard import refresh_board_entry
+    from challenge.models import Submission
+
+    sub = session.get(Submission, submission_id)
+    if sub is None or sub.challenge_id != challenge.id or (
+        sub.user_id != actor.id and actor.role != "admin"
+    ):
+        raise NotFound("No such submission of yours in this challenge.")
+    label = label.strip()[:80]
+    if not label:
+        raise BadRequest("Name the baseline, e.g. 'BDT baseline'.", field="label")
+    sub.baseline_label = label
+    sub.is_final = False
+    session.add(sub)
+    session.flush()
+    if sub.team_id is not None:
+        refresh_board_entry(session, team_id=sub.team_id, phase_id=sub.phase_id)
