@@ -60,8 +60,10 @@ def test_tokens_login_me_and_revoke(client: Any, make_user: Any, engine: Any) ->
     headers = _token(client, "tina")
     assert client.get("/api/me", headers=headers).json()["username"] == "tina"
     tokens = client.get("/api/tokens", headers=headers).json()
-    assert len(tokens) == 1 and tokens[0]["last_used_at"] is not None
-    assert "token" not in tokens[0] and "token_hash" not in tokens[0]
+    assert len(tokens) == 1
+    assert tokens[0]["last_used_at"] is not None
+    assert "token" not in tokens[0]
+    assert "token_hash" not in tokens[0]
     # A second token revokes the first; the first stops working at once.
     other = _token(client, "tina")
     assert client.delete(f"/api/tokens/{tokens[0]['id']}", headers=other).status_code == 204
@@ -81,13 +83,19 @@ def test_participant_flow_over_the_api(
     headers = _token(client, "uma")
     listed = client.get("/api/challenges").json()
     assert [c["slug"] for c in listed] == [challenge.slug]
-    assert listed[0]["joined"] is False and listed[0]["status"] == "running"
+    assert listed[0]["joined"] is False
+    assert listed[0]["status"] == "running"
     slug = challenge.slug
-    assert client.get(f"/api/challenges/{slug}/files/train.parquet", headers=headers).status_code == 404
+    assert (
+        client.get(f"/api/challenges/{slug}/files/train.parquet", headers=headers).status_code
+        == 404
+    )
     r = client.post(f"/api/challenges/{slug}/join", json={}, headers=headers)
-    assert r.status_code == 400 and "accept_rules" in r.json()["message"]
+    assert r.status_code == 400
+    assert "accept_rules" in r.json()["message"]
     r = client.post(f"/api/challenges/{slug}/join", json={"accept_rules": True}, headers=headers)
-    assert r.json()["joined"] is True and r.json()["quota"]["left_today"] == 3
+    assert r.json()["joined"] is True
+    assert r.json()["quota"]["left_today"] == 3
     r = client.get(f"/api/challenges/{slug}/files/test.parquet?format=csv", headers=headers)
     assert r.status_code == 200
     assert r.text.split(",", 1)[0].strip('"') == "EventId"
@@ -100,23 +108,30 @@ def test_participant_flow_over_the_api(
     )
     assert r.status_code == 201, r.text
     sub_id = r.json()["id"]
-    assert r.json()["status"] == "received" and r.json()["message"] == "perfect"
+    assert r.json()["status"] == "received"
+    assert r.json()["message"] == "perfect"
     stub_worker.drain()
     sub = client.get(f"/api/submissions/{sub_id}", headers=headers).json()
-    assert sub["status"] == "scored" and sub["public_score"] > 1.0
+    assert sub["status"] == "scored"
+    assert sub["public_score"] > 1.0
     mine = client.get(f"/api/challenges/{slug}/submissions", headers=headers).json()
     assert [s["id"] for s in mine] == [sub_id]
     board = client.get(f"/api/challenges/{slug}/leaderboard").json()
     assert board["entries"][0]["participant"] == "uma"
     assert board["entries"][0]["score"] == pytest.approx(sub["public_score"])
     r = client.get(f"/api/challenges/{slug}/leaderboard?board=private")
-    assert r.status_code == 404 and "revealed" in r.json()["message"]
+    assert r.status_code == 404
+    assert "revealed" in r.json()["message"]
     r = client.get(f"/api/challenges/{slug}/leaderboard?phase=nope")
-    assert r.status_code == 404 and "competition" in r.json()["message"]
+    assert r.status_code == 404
+    assert "competition" in r.json()["message"]
     assert client.get(f"/api/challenges/{slug}/leaderboard?board=x").status_code == 400
     # Someone else's submission looks missing.
     make_user("victor")
-    assert client.get(f"/api/submissions/{sub_id}", headers=_token(client, "victor")).status_code == 404
+    assert (
+        client.get(f"/api/submissions/{sub_id}", headers=_token(client, "victor")).status_code
+        == 404
+    )
 
 
 def test_organizer_routes(
@@ -142,28 +157,40 @@ def test_organizer_routes(
     assert client.get("/api/organize/challenges", headers=_token(client, "other")).json() == []
     assert client.get("/api/organize/challenges", headers=walt).status_code == 404
     subs = client.get(f"/api/challenges/{challenge.slug}/all-submissions", headers=olga).json()
-    assert subs[0]["participant"] == "walt" and subs[0]["private_score"] is not None
+    assert subs[0]["participant"] == "walt"
+    assert subs[0]["private_score"] is not None
     for who in (walt, _token(client, "other")):
         r = client.get(f"/api/challenges/{challenge.slug}/all-submissions", headers=who)
         assert r.status_code == 404
-        assert client.post(f"/api/challenges/{challenge.slug}/reveal", headers=who).status_code == 404
+        assert (
+            client.post(f"/api/challenges/{challenge.slug}/reveal", headers=who).status_code == 404
+        )
     r = client.post(f"/api/challenges/{challenge.slug}/reveal", headers=olga)
-    assert r.status_code == 200 and r.json()["revealed_at"]
+    assert r.status_code == 200
+    assert r.json()["revealed_at"]
     board = client.get(f"/api/challenges/{challenge.slug}/leaderboard?board=private").json()
     assert board["entries"][0]["participant"] == "walt"
     assert board["entries"][0]["score"] == pytest.approx(subs[0]["private_score"])
 
 
-def test_submission_rate_limit(client: Any, make_challenge: Any, make_user: Any, engine: Any) -> None:
+def test_submission_rate_limit(
+    client: Any, make_challenge: Any, make_user: Any, engine: Any
+) -> None:
     challenge = make_challenge()
     make_user("xena")
     headers = _token(client, "xena")
-    client.post(f"/api/challenges/{challenge.slug}/join", json={"accept_rules": True}, headers=headers)
+    client.post(
+        f"/api/challenges/{challenge.slug}/join", json={"accept_rules": True}, headers=headers
+    )
     url = f"/api/challenges/{challenge.slug}/submissions?filename=p.csv"
-    codes = [client.post(url, content=b"", headers=headers).status_code for _ in range(api.SUBMIT_RATE_PER_MINUTE)]
+    codes = [
+        client.post(url, content=b"", headers=headers).status_code
+        for _ in range(api.SUBMIT_RATE_PER_MINUTE)
+    ]
     assert codes == [400] * api.SUBMIT_RATE_PER_MINUTE  # empty files, refused but counted
     r = client.post(url, content=b"x", headers=headers)
     assert r.status_code == 429
-    assert r.json()["error"] == "rate_limited" and "try again in" in r.json()["message"]
+    assert r.json()["error"] == "rate_limited"
+    assert "try again in" in r.json()["message"]
     with Session(engine) as session:
         assert session.exec(select(Submission)).all() == []

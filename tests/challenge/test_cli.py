@@ -58,7 +58,7 @@ class Podium:
         self.env.pop("PODIUM_TOKEN", None)
 
     def __call__(self, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: S603 - our own interpreter and module
+        return subprocess.run(
             [sys.executable, "-m", "challenge.cli", *args],
             input=stdin,
             capture_output=True,
@@ -78,15 +78,33 @@ def test_admin_and_participant_commands_end_to_end(
     podium = Podium(url, settings, tmp_path)
 
     # Admin set-up, scripted.
-    r = podium("user", "create", "alice", "--email", "alice@example.org", "--role", "participant",
-               "--password-stdin", stdin=PASSWORD + "\n")
+    r = podium(
+        "user",
+        "create",
+        "alice",
+        "--email",
+        "alice@example.org",
+        "--role",
+        "participant",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
     assert r.returncode == 0, r.stderr
     assert "created participant 'alice'" in r.stdout
-    r = podium("user", "create", "alice", "--email", "a2@example.org", "--password-stdin",
-               stdin=PASSWORD + "\n")
-    assert r.returncode == 4 and "already registered" in r.stderr
+    r = podium(
+        "user",
+        "create",
+        "alice",
+        "--email",
+        "a2@example.org",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert r.returncode == 4
+    assert "already registered" in r.stderr
     r = podium("user", "create", "bob", "--email", "bob@example.org", "--password-stdin")
-    assert r.returncode == 2 and "--password-stdin" in r.stderr
+    assert r.returncode == 2
+    assert "--password-stdin" in r.stderr
     r = podium("user", "create", "bob", "--email", "bob@example.org", "--role", "king")
     assert r.returncode == 2  # argparse refuses the role
     r = podium("token", "create", "alice", "--token-name", "ci")
@@ -95,16 +113,20 @@ def test_admin_and_participant_commands_end_to_end(
     assert token.startswith("pod_")
     assert podium("token", "create", "nobody").returncode == 4
     r = podium("challenge", "list")
-    assert r.returncode == 0 and slug in r.stdout and "running" in r.stdout
+    assert r.returncode == 0
+    assert slug in r.stdout
+    assert "running" in r.stdout
 
     # The token from `podium token create` works for the client.
     r = podium("challenges", PODIUM_TOKEN=token)
-    assert r.returncode == 0 and slug in r.stdout
+    assert r.returncode == 0
+    assert slug in r.stdout
 
     # Participant: login, join, download, submit, list, leaderboard.
     assert podium("submissions", slug).returncode == 3  # not logged in yet
     r = podium("login", "alice", "--password-stdin", stdin="wrong password\n")
-    assert r.returncode == 3 and "wrong password" in r.stderr
+    assert r.returncode == 3
+    assert "wrong password" in r.stderr
     r = podium("login", "alice", "--url", url, "--password-stdin", stdin=PASSWORD + "\n")
     assert r.returncode == 0, r.stderr
     config = tmp_path / "config" / "podium" / "config.json"
@@ -113,13 +135,18 @@ def test_admin_and_participant_commands_end_to_end(
 
     out = tmp_path / "data"
     r = podium("download", slug, "--out", str(out))
-    assert r.returncode == 3 and f"podium join {slug} --accept-rules" in r.stderr
+    assert r.returncode == 3
+    assert f"podium join {slug} --accept-rules" in r.stderr
     assert podium("join", slug).returncode == 2
     r = podium("join", slug, "--accept-rules")
-    assert r.returncode == 0 and "2 submission(s) left today" in r.stdout
+    assert r.returncode == 0
+    assert "2 submission(s) left today" in r.stdout
     r = podium("download", slug, "--out", str(out))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == [str(out / f"{slug}-train.parquet"), str(out / f"{slug}-test.parquet")]
+    assert r.stdout.split() == [
+        str(out / f"{slug}-train.parquet"),
+        str(out / f"{slug}-test.parquet"),
+    ]
     r = podium("download", slug, "--format", "csv", "--out", str(out))
     assert r.returncode == 0, r.stderr
     test_csv = pd.read_csv(out / f"{slug}-test.csv")
@@ -137,29 +164,39 @@ def test_admin_and_participant_commands_end_to_end(
     random_submission(settings, slug).drop(columns=["Class"]).to_csv(bad, index=False)
     r = podium("submit", slug, str(bad), "-m", "no class column")
     assert r.returncode == 4
-    assert "invalid:" in r.stderr and "Class" in r.stderr
+    assert "invalid:" in r.stderr
+    assert "Class" in r.stderr
     assert podium("submit", slug, str(tmp_path / "missing.csv")).returncode == 2
 
     r = podium("submissions", slug)
     assert r.returncode == 0
     lines = r.stdout.splitlines()
-    assert len(lines) == 2 and "invalid" in lines[0] and "scored" in lines[1]
+    assert len(lines) == 2
+    assert "invalid" in lines[0]
+    assert "scored" in lines[1]
     r = podium("leaderboard", slug)
-    assert r.returncode == 0 and "alice" in r.stdout and "public leaderboard" in r.stdout
+    assert r.returncode == 0
+    assert "alice" in r.stdout
+    assert "public leaderboard" in r.stdout
     r = podium("leaderboard", slug, "--board", "private")
-    assert r.returncode == 4 and "revealed" in r.stderr
+    assert r.returncode == 4
+    assert "revealed" in r.stderr
 
     # Quota: the invalid file gave its slot back; one more valid upload, then exit 5.
     r = podium("submit", slug, str(good), "--no-wait")
     assert r.returncode == 0, r.stderr
     r = podium("submit", slug, str(good), "--no-wait")
-    assert r.returncode == 5 and "resets" in r.stderr
+    assert r.returncode == 5
+    assert "resets" in r.stderr
 
     # Scripts can tell a bad token and an unreachable site apart.
     r = podium("submissions", slug, PODIUM_TOKEN="pod_not-a-token")
-    assert r.returncode == 3 and "not valid" in r.stderr
+    assert r.returncode == 3
+    assert "not valid" in r.stderr
     r = podium("challenges", "--url", f"http://127.0.0.1:{free_port()}")
-    assert r.returncode == 1 and "cannot reach" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1
+    assert "cannot reach" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_progress_bars_on_a_terminal(
@@ -182,7 +219,9 @@ def test_progress_bars_on_a_terminal(
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert main(["download", challenge.slug, "--out", str(tmp_path / "d")]) == 0
     err = capsys.readouterr().err
-    assert f"{challenge.slug}-train.parquet" in err and "100.0%" in err and "[####" in err
+    assert f"{challenge.slug}-train.parquet" in err
+    assert "100.0%" in err
+    assert "[####" in err
     pred = tmp_path / "p.csv"
     random_submission(settings, challenge.slug).to_csv(pred, index=False)
     assert main(["submit", challenge.slug, str(pred), "--no-wait"]) == 0
