@@ -1,0 +1,205 @@
+"""Teams: invitations, merges and their limits, team quotas exact under concurrent uploads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session, select
+
+from challenge.challenges import join_challenge
+from challenge.db import session_scope
+from challenge.errors import PermissionDenied, PodiumError, QuotaExceeded
+from challenge.models import BoardEntry, Challenge, Submission, Team, User
+from challenge.submissions import claim_for_scoring, create_submission, quota_for, record_result
+from challenge.teams import accept_invitation, invite, set_final_selection, team_of
+
+
+def joined(engine: Any, challenge: Challenge, *users: User) -> None:
+    with session_scope(engine) as s:
+        ch = s.get(Challenge, challenge.id)
+        assert ch is not None
+        for u in users:
+            join_challenge(s, challenge=ch, user=s.get(User, u.id))  # type: ignore[arg-type]
+
+
+def upload(engine: Any, challenge: Challenge, user: User, now: dt.datetime | None = None) -> int:
+    with session_scope(engine) as s:
+        sub = create_submission(
+            s, challenge=s.get(Challenge, challenge.id), user=s.get(User, user.id),  # type: ignore[arg-type]
+            stored_path=Path("unused.csv"), filename="p.csv", size_bytes=1, sha256="", now=now,
+        )
+        assert sub.id is not None
+        return sub.id
+
+
+def score(engine: Any, sub_id: int, public: float, private: float | None = None,
+          half: float = 0.05, status: str = "scored") -> None:
+    with session_scope(engine) as s:
+        assert claim_for_scoring(s, sub_id, 60)
+    private = public if private is None else private
+    with session_scope(engine) as s:
+        record_result(s, sub_id, {
+            "status": status, "public": public, "private": private,
+            "public_ci": (public - half, public + half), "private_ci": (private - half, private + half),
+            "message": "bad file" if status == "invalid" else "",
+        })
+
+
+def team_up(engine: Any, challenge: Challenge, captain: User, member: User) -> None:
+    with session_scope(engine) as s:
+        ch = s.get(Challenge, challenge.id)
+        assert ch is not None
+        team = team_of(s, ch, captain)
+        assert team is not None
+        inv = invite(s, challenge=ch, team=team, inviter=s.get(User, captain.id),  # type: ignore[arg-type]
+                     invitee_name=member.username)
+        inv_id = inv.id
+    with session_scope(engine) as s:
+        accept_invitation(s, invitation_id=inv_id, user=s.get(User, member.id))  # type: ignore[arg-type]
+
+
+def test_team_quota_is_shared_and_invalid_files_are_free(make_challenge, make_user, engine):  # type: ignore[no-untyped-def]
+    challenge = make_challenge(per_day=3, total=10)
+    alice, bob = make_user("alice"), make_user("bob")
+    joined(engine, challenge, alice, bob)
+    team_up(engine, challenge, alice, bob)
+    a1 = upload(engine, challenge, alice)
+    score(engine, a1, 1.0, status="invalid")  # does not count
+    upload(engine, challenge, alice)
+    upload(engine, challenge, bob)
+    upload(engine, challenge, bob)
+    with pytest.raises(QuotaExceeded, match="resets"):
+        upload(engine, challenge, alice)
+    with Session(engine) as s:
+        q = quota_for(s, s.get(Challenge, challenge.id), s.get(User, bob.id))  # type: ignore[arg-type]
+        assert (q.used_today, q.left_today) == (3, 0)
+        subs = s.exec(select(Submission)).all()
+        assert len({x.team_id for x in subs}) == 1
+
+
+def test_concurrent_uploads_of_a_team_never_exceed_the_daily_limit(make_challenge, make_user, engine):  # type: ignore[no-untyped-def]
+    challenge = make_challenge(per_day=3, total=100, team_size=4)
+    users = [make_user(n) for n in ("u1", "u2", "u3", "u4")]
+    joined(engine, challenge, *users)
+    for other in users[1:]:
+        team_up(engine, challenge, users[0], other)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def go(user: User) -> None:
+        barrier.wait()
+        try:
+            upload(engine, challenge, user)
+            outcomes.append("ok")
+        except QuotaExceeded:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=go, args=(users[i % 4],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["ok"] * 3 + ["refused"] * 5
+    with Session(engine) as s:
+        assert len(s.exec(select(Submission)).all()) == 3
+
+
+def test_merge_limits_size_submissions_and_deadline(make_challenge, make_user, engine):  # type: ignore[no-untyped-def]
+    challenge = make_challenge(per_day=2, total=3, team_size=2, closes_days=30)
+    a, b, c, d = (make_user(n) for n in ("ann", "ben", "cid", "dot"))
+    joined(engine, challenge, a, b, c, d)
+    team_up(engine, challenge, a, b)
+    with session_scope(engine) as s, pytest.raises(PermissionDenied, match="maximum of 2"):
+        ch = s.get(Challenge, challenge.id)
+        invite(s, challenge=ch, team=team_of(s, ch, a), inviter=s.get(User, a.id), invitee_name="cid")  # type: ignore[arg-type]
+    # c and d each used 2 today: together 4 > per_day 2, and > total 3.
+    yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    upload(engine, challenge, c, now=yesterday)
+    upload(engine, challenge, c, now=yesterday)
+    upload(engine, challenge, d)
+    upload(engine, challenge, d)
+    with session_scope(engine) as s:
+        ch = s.get(Challenge, challenge.id)
+        inv = invite(s, challenge=ch, team=team_of(s, ch, c), inviter=s.get(User, c.id), invitee_name="dot")  # type: ignore[arg-type]
+        inv_id = inv.id
+    with session_scope(engine) as s, pytest.raises(PermissionDenied, match="4 submissions; a team may make 3"):
+        accept_invitation(s, invitation_id=inv_id, user=s.get(User, d.id))  # type: ignore[arg-type]
+    # After the merge deadline nobody can invite.
+    with session_scope(engine) as s:
+        ch = s.get(Challenge, challenge.id)
+        assert ch is not None
+        ch.merge_deadline = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+        s.add(ch)
+    with session_scope(engine) as s, pytest.raises(PermissionDenied, match="merge deadline"):
+        ch = s.get(Challenge, challenge.id)
+        invite(s, challenge=ch, team=team_of(s, ch, c), inviter=s.get(User, c.id), invitee_name="ann")  # type: ignore[arg-type]
+
+
+def test_accepting_an_invitation_moves_submissions_and_board_rows(make_challenge, make_user, engine):  # type: ignore[no-untyped-def]
+    challenge = make_challenge(per_day=5, total=20)
+    a, b = make_user("ann"), make_user("ben")
+    joined(engine, challenge, a, b)
+    score(engine, upload(engine, challenge, a), 1.0)
+    score(engine, upload(engine, challenge, b), 2.0)
+    with Session(engine) as s:
+        assert len(s.exec(select(BoardEntry)).all()) == 2
+    team_up(engine, challenge, a, b)
+    with Session(engine) as s:
+        rows = s.exec(select(BoardEntry)).all()
+        assert len(rows) == 1 and rows[0].score == 2.0 and rows[0].entries == 2
+        team = s.get(Team, rows[0].team_id)
+        assert team is not None and team.name == "ann"
+        merged = s.exec(select(Team).where(Team.name == "ben")).one()
+        assert merged.merged_into_id == team.id
+
+
+def test_final_selection_limit_and_rules(make_challenge, make_user, engine):  # type: ignore[no-untyped-def]
+    challenge = make_challenge(per_day=5, total=20, final_selections=1)
+    a, b = make_user("ann"), make_user("ben")
+    joined(engine, challenge, a, b)
+    s1, s2 = upload(engine, challenge, a), upload(engine, challenge, a)
+    score(engine, s1, 1.0)
+    score(engine, s2, 2.0)
+    with session_scope(engine) as s:
+        set_final_selection(s, submission_id=s1, user=s.get(User, a.id), final=True)  # type: ignore[arg-type]
+    with session_scope(engine) as s, pytest.raises(PermissionDenied, match="already picked 1"):
+        set_final_selection(s, submission_id=s2, user=s.get(User, a.id), final=True)  # type: ignore[arg-type]
+    with session_scope(engine) as s, pytest.raises(PodiumError):  # not ben's team
+        set_final_selection(s, submission_id=s2, user=s.get(User, b.id), final=True)  # type: ignore[arg-type]
+
+
+def test_team_pages_over_http(client, make_challenge, make_user, engine):  # type: ignore[no-untyped-def]
+    from tests.challenge.conftest import csrf_of, login
+
+    challenge = make_challenge()
+    a, b = make_user("ann"), make_user("ben")
+    joined(engine, challenge, a, b)
+    login(client, "ann")
+    r = client.post(f"/c/{challenge.slug}/team/rename",
+                    data={"csrf_token": csrf_of(client, f"/c/{challenge.slug}/team"), "name": "=Quarks"},
+                    follow_redirects=False)
+    assert r.status_code == 303
+    r = client.post(f"/c/{challenge.slug}/team/invite",
+                    data={"csrf_token": csrf_of(client, f"/c/{challenge.slug}/team"), "username": "nobody"})
+    assert r.status_code == 400 and "No user" in r.text
+    r = client.post(f"/c/{challenge.slug}/team/invite",
+                    data={"csrf_token": csrf_of(client, f"/c/{challenge.slug}/team"), "username": "ben"},
+                    follow_redirects=False)
+    assert r.status_code == 303
+    client.cookies.clear()
+    login(client, "ben")
+    page = client.get(f"/c/{challenge.slug}/team").text
+    assert "=Quarks" in page and "invites you" in page
+    with Session(engine) as s:
+        from challenge.models import TeamInvitation
+        inv = s.exec(select(TeamInvitation)).one()
+    r = client.post(f"/c/{challenge.slug}/invitations/{inv.id}/accept",
+                    data={"csrf_token": csrf_of(client, f"/c/{challenge.slug}/team")}, follow_redirects=False)
+    assert r.status_code == 303
+    with Session(engine) as s:
+        ch = s.get(Challenge, challenge.id)
+        assert team_of(s, ch, s.get(User, b.id)).name == "=Quarks"  # type: ignore[arg-type,union-attr]
