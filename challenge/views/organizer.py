@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from challenge.challenges import get_challenge_by_slug, reveal_private_leaderboard
 from challenge.errors import NotFound
+from challenge.health import worker_statuses
 from challenge.models import Challenge, Submission, User
 from challenge.web import db, flash, read_form, redirect, render, require_role
 
@@ -37,7 +38,8 @@ def dashboard(request: Request) -> Response:
             ).all()
         )
         rows.append((challenge, counts))
-    return render(request, "challenge/organize.html", rows=rows)
+    workers = worker_statuses(request.app.state.ratelimiter.client) if user.role == "admin" else []
+    return render(request, "challenge/organize.html", rows=rows, workers=workers)
 
 
 async def reveal(request: Request) -> Response:
