@@ -729,14 +729,16 @@ def submission_message(request: Request) -> Response:
 routes = [
     Route("/auth/login", login, methods=["POST"]),
     Route("/accounts/user/get_auth_token", auth_token, methods=["GET"]),
-    Route("/challenges/challenge/{time}/{approval}/{visibility}", challenge_list, methods=["GET"]),
     Route("/challenges/challenge/{challenge_id:int}", challenge_detail, methods=["GET"]),
+    # After the phase route of the same length: `challenge/1/challenge_phase/2` is a phase,
+    # `challenge/all/all/all` a list.
     Route("/challenges/challenge/{challenge_id:int}/challenge_phase", phase_list, methods=["GET"]),
     Route(
         "/challenges/challenge/{challenge_id:int}/challenge_phase/{phase_id:int}",
         phase_detail,
         methods=["GET"],
     ),
+    Route("/challenges/challenge/{time}/{approval}/{visibility}", challenge_list, methods=["GET"]),
     Route("/challenges/{challenge_id:int}/challenge_phase_split", phase_splits, methods=["GET"]),
     Route(
         "/challenges/challenge/{challenge_id:int}/participant_team/{team_id:int}",
