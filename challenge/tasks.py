@@ -15,9 +15,10 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from challenge import broker as _broker  # noqa: F401 - sets the broker before any actor exists
-from challenge import storage
+from challenge import rescoring, storage
 from challenge.db import make_engine, session_scope
-from challenge.models import Challenge, Submission, utcnow
+from challenge.health import publish_worker_status
+from challenge.models import Challenge, RescoreResult, RescoreRun, Submission, utcnow
 from challenge.settings import Settings, load_settings
 from challenge.submissions import claim_for_scoring, record_result
 from scoring.formats import SubmissionFormat
@@ -46,10 +47,16 @@ class WorkerContext:
                         wall_seconds=self.settings.sandbox_wall_seconds,
                     )
                 )
+                publish_worker_status(_broker_client(), self._pool.isolation)
             return self._pool
 
 
 _context: WorkerContext | None = None
+
+
+def _broker_client() -> Any:
+    """The Redis client of the broker actors use, or None for the stub broker."""
+    return getattr(dramatiq.get_broker(), "client", None)
 
 
 def configure(settings: Settings, engine: sa.Engine | None = None) -> WorkerContext:
@@ -73,16 +80,13 @@ class InfrastructureError(Exception):
     """A failure that is not the participant's fault and may pass: retry with backoff."""
 
 
-@dramatiq.actor(
-    queue_name="scoring", max_retries=MAX_INFRA_RETRIES, min_backoff=500, max_backoff=30_000
-)
-def score_submission(submission_id: int) -> None:
-    """Grade one submission in the sandbox and store its scores. Idempotent."""
-    ctx = context()
-    with session_scope(ctx.engine) as session:
-        if not claim_for_scoring(session, submission_id, lease_seconds(ctx.settings)):
-            log.info("submission %s already claimed or finished; skipping", submission_id)
-            return
+def _grade(ctx: WorkerContext, submission_id: int, seed: int) -> dict[str, Any]:
+    """Grade a stored submission in the sandbox; raise InfrastructureError to be retried.
+
+    Errors of the grading itself (a participant's file, the organizer's metric) come back as a
+    result; only a failure of the pool (zygote gone, fork refused) raises, and only while
+    dramatiq still has retries left — after that it becomes an ``error`` result.
+    """
     with session_scope(ctx.engine) as session:
         sub = session.get(Submission, submission_id)
         assert sub is not None
@@ -95,32 +99,111 @@ def score_submission(submission_id: int) -> None:
             SubmissionFormat.from_dict(challenge.submission_format),
             MetricSpec.from_dict(challenge.metric),
             bootstrap=ctx.settings.score_bootstrap,
-            seed=submission_id,
+            seed=seed,
         )
-        outcome: dict[str, Any] = result.to_dict()
+        return result.to_dict()
     except Exception as exc:
-        # The pool itself failed (not the grading code): let dramatiq retry, then give up cleanly.
         log.exception("sandbox failure on submission %s", submission_id)
         retries = 0
         message = dramatiq.middleware.CurrentMessage.get_current_message()
         if message is not None:
             retries = int(message.options.get("retries", 0))
         if retries < MAX_INFRA_RETRIES:
-            with session_scope(ctx.engine) as session:
-                session.execute(
-                    sa.update(Submission)
-                    .where(col(Submission.id) == submission_id, col(Submission.status) == "scoring")
-                    .values(status="received")
-                )
             raise InfrastructureError(str(exc)) from exc
-        outcome = {
+        return {
             "status": "error",
-            "message": "Scoring failed on our side. The organizers have been told; it will not count "
-            "against your quota once rescored.",
+            "message": "Scoring failed on our side. The organizers have been told; it will not "
+            "count against your quota once rescored.",
             "detail": traceback.format_exc(),
         }
+
+
+@dramatiq.actor(
+    queue_name="scoring", max_retries=MAX_INFRA_RETRIES, min_backoff=500, max_backoff=30_000
+)
+def score_submission(submission_id: int) -> None:
+    """Grade one submission in the sandbox and store its scores. Idempotent.
+
+    The claim is a compare-and-set with a lease and the result is stored only while the row is
+    still 'scoring', so a duplicated message, a replay after a Redis restart or a reconciler
+    re-send scores it once (``results_recorded`` stays 1).
+    """
+    ctx = context()
+    with session_scope(ctx.engine) as session:
+        if not claim_for_scoring(session, submission_id, lease_seconds(ctx.settings)):
+            log.info("submission %s already claimed or finished; skipping", submission_id)
+            return
+    try:
+        # The seed is the submission id: a rescore of an unchanged file gives the same interval.
+        outcome = _grade(ctx, submission_id, seed=submission_id)
+    except InfrastructureError:
+        with session_scope(ctx.engine) as session:
+            session.execute(
+                sa.update(Submission)
+                .where(col(Submission.id) == submission_id, col(Submission.status) == "scoring")
+                .values(status="received")
+            )
+        raise
     with session_scope(ctx.engine) as session:
         record_result(session, submission_id, outcome)
+
+
+@dramatiq.actor(
+    queue_name="rescoring", max_retries=MAX_INFRA_RETRIES, min_backoff=500, max_backoff=30_000
+)
+def rescore_one(run_id: int, submission_id: int) -> None:
+    """Grade one submission of a rescore run into its result row; apply the run when complete.
+
+    Runs on its own queue, so rescoring a whole phase never delays fresh submissions' place in
+    the scoring queue. Idempotent like :func:`score_submission`.
+    """
+    ctx = context()
+    with session_scope(ctx.engine) as session:
+        claimed = rescoring.claim_rescore(
+            session, run_id, submission_id, lease_seconds(ctx.settings)
+        )
+    if claimed:
+        try:
+            outcome = _grade(ctx, submission_id, seed=submission_id)
+        except InfrastructureError:
+            with session_scope(ctx.engine) as session:
+                rescoring.release_rescore(session, run_id, submission_id)
+            raise
+        with session_scope(ctx.engine) as session:
+            rescoring.record_rescore(session, run_id, submission_id, outcome)
+    # Also when not claimed: the message may be a replay of the last one after a crash that
+    # happened between recording and applying.
+    with session_scope(ctx.engine) as session:
+        state = rescoring.apply_rescore(session, run_id)
+    if state != "running":
+        log.info("rescore run %s is %s", run_id, state)
+
+
+def enqueue_rescore(engine: sa.Engine, run_id: int) -> int:
+    """Send the messages of a committed rescore run (its pending results); returns how many.
+
+    If the broker is unreachable the results stay pending and the reconciler sends them later.
+    """
+    with session_scope(engine) as session:
+        ids = rescoring.pending_results(session, run_id)
+    sent = []
+    try:
+        for submission_id in ids:
+            rescore_one.send(run_id, submission_id)
+            sent.append(submission_id)
+    except Exception:
+        log.exception("could not enqueue rescore run %s; the reconciler will retry", run_id)
+    if sent:
+        with session_scope(engine) as session:
+            session.execute(
+                sa.update(RescoreResult)
+                .where(
+                    col(RescoreResult.run_id) == run_id,
+                    col(RescoreResult.submission_id).in_(sent),
+                )
+                .values(enqueued_at=utcnow())
+            )
+    return len(sent)
 
 
 @dramatiq.actor(queue_name="prepare", max_retries=0, time_limit=6 * 3600 * 1000)
@@ -143,7 +226,14 @@ def prepare_challenge_job(challenge_id: int, dataset_path: str) -> None:
 
 @dramatiq.actor(queue_name="maintenance", max_retries=0)
 def reconcile() -> int:
-    """Re-send submissions stuck in 'received' or 'scoring' (lost message, dead worker, empty Redis)."""
+    """Re-send work stuck in the queue (lost message, dead worker, Redis restarted empty).
+
+    Submissions in 'received' that were never sent or were sent more than
+    ``reconcile_after_seconds`` ago, and those in 'scoring' whose lease expired, are sent again;
+    the same for rescore results, and rescore runs whose results are all in but that were never
+    applied (a worker died in between) are applied. Safe to run any time, as often as wanted:
+    actors are idempotent. Returns how many messages were sent.
+    """
     ctx = context()
     now = utcnow()
     received_deadline = now - dt.timedelta(seconds=ctx.settings.reconcile_after_seconds)
@@ -171,11 +261,49 @@ def reconcile() -> int:
             session.execute(
                 sa.update(Submission).where(col(Submission.id).in_(ids)).values(enqueued_at=now)
             )
+        running = select(RescoreRun.id).where(col(RescoreRun.state) == "running")
+        stuck_rescores = session.exec(
+            select(RescoreResult.run_id, RescoreResult.submission_id).where(
+                col(RescoreResult.run_id).in_(running),
+                sa.or_(
+                    sa.and_(
+                        col(RescoreResult.status) == "pending",
+                        sa.or_(
+                            col(RescoreResult.enqueued_at).is_(None),
+                            col(RescoreResult.enqueued_at) < received_deadline,
+                        ),
+                    ),
+                    sa.and_(
+                        col(RescoreResult.status) == "grading",
+                        col(RescoreResult.started_at) < scoring_deadline,
+                    ),
+                ),
+            )
+        ).all()
+        pairs = [(int(r), int(s)) for r, s in stuck_rescores]
+        for run_id, submission_id in pairs:
+            session.execute(
+                sa.update(RescoreResult)
+                .where(
+                    col(RescoreResult.run_id) == run_id,
+                    col(RescoreResult.submission_id) == submission_id,
+                )
+                .values(enqueued_at=now)
+            )
+        runs = [int(r) for r in session.exec(running).all() if r is not None]
+    for run_id in runs:
+        with session_scope(ctx.engine) as session:
+            rescoring.apply_rescore(session, run_id)
     for submission_id in ids:
         score_submission.send(submission_id)
-    if ids:
-        log.warning("reconciler re-sent %d stuck submission(s): %s", len(ids), ids[:20])
-    return len(ids)
+    for run_id, submission_id in pairs:
+        rescore_one.send(run_id, submission_id)
+    if ids or pairs:
+        log.warning(
+            "reconciler re-sent %d stuck submission(s) %s and %d rescore(s)",
+            len(ids), ids[:20], len(pairs),
+        )
+    return len(ids) + len(pairs)
 
 
 def enqueue_scoring(engine: sa.Engine, submission_id: int) -> None:
