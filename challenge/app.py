@@ -124,6 +124,7 @@ def create_app(settings: Settings, engine: sa.Engine | None = None) -> Starlette
     from challenge.broker import redis_client
     from challenge.forum_bridge import FORUM_TEMPLATES, forum_mount
     from challenge.views import accounts, challenges, leaderboards, lifecycle, organizer, teams
+    from challenge.views import teaching as teaching_views
 
     engine = engine or make_engine(settings.database_url)
     try:
@@ -140,6 +141,7 @@ def create_app(settings: Settings, engine: sa.Engine | None = None) -> Starlette
         *leaderboards.routes,
         *teams.routes,
         *lifecycle.routes,
+        *teaching_views.routes,
         # EvalAI's paths first: they are integer-typed and literal where Podium's take a slug.
         Mount("/api", routes=[*evalai.routes, *api.routes]),
         forum_mount(),
