@@ -8,11 +8,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from challenge.challenges import get_challenge_by_slug, reveal_private_leaderboard
+from challenge.challenges import get_challenge_by_slug, phases_of, reveal_private_leaderboard
 from challenge.errors import NotFound
 from challenge.health import worker_statuses
 from challenge.models import Challenge, Submission, User
-from challenge.web import db, flash, read_form, redirect, render, require_role
+from challenge.rescoring import rescore_phase, rescore_submission
+from challenge.tasks import enqueue_rescore
+from challenge.web import db, engine_of, flash, read_form, redirect, render, require_role
 
 
 def organized_challenge(request: Request, user: User, slug: str) -> Challenge:
@@ -56,7 +58,46 @@ async def reveal(request: Request) -> Response:
     return await run_in_threadpool(_reveal)
 
 
+async def rescore(request: Request) -> Response:
+    """Rescore one submission (form field ``submission_id``) or every phase of the challenge."""
+    user = require_role(request, "admin", "organizer")
+    form = await read_form(request)
+    raw_id = str(form.get("submission_id") or "").strip().lstrip("#")
+
+    def _rescore() -> Response:
+        session = db(request)
+        challenge = organized_challenge(request, user, request.path_params["slug"])
+        if raw_id:
+            if not raw_id.isdigit():
+                flash(request, f"'{raw_id}' is not a submission number.", "error")
+                return redirect("/organize")
+            sub = session.get(Submission, int(raw_id))
+            if sub is None or sub.challenge_id != challenge.id:
+                raise NotFound(f"No submission #{raw_id} in this challenge.")
+            runs = [rescore_submission(session, submission_id=int(raw_id), actor=user)]
+        else:
+            runs = [
+                rescore_phase(session, phase_id=phase.id, actor=user)
+                for phase in phases_of(session, challenge)
+                if phase.id is not None
+            ]
+        session.commit()
+        total = sum(run.total for run in runs)
+        for run in runs:
+            assert run.id is not None
+            enqueue_rescore(engine_of(request), run.id)
+        flash(
+            request,
+            f"Rescoring {total} submission(s); the leaderboard switches to the new scores when "
+            "all of a phase are done.",
+        )
+        return redirect("/organize")
+
+    return await run_in_threadpool(_rescore)
+
+
 routes = [
     Route("/organize", dashboard, methods=["GET"], name="organize"),
+    Route("/organize/{slug}/rescore", rescore, methods=["POST"], name="rescore"),
     Route("/organize/{slug}/reveal", reveal, methods=["POST"], name="reveal"),
 ]
