@@ -234,6 +234,49 @@ def cmd_challenge_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_challenge_rescore(args: argparse.Namespace) -> int:
+    """Rescore one submission or every phase of a challenge, acting as its organizer."""
+    from sqlmodel import select
+
+    from challenge.challenges import get_challenge_by_slug, phases_of
+    from challenge.db import make_engine, session_scope
+    from challenge.errors import NotFound
+    from challenge.models import User
+    from challenge.rescoring import rescore_phase, rescore_submission
+
+    settings = load_settings()
+    _ensure_redis(settings)
+    from challenge.tasks import enqueue_rescore
+
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(engine) as session:
+            challenge = get_challenge_by_slug(session, args.slug)
+            if args.as_user:
+                actor = session.exec(select(User).where(User.username == args.as_user)).first()
+            elif challenge.created_by is not None:
+                actor = session.get(User, challenge.created_by)
+            else:
+                actor = session.exec(select(User).where(User.role == "admin")).first()
+            if actor is None:
+                raise CliError("no organizer or admin to act as; pass --as USERNAME", EXIT_USAGE)
+            if args.submission is not None:
+                runs = [rescore_submission(session, submission_id=args.submission, actor=actor)]
+            else:
+                runs = [
+                    rescore_phase(session, phase_id=phase.id, actor=actor)
+                    for phase in phases_of(session, challenge)
+                    if phase.id is not None
+                ]
+    except NotFound as exc:
+        raise CliError(str(exc)) from exc
+    for run in runs:
+        assert run.id is not None
+        enqueue_rescore(engine, run.id)
+        print(f"rescore run {run.id}: {run.total} submission(s), phase {run.phase_id}")
+    return EXIT_OK
+
+
 def cmd_user_create(args: argparse.Namespace) -> int:
     from challenge.accounts import create_user
     from challenge.db import make_engine, session_scope
@@ -307,6 +350,120 @@ def cmd_generate_higgs(args: argparse.Namespace) -> int:
         frame.to_csv(out, index=False)
     counts = frame["Label"].value_counts().to_dict()
     print(json.dumps({"out": str(out), "events": len(frame), "labels": counts}))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- teaching
+
+
+def _utc(value: str) -> Any:
+    import datetime as dt
+
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise CliError(f"'{value}': write dates as 2027-04-01T09:00Z", EXIT_USAGE) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _instructor(session: Any, name: str | None) -> Any:
+    from sqlmodel import col, select
+
+    from challenge.models import User
+
+    query = select(User).where(User.username == name) if name else select(User)
+    user = session.exec(
+        query.where(col(User.role).in_(("admin", "organizer"))).order_by(col(User.id))
+    ).first()
+    if user is None:
+        raise CliError(
+            f"no organizer or admin named '{name}'" if name else "give --owner NAME (an organizer)",
+            EXIT_INVALID,
+        )
+    return user
+
+
+def _split_progress(fraction: float, what: str) -> None:
+    if sys.stderr.isatty():
+        print(f"\r  preparing: {fraction * 100:5.1f}% {what:40.40s}", end="", file=sys.stderr)
+
+
+def cmd_class_create(args: argparse.Namespace) -> int:
+    from challenge.db import make_engine, session_scope
+    from challenge.errors import PodiumError
+    from challenge.teaching import create_class
+
+    settings = load_settings()
+    try:
+        with session_scope(make_engine(settings.database_url)) as session:
+            classroom = create_class(
+                session,
+                settings,
+                source_slug=args.source,
+                slug=args.slug,
+                instructor=_instructor(session, args.owner),
+                opens=_utc(args.opens),
+                closes=_utc(args.closes),
+                seed=args.seed,
+                title=args.title,
+                events=args.events,
+                progress=_split_progress,
+            )
+            out = {
+                "slug": args.slug,
+                "invite_code": classroom.invite_code,
+                "events": classroom.events,
+            }
+    except PodiumError as exc:
+        raise CliError(exc.message, EXIT_INVALID) from exc
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(json.dumps(out))
+    return EXIT_OK
+
+
+def cmd_class_grades(args: argparse.Namespace) -> int:
+    from challenge.db import make_engine, session_scope
+    from challenge.errors import PodiumError
+    from challenge.teaching import class_of, grade_rows, grades_csv
+
+    settings = load_settings()
+    try:
+        with session_scope(make_engine(settings.database_url)) as session:
+            user = _instructor(session, args.owner)
+            classroom, challenge = class_of(session, args.slug, user)
+            text = grades_csv(grade_rows(session, classroom, challenge, args.term))
+    except PodiumError as exc:
+        raise CliError(exc.message, EXIT_INVALID) from exc
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_class_reset(args: argparse.Namespace) -> int:
+    from challenge.db import make_engine, session_scope
+    from challenge.errors import PodiumError
+    from challenge.teaching import class_of, reset_class
+
+    settings = load_settings()
+    try:
+        with session_scope(make_engine(settings.database_url)) as session:
+            classroom, _ = class_of(session, args.slug, _instructor(session, args.owner))
+            term = reset_class(
+                session,
+                settings,
+                classroom=classroom,
+                opens=_utc(args.opens),
+                closes=_utc(args.closes),
+                seed=args.seed,
+                progress=_split_progress,
+            )
+            out = {"slug": args.slug, "term": term.term, "invite_code": classroom.invite_code}
+    except PodiumError as exc:
+        raise CliError(exc.message, EXIT_INVALID) from exc
+    print(json.dumps(out))
     return EXIT_OK
 
 
@@ -613,6 +770,10 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("bundle")
     cc.add_argument("--owner", help="user name of the organizer who owns it")
     add("list", cmd_challenge_list, "List all challenges.", chs)
+    rs = add("rescore", cmd_challenge_rescore, "Rescore one submission or a whole challenge.", chs)
+    rs.add_argument("slug")
+    rs.add_argument("--submission", type=int, help="only this submission id")
+    rs.add_argument("--as", dest="as_user", help="organizer or admin user name to act as")
 
     us = add("user", lambda a: EXIT_USAGE, "Admin commands for accounts.")
     uss = us.add_subparsers(dest="user_command", required=True)
@@ -627,6 +788,29 @@ def build_parser() -> argparse.ArgumentParser:
     tc = add("create", cmd_token_create, "Create an API token for a user and print it.", tks)
     tc.add_argument("name", help="user name")
     tc.add_argument("--token-name", default="cli")
+
+    kl = add("class", lambda a: EXIT_USAGE, "Instructor commands for classes (teaching).")
+    kls = kl.add_subparsers(dest="class_command", required=True)
+    kc = add("create", cmd_class_create, "Clone a finished challenge into a private class.", kls)
+    kc.add_argument("source", help="slug of the finished challenge")
+    kc.add_argument("slug", help="slug of the new class")
+    kc.add_argument("--opens", required=True, help="e.g. 2027-09-01T08:00Z")
+    kc.add_argument("--closes", required=True, help="e.g. 2027-12-20T18:00Z")
+    kc.add_argument("--seed", type=int, help="data seed (default: random)")
+    kc.add_argument("--events", type=int, help="events to simulate (default: as the source)")
+    kc.add_argument("--title")
+    kc.add_argument("--owner", help="the instructor's user name (an organizer)")
+    kg = add("grades", cmd_class_grades, "Export a class's grades as CSV.", kls)
+    kg.add_argument("slug")
+    kg.add_argument("--term", type=int, help="default: the current term")
+    kg.add_argument("--out", help="write to this file instead of standard output")
+    kg.add_argument("--owner", help="the instructor's user name")
+    kr = add("reset", cmd_class_reset, "Archive the term; new data, phase and invite code.", kls)
+    kr.add_argument("slug")
+    kr.add_argument("--opens", required=True)
+    kr.add_argument("--closes", required=True)
+    kr.add_argument("--seed", type=int)
+    kr.add_argument("--owner", help="the instructor's user name")
 
     scr = add("score", cmd_score, "Score a submission file offline and print JSON.")
     scr.add_argument("--metric", required=True)
