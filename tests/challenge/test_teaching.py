@@ -1,0 +1,343 @@
+"""Teaching: classes cloned from finished challenges, invite codes, grades, the next term."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from sqlmodel import Session, select
+
+from challenge import storage
+from challenge.cli import main
+from challenge.models import Challenge, Classroom, ClassTerm, Phase, Submission
+from challenge.teaching import check_grade_rule, grade_for
+from tests.challenge.conftest import PASSWORD, csrf_of, login, perfect_submission
+
+EVENTS = 2000
+
+
+def _token(client: Any, name: str) -> dict[str, str]:
+    r = client.post("/api/auth/token", json={"login": name, "password": PASSWORD, "name": "t"})
+    assert r.status_code == 201, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+def _submit(client: Any, headers: dict[str, str], slug: str, frame: pd.DataFrame) -> int:
+    r = client.post(
+        f"/api/challenges/{slug}/submissions?filename=p.csv",
+        content=frame.to_csv(index=False).encode(),
+        headers=headers,
+    )
+    assert r.status_code == 201, r.text
+    sub_id: int = r.json()["id"]
+    return sub_id
+
+
+def _old_label_submission(settings: Any, class_slug: str, higgs_csv: Path) -> pd.DataFrame:
+    """What a student holding the source challenge's released labels would submit."""
+    released = pd.read_csv(higgs_csv, usecols=["EventId", "Label"])
+    test = pd.read_parquet(
+        storage.public_dir(settings, class_slug) / "test.parquet", columns=["EventId"]
+    )
+    merged = test.merge(released, on="EventId", how="left").fillna({"Label": "b"})
+    ranks = (merged["Label"] == "s").astype(float).rank(method="first").astype(int)
+    return pd.DataFrame(
+        {"EventId": merged["EventId"], "RankOrder": ranks, "Class": merged["Label"]}
+    )
+
+
+def _create_form(client: Any, **fields: str) -> Any:
+    data = {"csrf_token": csrf_of(client, "/teach"), "title": "", "seed": "", **fields}
+    return client.post("/teach", data=data, follow_redirects=False)
+
+
+def test_class_from_a_finished_challenge(
+    client: Any,
+    make_challenge: Any,
+    make_user: Any,
+    settings: Any,
+    engine: Any,
+    stub_worker: Any,
+    higgs_csv: Path,
+) -> None:
+    running = make_challenge("still-running")
+    source = make_challenge("higgs-2026", opens_days=-20, closes_days=-1)
+    make_user("prof", role="organizer")
+    make_user("rival", role="organizer")
+    for name in ("ann", "ben", "cid"):
+        make_user(name)
+    login(client, "prof")
+    page = client.get("/teach")
+    assert page.status_code == 200
+    assert "higgs-2026" in page.text
+    assert "still-running" not in page.text.split("<select", 1)[1]
+    times = {"opens": "2026-01-01T00:00", "closes": "2099-01-01T00:00"}
+    r = _create_form(client, source=running.slug, slug="ml-101", **times)
+    assert r.status_code == 400
+    assert "only a finished challenge" in r.text
+    r = _create_form(client, source=source.slug, slug="ml-101", seed="4242", **times)
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/teach/ml-101"
+
+    with Session(engine) as session:
+        klass = session.exec(select(Challenge).where(Challenge.slug == "ml-101")).one()
+        classroom = session.exec(select(Classroom)).one()
+        term = session.exec(select(ClassTerm)).one()
+    assert klass.is_listed is False
+    assert klass.split["seed"] == 4242
+    assert term.data_seed == 4242
+    assert klass.created_by == classroom.instructor_id
+    # Fresh simulated events: same columns and size as the source, different values.
+    old = pd.read_parquet(storage.public_dir(settings, source.slug) / "train.parquet")
+    new = pd.read_parquet(storage.public_dir(settings, "ml-101") / "train.parquet")
+    assert list(old.columns) == list(new.columns)
+    assert abs(len(old) - len(new)) <= 2
+    both = old.merge(new, on="EventId", suffixes=("_old", "_new"))
+    assert len(both) > 0
+    assert (both["DER_mass_vis_old"] != both["DER_mass_vis_new"]).mean() > 0.99
+
+    # Private: not listed, invisible before joining; joined with the invite code.
+    assert "ml-101" not in [c["slug"] for c in client.get("/api/challenges").json()]
+    client.post("/logout", data={"csrf_token": csrf_of(client)})
+    login(client, "ann")
+    assert client.get("/c/ml-101").status_code == 404
+    r = client.post("/join", data={"csrf_token": csrf_of(client, "/join"), "code": "nope"})
+    assert r.status_code == 404
+    r = client.post(
+        "/join",
+        data={"csrf_token": csrf_of(client, "/join"), "code": classroom.invite_code},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert r.headers["location"] == "/c/ml-101"
+    assert client.get("/c/ml-101").status_code == 200
+
+    # The released labels of the source are useless on the class's test set.
+    ann = _token(client, "ann")
+    cheat = _submit(client, ann, "ml-101", _old_label_submission(settings, "ml-101", higgs_csv))
+    ben = _token(client, "ben")
+    assert (
+        client.post(
+            "/api/challenges/ml-101/submissions?filename=p.csv", content=b"x", headers=ben
+        ).status_code
+        == 404
+    )
+    client.post("/logout", data={"csrf_token": csrf_of(client)})
+    login(client, "ben")
+    client.post(
+        "/join", data={"csrf_token": csrf_of(client, "/join"), "code": classroom.invite_code}
+    )
+    honest = _submit(client, ben, "ml-101", perfect_submission(settings, "ml-101"))
+    stub_worker.drain()
+    with Session(engine) as session:
+        cheat_row = session.get(Submission, cheat)
+        honest_row = session.get(Submission, honest)
+    assert cheat_row is not None
+    assert honest_row is not None
+    assert cheat_row.status == "scored"
+    assert honest_row.status == "scored"
+    assert cheat_row.private_score < 0.5 * honest_row.private_score  # type: ignore[operator]
+
+    # Grades: ranked on the private score, default rule by rank percentile.
+    client.post("/logout", data={"csrf_token": csrf_of(client)})
+    login(client, "cid")
+    client.post(
+        "/join", data={"csrf_token": csrf_of(client, "/join"), "code": classroom.invite_code}
+    )
+    client.post("/logout", data={"csrf_token": csrf_of(client)})
+    login(client, "prof")
+    r = client.get("/teach/ml-101/grades.csv")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    # Two ranked of three on the roster: rank 1 is the top 50 % (band "60 -> C"), rank 2 the
+    # top 100 % ("D"); a student without a scored submission gets the rule's "none" grade.
+    assert [(x["username"], x["rank"], x["grade"], x["submissions"]) for x in rows] == [
+        ("ben", "1", "C", "1"),
+        ("ann", "2", "D", "1"),
+        ("cid", "", "F", "0"),
+    ]
+    assert rows[0]["username"] == "ben"
+    assert rows[0]["grade"] == "C"  # 1 of 2 ranked = 50 %: within the 60 % band
+    assert rows[1]["grade"] == "D"
+    assert rows[2]["grade"] == "F"
+    assert rows[2]["rank"] == ""
+    assert float(rows[0]["best_private"]) == pytest.approx(honest_row.private_score, abs=1e-5)
+    assert "ann" in client.get("/teach/ml-101").text
+    # A custom rule: thresholds on the private score.
+    rule = {"kind": "threshold", "on": "private", "cuts": [[1.0, "pass"]], "none": "absent"}
+    r = client.post(
+        "/teach/ml-101/rule",
+        data={"csrf_token": csrf_of(client, "/teach/ml-101"), "rule": json.dumps(rule)},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    grades = {
+        x["username"]: x["grade"]
+        for x in csv.DictReader(io.StringIO(client.get("/teach/ml-101/grades.csv").text))
+    }
+    expected_ann = "pass" if cheat_row.private_score >= 1.0 else "absent"  # type: ignore[operator]
+    assert grades == {"ben": "pass", "ann": expected_ann, "cid": "absent"}
+    r = client.post(
+        "/teach/ml-101/rule",
+        data={"csrf_token": csrf_of(client, "/teach/ml-101"), "rule": '{"kind": "curve"}'},
+    )
+    assert r.status_code == 400
+    assert "rank_percent, threshold or linear" in r.text
+
+    # Another instructor sees nothing.
+    client.post("/logout", data={"csrf_token": csrf_of(client)})
+    login(client, "rival")
+    assert client.get("/teach/ml-101").status_code == 404
+    assert client.get("/teach/ml-101/grades.csv").status_code == 404
+
+
+@pytest.fixture
+def cli_env(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PODIUM_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("PODIUM_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("PODIUM_LABEL_DIR", str(settings.label_dir))
+
+
+def test_cli_create_grades_and_reset_for_next_term(
+    cli_env: None,
+    client: Any,
+    make_challenge: Any,
+    make_user: Any,
+    settings: Any,
+    engine: Any,
+    stub_worker: Any,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    make_challenge("higgs-2026", opens_days=-20, closes_days=-1)
+    make_user("prof", role="organizer")
+    make_user("dora")
+    args = [
+        "higgs-2026",
+        "stat-201",
+        "--opens",
+        "2026-01-01T00:00Z",
+        "--closes",
+        "2099-01-01T00:00Z",
+    ]
+    assert main(["class", "create", *args, "--events", str(EVENTS), "--seed", "7"]) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert created["events"] == EVENTS
+    assert main(["class", "create", *args]) == 4  # the slug is taken
+    assert "taken" in capsys.readouterr().err
+
+    dora = _token(client, "dora")
+    with Session(engine) as session:
+        from challenge.models import User
+        from challenge.teaching import join_class
+
+        user = session.exec(select(User).where(User.username == "dora")).one()
+        join_class(session, code=created["invite_code"], user=user)
+        session.commit()
+    first = _submit(client, dora, "stat-201", perfect_submission(settings, "stat-201"))
+    stub_worker.drain()
+    old_test = pd.read_parquet(storage.public_dir(settings, "stat-201") / "test.parquet")
+
+    assert (
+        main(
+            [
+                "class",
+                "reset",
+                "stat-201",
+                "--opens",
+                "2026-01-01T00:00Z",
+                "--closes",
+                "2099-06-01T00:00Z",
+                "--seed",
+                "7",
+            ]
+        )
+        == 4
+    )
+    assert "different seed" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "class",
+                "reset",
+                "stat-201",
+                "--opens",
+                "2026-01-01T00:00Z",
+                "--closes",
+                "2099-06-01T00:00Z",
+                "--seed",
+                "8",
+            ]
+        )
+        == 0
+    )
+    reset = json.loads(capsys.readouterr().out)
+    assert reset["term"] == 2
+    assert reset["invite_code"] != created["invite_code"]
+    new_test = pd.read_parquet(storage.public_dir(settings, "stat-201") / "test.parquet")
+    assert not old_test["PRI_tau_pt"].head(50).equals(new_test["PRI_tau_pt"].head(50))
+
+    with Session(engine) as session:
+        phases = session.exec(select(Phase).order_by(Phase.position)).all()  # type: ignore[arg-type]
+        klass_phases = [p for p in phases if p.name.startswith("term")]
+        archived = session.get(Submission, first)
+    assert [(p.name, p.accepts_submissions) for p in klass_phases] == [
+        ("term 1 (archived)", False),
+        ("term 2", True),
+    ]
+    assert archived is not None
+    assert archived.status == "scored"  # archived, not deleted
+
+    # Term 1's grades are still there; term 2's roster starts empty; the old code is dead.
+    out = tmp_path / "t1.csv"
+    assert main(["class", "grades", "stat-201", "--term", "1", "--out", str(out)]) == 0
+    term1 = list(csv.DictReader(out.open()))
+    assert [(r["username"], r["rank"], r["submissions"]) for r in term1] == [("dora", "1", "1")]
+    assert main(["class", "grades", "stat-201"]) == 0
+    assert capsys.readouterr().out.strip().splitlines() == [
+        "username,email,submissions,best_public,best_private,rank,grade"
+    ]
+    assert main(["class", "grades", "stat-201", "--term", "9"]) == 4
+    with Session(engine) as session:
+        from challenge.models import User
+        from challenge.teaching import join_class
+
+        user = session.exec(select(User).where(User.username == "dora")).one()
+        with pytest.raises(Exception, match="invite code"):
+            join_class(session, code=created["invite_code"], user=user)
+    # Submissions now go to term 2, scored against the new data.
+    second = _submit(client, dora, "stat-201", perfect_submission(settings, "stat-201"))
+    stub_worker.drain()
+    with Session(engine) as session:
+        row = session.get(Submission, second)
+    assert row is not None
+    assert row.status == "scored"
+    assert row.phase_id == klass_phases[1].id
+
+
+def test_grade_rules() -> None:
+    rank_rule = check_grade_rule({"kind": "rank_percent", "bands": [[25, "A"], [100, "B"]]})
+    assert [grade_for(rank_rule, 1.0, r, 4, True) for r in (1, 2, 3, 4)] == ["A", "B", "B", "B"]
+    assert grade_for(rank_rule, None, None, 4, True) == "F"
+    cuts = check_grade_rule({"kind": "threshold", "cuts": [[0.2, "A"], [0.5, "B"]], "none": "-"})
+    assert grade_for(cuts, 0.1, 1, 3, False) == "A"  # lower is better: under 0.2
+    assert grade_for(cuts, 0.4, 2, 3, False) == "B"
+    assert grade_for(cuts, 0.9, 3, 3, False) == "-"
+    linear = check_grade_rule({"kind": "linear", "worst": 1.0, "best": 3.0, "points": 20})
+    assert grade_for(linear, 2.0, 1, 1, True) == "10.0"
+    assert grade_for(linear, 9.0, 1, 1, True) == "20.0"
+    for bad, message in [
+        ({"kind": "rank_percent", "bands": [[50, "A"], [20, "B"]]}, "ascending"),
+        ({"kind": "rank_percent", "bands": [[50, "A"]]}, "reach 100"),
+        ({"kind": "linear", "worst": 1, "best": 1}, "differ"),
+        ({"kind": "threshold", "cuts": [], "on": "private"}, "at least one"),
+        ({"kind": "threshold", "cuts": [[1, "A"]], "on": "train"}, "'on'"),
+    ]:
+        with pytest.raises(Exception, match=message):
+            check_grade_rule(bad)
