@@ -726,7 +726,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         data = _check(http.get(f"/api/challenges/{args.slug}/leaderboard", params=params)).json()
     print(f"{data['board']} leaderboard, phase {data['phase']}")
     for e in data["entries"]:
-        print(f"{e['rank']:4d} {e['participant']:24s} {e['score']:.6f} ({e['entries']} entries)")
+        rank = "-" if e["rank"] is None else str(e["rank"])  # organizers' baselines are unranked
+        print(f"{rank:>4s} {e['participant']:24s} {e['score']:.6f} ({e['entries']} entries)")
     return EXIT_OK
 
 

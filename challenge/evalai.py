@@ -412,7 +412,7 @@ def leaderboard(request: Request) -> Response:
             "submission__id": e.submission_id,
             "submission__participant_team__team_name": e.username,
             "submission__participant_team__team_url": "",
-            "submission__is_baseline": False,
+            "submission__is_baseline": bool(e.baseline),
             "submission__is_public": True,
             "submission__method_name": "",
             "submission__submitted_at": evalai_date(e.submitted_at),

@@ -237,8 +237,8 @@ def _schemas() -> dict[str, Any]:
         },
         "LeaderboardEntry": _obj(
             ["rank", "participant", "score", "submission_id", "submitted_at", "entries"],
-            rank={"type": "integer"},
-            participant={"type": "string"},
+            rank=_nullable("integer", description="null for an organizer's baseline"),
+            participant={"type": "string", "description": "The team's name."},
             score={"type": "number"},
             ci=ci,
             submission_id={"type": "integer"},
