@@ -5,6 +5,12 @@ Baseline measured in the same run: ``/health`` (one ``SELECT 1``) under the same
 shows what the forum adds on this machine.
 
     python bench/bench_forum.py [--db postgresql|sqlite] [--seconds 10] [--workers 2]
+    python bench/bench_forum.py --in-process [--db postgresql|sqlite] [--requests 200] [--profile]
+
+``--in-process`` measures CPU seconds per request in this process (ASGI, no network, no load tool;
+the database server's own CPU is not counted), a figure that does not depend on how busy the
+machine is; the baseline is ``/health`` measured the same way. ``--profile`` prints the top of a
+cProfile of the thread page.
 
 Needs ``wrk`` (``apt-get install -y wrk``). Seeds a fresh PostgreSQL schema (or SQLite file), starts
 uvicorn in a subprocess and drives it with wrk. The forum is mounted with raised rate limits (all
@@ -150,13 +156,96 @@ def run_wrk(
     return result
 
 
+def in_process(url: str, big: int, target: int, *, requests: int, profile: bool) -> None:
+    """CPU time per request through the ASGI app (httpx ASGITransport), same seeded database."""
+    import asyncio
+
+    from challenge.settings import load_settings
+
+    os.environ.update(
+        PODIUM_DATABASE_URL=url, PODIUM_REDIS_URL="stub://", PODIUM_ENV="test",
+        PODIUM_SECRET_KEY="bench-secret-" + "x" * 40,
+    )  # fmt: skip
+    load_settings()
+    app = make_app()
+    asyncio.run(_in_process(app, big, target, requests=requests, profile=profile))
+
+
+async def _in_process(app: object, big: int, target: int, *, requests: int, profile: bool) -> None:
+    import cProfile
+    import pstats
+
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        login = await client.get("/login")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', login.text).group(1)  # type: ignore[union-attr]
+        await client.post(
+            "/login", data={"login": "bench", "password": "benchpass1", "csrf_token": csrf}
+        )
+        page = await client.get(f"/forum/t/{big}")
+        assert page.status_code == 200, page.status_code
+        assert page.text.count('class="post ') == 50
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        counter = iter(range(10**9))
+
+        async def reply() -> httpx.Response:
+            body = f"Benchmark reply {next(counter)} with **markdown**, `code` and @bench"
+            return await client.post(
+                f"/forum/t/{target}/reply",
+                data={"csrf_token": csrf, "body": body},
+                headers={"accept": "application/json"},
+            )
+
+        async def get(path: str) -> httpx.Response:
+            return await client.get(path)
+
+        scenarios = {
+            "health (baseline)": lambda: get("/health"),
+            "thread page 1 of 500 posts": lambda: get(f"/forum/t/{big}"),
+            "thread last page": lambda: get(f"/forum/t/{big}?page=last"),
+            "post a reply": reply,
+        }
+        cpu: dict[str, float] = {}
+        for name, call in scenarios.items():
+            for _ in range(10):  # warm caches (compiled SQL, templates, fragments)
+                await call()
+            started = time.process_time()
+            for _ in range(requests):
+                response = await call()
+                assert response.status_code in (200, 201), (name, response.status_code)
+            cpu[name] = (time.process_time() - started) / requests * 1000
+        base = cpu["health (baseline)"]
+        print(f"{'scenario (in-process CPU per request)':40} {'ms':>7} {'/ baseline':>11}")
+        for name, ms in cpu.items():
+            print(f"{name:40} {ms:7.2f} {ms / base:11.2f}")
+        if profile:
+            # cProfile sees one thread: run the views' thread-pool work inline while profiling.
+            import forum.views
+
+            async def inline(func: object, *args: object) -> object:
+                return func(*args)  # type: ignore[operator]
+
+            forum.views.run_in_threadpool = inline  # type: ignore[assignment]
+            for name in ("thread page 1 of 500 posts", "post a reply"):
+                profiler = cProfile.Profile()
+                profiler.enable()
+                for _ in range(50):
+                    await scenarios[name]()
+                profiler.disable()
+                print(f"--- profile: {name} (50 requests)")
+                pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["postgresql", "sqlite"], default="postgresql")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--in-process", action="store_true", help="CPU per request, no server")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
+    if shutil.which("wrk") is None and not args.in_process:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-forum-"))
@@ -176,6 +265,9 @@ def main() -> None:
         print(
             f"seeded {THREAD_POSTS}-post thread in {time.perf_counter() - started:.1f}s ({args.db})"
         )
+        if args.in_process:
+            in_process(url, big, target, requests=args.requests, profile=args.profile)
+            return
         port = free_port()
         env = {**os.environ, "PODIUM_DATABASE_URL": url, "PODIUM_REDIS_URL": "stub://",
                "PODIUM_ENV": "test", "PODIUM_SECRET_KEY": "bench-secret-" + "x" * 40,

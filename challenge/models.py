@@ -106,6 +106,7 @@ class Phase(SQLModel, table=True):
     closes_at: dt.datetime | None = ts_column()
     accepts_submissions: bool = True
     registration_code: str = Field(default="", max_length=40)  # on-site check-in
+    board_version: int = 0  # bumped whenever the phase's board changes; keys the page cache
 
 
 class Participation(SQLModel, table=True):
@@ -127,6 +128,7 @@ SUBMISSION_STATES = ("received", "scoring", "scored", "invalid", "error")
 
 class Submission(SQLModel, table=True):
     __tablename__ = "submission"
+    __table_args__ = (sa.Index("ix_submission_baseline", "phase_id", "baseline_label"),)
 
     id: int | None = Field(default=None, primary_key=True)
     challenge_id: int = Field(foreign_key="challenge.id", index=True)

@@ -76,7 +76,11 @@ def check_category(challenge_slug: str | None, category: str) -> None:
 
 
 class Actor:
-    """The user acting, with their moderation reach. Host lookups run only when first needed."""
+    """The user acting, with their moderation reach. Host lookups run only when first needed.
+
+    ``sanctions``, when given, are the user's sanctions in force (from :func:`forum_standing`,
+    read once per request); without it, each check asks the database.
+    """
 
     def __init__(
         self,
@@ -85,11 +89,13 @@ class Actor:
         site_moderator: bool = False,
         moderated: Callable[[], Iterable[str]] = tuple,
         organized: Callable[[], Iterable[str]] = tuple,
+        sanctions: tuple[Sanction, ...] | None = None,
     ) -> None:
         self.user = user
         self.site_moderator = site_moderator
         self._moderated = moderated
         self._organized = organized
+        self.sanctions = sanctions
 
     @property
     def id(self) -> int | None:
@@ -126,14 +132,70 @@ def forum_moderator_scopes(session: Session, user_id: int) -> tuple[bool, frozen
     return (None in rows, frozenset(r for r in rows if r is not None))
 
 
+@dataclass(frozen=True)
+class Standing:
+    """A user's forum-side grants and sanctions in force, read in one query."""
+
+    site_moderator: bool
+    moderated: frozenset[str]
+    sanctions: tuple[Sanction, ...]
+
+
+def forum_standing(session: Session, user_id: int) -> Standing:
+    """The forum's own moderator grants and the user's sanctions in force, in one round trip."""
+    now = utcnow()
+    sanctions = select(
+        col(Sanction.kind),
+        col(Sanction.challenge_slug),
+        col(Sanction.ends_at),
+        col(Sanction.reason),
+    ).where(
+        Sanction.user_id == user_id,
+        col(Sanction.lifted_at).is_(None),
+        sa.or_(col(Sanction.ends_at).is_(None), col(Sanction.ends_at) > now),
+    )
+    grants = select(
+        sa.literal("moderator"),
+        col(Moderator.challenge_slug),
+        sa.null(),
+        sa.literal(""),
+    ).where(Moderator.user_id == user_id)
+    rows = session.execute(sa.union_all(sanctions, grants)).all()
+    scopes = [slug for kind, slug, _, _ in rows if kind == "moderator"]
+    found = tuple(
+        Sanction(
+            user_id=user_id,
+            kind=kind,
+            challenge_slug=slug,
+            ends_at=ends,
+            reason=reason,
+            created_by=0,
+        )
+        for kind, slug, ends, reason in rows
+        if kind != "moderator"
+    )
+    return Standing(None in scopes, frozenset(s for s in scopes if s is not None), found)
+
+
 def active_sanction(
     session: Session,
     user_id: int,
     challenge_slug: str | None,
     kinds: tuple[str, ...] = ("suspend", "ban"),
+    preloaded: tuple[Sanction, ...] | None = None,
 ) -> Sanction | None:
     """The sanction that applies to the user in this scope now (site-wide ones apply everywhere)."""
     now = utcnow()
+    if preloaded is not None:
+        applying = [
+            s
+            for s in preloaded
+            if s.kind in kinds
+            and s.challenge_slug in (None, challenge_slug)
+            and (s.ends_at is None or s.ends_at > now)
+        ]
+        # "ban" sorts before "suspend": the stronger one wins
+        return min(applying, key=lambda s: s.kind, default=None)
     scope: sa.ColumnElement[bool] = col(Sanction.challenge_slug).is_(None)
     if challenge_slug is not None:
         scope = sa.or_(scope, col(Sanction.challenge_slug) == challenge_slug)
@@ -160,7 +222,9 @@ def check_can_read(session: Session, actor: Actor, challenge_slug: str | None) -
     """Banned users lose access to the forum of the scope they were banned from."""
     if actor.user is None or actor.moderates(challenge_slug):
         return
-    ban = active_sanction(session, actor.user.id, challenge_slug, kinds=("ban",))
+    ban = active_sanction(
+        session, actor.user.id, challenge_slug, kinds=("ban",), preloaded=actor.sanctions
+    )
     if ban is not None:
         raise Forbidden(
             f"You are banned from this forum {_until(ban)}. Reason: {ban.reason or '-'}"
@@ -172,7 +236,7 @@ def check_can_write(session: Session, actor: Actor, challenge_slug: str | None) 
     user = actor.require_user()
     if actor.moderates(challenge_slug):
         return user
-    sanction = active_sanction(session, user.id, challenge_slug)
+    sanction = active_sanction(session, user.id, challenge_slug, preloaded=actor.sanctions)
     if sanction is not None:
         what = "banned from" if sanction.kind == "ban" else "suspended in"
         raise Forbidden(

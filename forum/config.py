@@ -32,5 +32,7 @@ class ForumConfig:
     max_quote_depth: int = 5
     posts_per_page: int = 50
     threads_per_page: int = 30
+    # Rendered posts kept per worker process (forum.fragments); each entry holds a post's HTML twice.
+    fragment_cache_posts: int = 2000
     # Images in posts: only site-relative URLs unless an admin lists more hosts here.
     image_hosts: frozenset[str] = field(default_factory=frozenset)

@@ -29,15 +29,15 @@ from forum.access import (
     NotFound,
     NotLoggedIn,
     Page,
-    can_see_post,
     can_write_in,
     categories_for,
     check_can_read,
     check_category,
-    forum_moderator_scopes,
+    forum_standing,
     page_number,
 )
 from forum.config import ForumConfig
+from forum.fragments import POST_COLUMNS, TEMPLATES_DIR, PostFragments, PostRow, PostView, fmt_time
 from forum.interface import ForumHost
 from forum.models import (
     FLAG_KINDS,
@@ -74,16 +74,13 @@ from forum.search import search_posts
 Handler = Callable[[Request], Any]
 
 
-def fmt_time(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "—"
-
-
 class ForumViews:
     """The views, bound to one host and one policy."""
 
     def __init__(self, host: ForumHost, config: ForumConfig) -> None:
         self.host = host
         self.config = config
+        self.fragments = PostFragments(config.fragment_cache_posts)
 
     # ------------------------------------------------------------ helpers
 
@@ -95,13 +92,13 @@ class ForumViews:
         if user is None:
             actor = Actor(None)
         else:
-            session = self.host.session(request)
-            forum_site, forum_slugs = forum_moderator_scopes(session, user.id)
+            standing = forum_standing(self.host.session(request), user.id)
             actor = Actor(
                 user,
-                site_moderator=forum_site or self.host.is_site_moderator(request),
-                moderated=lambda: forum_slugs | self.host.moderated_challenges(request),
+                site_moderator=standing.site_moderator or self.host.is_site_moderator(request),
+                moderated=lambda: standing.moderated | self.host.moderated_challenges(request),
                 organized=lambda: self.host.organized_challenges(request),
+                sanctions=standing.sanctions,
             )
         request.state.forum_actor = actor
         return actor
@@ -344,6 +341,7 @@ class ForumViews:
         )
 
     def thread(self, request: Request) -> Response:
+        """One page of a thread: four forum queries, and posts from the fragment cache."""
         session = self.session(request)
         actor = self.actor(request)
         thread = access_thread(
@@ -351,65 +349,118 @@ class ForumViews:
         )
         if thread.status == MERGED and thread.merged_into_id:
             return RedirectResponse(f"/forum/t/{thread.merged_into_id}", status_code=301)
+        assert thread.id is not None
         scope_title = self.scope_title(request, thread.challenge_slug)
         shown = self.visible_posts_filter(actor, thread)
-        total = session.exec(
-            select(func.count()).select_from(Post).where(Post.thread_id == thread.id, shown)
+        me = actor.user.id if actor.user is not None else None
+        # The count for the pager, the question's id and the subscription in one round trip.
+        total, first_id, subscribed = session.execute(
+            select(
+                select(func.count())
+                .select_from(Post)
+                .where(Post.thread_id == thread.id, shown)
+                .scalar_subquery(),
+                select(func.min(Post.id)).where(Post.thread_id == thread.id).scalar_subquery(),
+                select(Subscription.thread_id)
+                .where(Subscription.user_id == me, Subscription.thread_id == thread.id)
+                .exists()
+                if me is not None
+                else sa.false(),
+            )
         ).one()
         size = self.config.posts_per_page
         last = max(1, math.ceil(total / size))
         page = Page(page_number(request.query_params.get("page"), last=last), size, total)
         if page.number > last:
             raise NotFound(f"This thread has {last} page(s); page {page.number} does not exist.")
-        posts = list(
-            session.exec(
-                select(Post)
-                .where(Post.thread_id == thread.id, shown)
-                .order_by(col(Post.id))
-                .offset(page.offset)
-                .limit(size)
-            ).all()
+        voted_col = (
+            select(Vote.post_id)
+            .where(Vote.post_id == Post.id, Vote.user_id == me)
+            .exists()
+            .label("voted")
+            if me is not None
+            else sa.false().label("voted")
         )
-        first_id = first_post_id(session, thread.id or 0)
-        accepted = None
-        if thread.accepted_post_id and page.number == 1:
-            accepted = session.get(Post, thread.accepted_post_id)
-            if accepted is not None and not can_see_post(actor, thread, accepted):
-                accepted = None
-        author_ids = {p.author_id for p in posts} | ({accepted.author_id} if accepted else set())
-        names = self.host.display_names(session, author_ids | {thread.author_id})
-        voted: set[int] = set()
-        subscribed = False
-        if actor.user is not None and posts:
-            voted = set(
-                session.exec(
-                    select(Vote.post_id).where(
-                        Vote.user_id == actor.user.id, col(Vote.post_id).in_([p.id for p in posts])
-                    )
-                ).all()
+        page_ids = (
+            select(Post.id)
+            .where(Post.thread_id == thread.id, shown)
+            .order_by(col(Post.id))
+            .offset(page.offset)
+            .limit(size)
+            .scalar_subquery()
+        )
+        in_page = col(Post.id).in_(page_ids)
+        wanted: Any = in_page
+        answer_id = thread.accepted_post_id if page.number == 1 else None
+        if answer_id:
+            # Shown under the question on page 1 wherever it is in the thread: one query for both.
+            wanted = sa.or_(
+                in_page, sa.and_(col(Post.id) == answer_id, col(Post.thread_id) == thread.id, shown)
             )
-            subscribed = session.get(Subscription, (actor.user.id, thread.id)) is not None
+        rows = session.execute(
+            sa.select(*POST_COLUMNS, voted_col, in_page.label("in_page"))
+            .where(wanted)
+            .order_by(col(Post.id))
+        ).all()
+        posts = [(PostRow.of(r), bool(r.voted)) for r in rows if r.in_page]
+        accepted = next(
+            ((PostRow.of(r), bool(r.voted)) for r in rows if answer_id and r.id == answer_id), None
+        )
+        names = self.host.display_names(
+            session,
+            {p.author_id for p, _ in posts}
+            | ({accepted[0].author_id} if accepted else set())
+            | {thread.author_id},
+        )
         moderator = actor.moderates(thread.challenge_slug)
+        can_reply = (
+            actor.user is not None
+            and (not thread.is_locked or moderator)
+            and can_write_in(actor, thread, thread.category)
+        )
+        can_accept = (
+            actor.user is not None
+            and (actor.id == thread.author_id or moderator)
+            and thread.category != ANNOUNCEMENTS
+        )
+        csrf = self.host.csrf_field(request)
+
+        def html(row: PostRow, voted: bool, anchor: str) -> str:
+            view = PostView(
+                anchor=anchor,
+                name=names.get(row.author_id, "?"),
+                thread_id=thread.id or 0,
+                page_number=page.number if moderator else 0,
+                accepted=row.id == thread.accepted_post_id,
+                logged_in=me is not None,
+                mine=row.author_id == me,
+                voted=voted,
+                can_reply=can_reply,
+                can_accept=can_accept,
+                is_first=row.id == first_id,
+                moderator=moderator,
+            )
+            return self.fragments.render(row, view, csrf)
+
+        parts = []
+        for i, (row, voted) in enumerate(posts):
+            parts.append(html(row, voted, "post"))
+            if i == 0 and accepted is not None:
+                parts.append(
+                    '<section class="accepted-answer" aria-label="Accepted answer">'
+                    "<h2>Accepted answer</h2>\n" + html(*accepted, "answer") + "</section>\n"
+                )
         return self.render(
             request,
             "forum/thread.html",
             thread=thread,
-            posts=posts,
+            posts_html=Markup("".join(parts)),  # noqa: S704 - fragments are escaped by Jinja
             page=page,
             names=names,
-            voted=voted,
-            subscribed=subscribed,
+            subscribed=bool(subscribed),
             moderator=moderator,
-            first_id=first_id,
-            accepted=accepted,
             scope_title=scope_title,
-            flag_kinds=FLAG_KINDS,
-            can_reply=actor.user is not None
-            and (not thread.is_locked or moderator)
-            and can_write_in(actor, thread, thread.category),
-            can_accept=actor.user is not None
-            and (actor.id == thread.author_id or moderator)
-            and thread.category != ANNOUNCEMENTS,
+            can_reply=can_reply,
             categories=categories_for(thread.challenge_slug),
         )
 
@@ -905,4 +956,4 @@ def forum_routes(host: ForumHost, config: ForumConfig | None = None) -> list[Bas
     return ForumViews(host, config or ForumConfig()).routes()
 
 
-TEMPLATES_DIR = str(__import__("pathlib").Path(__file__).parent / "templates")
+__all__ = ["TEMPLATES_DIR", "ForumViews", "forum_routes"]
