@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 
 EXPORT_FORMATS = ("csv", "parquet", "hdf5", "root")
 _CHUNK = 1 << 20
+_CSV_BLOCK = 16 << 20
 
 
 class FormatError(ValueError):
@@ -76,41 +78,82 @@ def _check_mixed_types(table: pa.Table, path: Path) -> pa.Table:
     return table
 
 
+def _csv_error(path: Path, exc: pa.ArrowInvalid) -> FormatError:
+    """A pyarrow CSV error as a message naming the column and line and what to change."""
+    msg = str(exc)
+    col_match = _CSV_COL.search(msg)
+    row_match = _CSV_ROW.search(msg)
+    where = []
+    if col_match:
+        idx = int(col_match.group(1))
+        try:
+            header = csv_schema(path).names
+        except FormatError:
+            header = []
+        name = header[idx] if idx < len(header) else f"#{idx}"
+        where.append(f"column {name!r}")
+    if row_match:
+        where.append(f"line {row_match.group(1)}")
+    if where:
+        return FormatError(
+            f"{path}: {' '.join(where)} holds a value of another type than the rest of the "
+            f"column ({msg.splitlines()[0]}); make every value of the column the same type "
+            "(numbers only, or quote it as text everywhere)"
+        )
+    return FormatError(
+        f"{path}: not a readable CSV file ({msg.splitlines()[0]}); check that every line has "
+        "the same number of fields as the header and that the file is not truncated"
+    )
+
+
+def _unreadable(path: Path, exc: BaseException) -> FormatError:
+    return FormatError(
+        f"{path}: cannot be read ({exc}); the file is probably truncated or not gzip data, "
+        "upload it again"
+    )
+
+
 def _read_csv(path: Path) -> pa.Table:
     try:
         return _check_mixed_types(pacsv.read_csv(path), path)
     except pa.ArrowInvalid as exc:
-        msg = str(exc)
-        col_match = _CSV_COL.search(msg)
-        row_match = _CSV_ROW.search(msg)
-        where = []
-        if col_match:
-            idx = int(col_match.group(1))
-            try:
-                header = pacsv.read_csv(
-                    path, read_options=pacsv.ReadOptions(block_size=1 << 16)
-                ).column_names
-            except pa.ArrowInvalid:
-                header = []
-            name = header[idx] if idx < len(header) else f"#{idx}"
-            where.append(f"column {name!r}")
-        if row_match:
-            where.append(f"line {row_match.group(1)}")
-        if where:
-            raise FormatError(
-                f"{path}: {' '.join(where)} holds a value of another type than the rest of the "
-                f"column ({msg.splitlines()[0]}); make every value of the column the same type "
-                "(numbers only, or quote it as text everywhere)"
-            ) from exc
-        raise FormatError(
-            f"{path}: not a readable CSV file ({msg.splitlines()[0]}); check that every line has "
-            "the same number of fields as the header and that the file is not truncated"
-        ) from exc
+        raise _csv_error(path, exc) from exc
     except (OSError, EOFError) as exc:
-        raise FormatError(
-            f"{path}: cannot be read ({exc}); the file is probably truncated or not gzip data, "
-            "upload it again"
-        ) from exc
+        raise _unreadable(path, exc) from exc
+
+
+def csv_schema(path: Path) -> pa.Schema:
+    """Column names and types of a CSV file, inferred from its first block (as the streaming
+    reader does)."""
+    try:
+        with pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK)
+                            ) as reader:
+            return reader.schema
+    except pa.ArrowInvalid as exc:
+        raise _csv_error(path, exc) from exc
+    except (OSError, EOFError) as exc:
+        raise _unreadable(path, exc) from exc
+
+
+def iter_csv_batches(path: Path, *, schema: pa.Schema | None = None,
+                     columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream a CSV (or .csv.gz) file as record batches of about 16 MiB of text, with the
+    column types ``schema`` (default: :func:`csv_schema`) and only ``columns`` if given.
+
+    A value that does not fit its column's type raises :class:`FormatError` naming the column
+    and the line.
+    """
+    schema = schema if schema is not None else csv_schema(path)
+    convert = pacsv.ConvertOptions(column_types={f.name: f.type for f in schema},
+                                   include_columns=columns)
+    try:
+        with pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK),
+                            convert_options=convert) as reader:
+            yield from reader
+    except pa.ArrowInvalid as exc:
+        raise _csv_error(path, exc) from exc
+    except (OSError, EOFError) as exc:
+        raise _unreadable(path, exc) from exc
 
 
 def read_arrow(path: Path, *, tree: str | None = None, key: str | None = None) -> pa.Table:

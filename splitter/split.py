@@ -19,11 +19,16 @@ leaks nothing. ``hidden_dir/solution.parquet``: id, label, weight (if any) and `
 
 Streaming
 ---------
-Pass 1 reads only the key columns (id, label, weight, stratum, group) and computes the per-row
-assignment. Pass 2 streams the file by record batches and appends each batch's rows to the
-writers. Output orders that differ from the input order (the shuffled test file; the solution
-when the input is not sorted by id) go through an external bucket sort in Arrow IPC temporary
-files, so peak memory is the per-row assignment plus one bucket, whatever the input size.
+Pass 1 reads only the key columns, batch by batch, and keeps two numbers a row: the unit's keyed
+hash (8 bytes) and its stratum code (1 byte), plus the weight and class code when reweighting.
+From them it finds, per stratum, the hash values at which the ranked units are cut (selection, not
+a sort of the rows), turns every row into a 1-byte subset code and drops the rest. Pass 2 streams
+the file again by record batches: train rows go to a Parquet writer on a second thread, test rows
+to hash-range buckets (Arrow IPC temporary files, in the test order's hash ranges), solution rows
+straight to their writer when the input is sorted by id. At the end each bucket is sorted alone
+and appended to ``test.parquet`` as a row group: an external shuffle whose memory is one bucket.
+Peak memory is therefore about 9 bytes a row (18 when reweighting) plus a few batches and one
+bucket, whatever the row width.
 """
 
 from __future__ import annotations
@@ -42,10 +47,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from splitter.formats import FormatError, read_arrow, table_format
+from splitter.formats import FormatError, csv_schema, iter_csv_batches, read_arrow, table_format
 
 SUBSETS = ("train", "public_test", "private_test")
 TRAIN, PUBLIC, PRIVATE, UNUSED = 0, 1, 2, 3
@@ -181,30 +187,54 @@ def _keys(seed: int, salt: int) -> tuple[np.uint64, np.uint64]:
             np.uint64(int.from_bytes(digest[8:], "little")))
 
 
-def keyed_hash(values: npt.ArrayLike, seed: int, salt: int = 0) -> U64:
+def keyed_hash(values: npt.ArrayLike | pa.Array | pa.ChunkedArray, seed: int,
+               salt: int = 0) -> U64:
     """Keyed 64-bit hash of each value: depends only on (seed, salt, value).
 
-    Integers and booleans are hashed by value (int64), floats by their float64 bits, anything else
-    by its ``str()`` through BLAKE2b (slower: one Python call per distinct value).
+    Integers and booleans are hashed by value (int64, so the hash is a bijection and distinct ids
+    never collide), floats by their float64 bits, anything else by its ``str()`` through BLAKE2b
+    (slower: one Python call per distinct value). Arrow arrays are read without pandas.
     """
     k1, k2 = _keys(seed, salt)
-    arr = np.asarray(values)
-    if arr.dtype.kind in "iub":
-        bits = arr.astype(np.int64).view(np.uint64)
-    elif arr.dtype.kind == "f":
-        f64 = arr.astype(np.float64) + 0.0  # turns -0.0 into 0.0
-        bits = f64.view(np.uint64)
+    if isinstance(values, pa.ChunkedArray | pa.Array) and not (
+            pa.types.is_integer(values.type) or pa.types.is_floating(values.type)
+            or pa.types.is_boolean(values.type)):
+        encoded = pc.dictionary_encode(values)
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        uniques: Sequence[Any] = encoded.dictionary.to_pylist()
     else:
-        codes, uniques = pd.factorize(pd.Series(arr, dtype=object), use_na_sentinel=False)
-        key = k1.tobytes()
-        uh = np.fromiter(
-            (int.from_bytes(hashlib.blake2b(str(u).encode(), key=key, digest_size=8).digest(),
-                            "little") for u in uniques),
-            dtype=np.uint64, count=len(uniques),
-        )
-        bits = uh[codes]
+        if isinstance(values, pa.ChunkedArray | pa.Array):
+            values = values.to_numpy(zero_copy_only=False)
+        arr = np.asarray(values)
+        if arr.dtype.kind in "iub":
+            bits = arr.astype(np.int64, copy=False).view(np.uint64)
+        elif arr.dtype.kind == "f":
+            f64 = arr.astype(np.float64) + 0.0  # turns -0.0 into 0.0
+            bits = f64.view(np.uint64)
+        else:
+            codes, uniques = pd.factorize(pd.Series(arr, dtype=object), use_na_sentinel=False)
+        if arr.dtype.kind in "iubf":
+            with np.errstate(over="ignore"):
+                return _mix(_mix(bits ^ k1) + k2 * _GOLDEN)
+    key = k1.tobytes()
+    uh = np.fromiter(
+        (int.from_bytes(hashlib.blake2b(str(u).encode(), key=key, digest_size=8).digest(),
+                        "little") for u in uniques),
+        dtype=np.uint64, count=len(uniques),
+    )
+    bits = uh[codes]
     with np.errstate(over="ignore"):
         return _mix(_mix(bits ^ k1) + k2 * _GOLDEN)
+
+
+def _rehash(unit_hash: U64, seed: int, salt: int) -> U64:
+    """A second keyed hash derived from a unit hash (a bijection of it): no second pass over
+    the (possibly text) unit values is needed."""
+    k1, k2 = _keys(seed, salt)
+    with np.errstate(over="ignore"):
+        return _mix(_mix(unit_hash ^ k1) + k2 * _GOLDEN)
 
 
 # --------------------------------------------------------------------------- validation
@@ -290,21 +320,6 @@ def _apportion(total: int, weights: npt.NDArray[np.int64], caps: npt.NDArray[np.
     return out
 
 
-@dataclass
-class Assignment:
-    """Per-row result of pass 1."""
-
-    subset: npt.NDArray[np.int8]  # TRAIN/PUBLIC/PRIVATE/UNUSED per input row
-    position: npt.NDArray[np.int64]  # row's position in its ordered output (test or solution)
-    solution_position: npt.NDArray[np.int64]
-    solution_in_order: bool
-    class_code: npt.NDArray[np.int8] | None
-    class_names: list[str]
-    factors: npt.NDArray[np.float64]  # [subset, class] weight factor
-    n_units: int
-    unit_subset_counts: list[int]
-
-
 def target_counts(spec: SplitSpec, n_units: int, what: str = "rows") -> list[int]:
     """Exact number of units per subset (train, public, private, unused)."""
     sizes = (spec.train, spec.public_test, spec.private_test)
@@ -323,18 +338,12 @@ def target_counts(spec: SplitSpec, n_units: int, what: str = "rows") -> list[int
     return [*(int(c) for c in counts_arr), 0]
 
 
-def assign_units(
-    unit_hash: U64,
-    unit_tiebreak: npt.NDArray[Any],
-    unit_stratum: npt.NDArray[np.int64],
-    targets: list[int],
-) -> npt.NDArray[np.int8]:
-    """Subset of each unit: rank units by hash inside each stratum and cut at exact counts."""
-    n = len(unit_hash)
-    n_strata = int(unit_stratum.max()) + 1 if n else 0
-    sizes = np.bincount(unit_stratum, minlength=n_strata).astype(np.int64)
+def allocate(sizes: npt.NDArray[np.int64], targets: list[int]) -> npt.NDArray[np.int64]:
+    """Units per (stratum, subset): each subset's total apportioned to the strata by size
+    (largest remainder), so totals are exact and each stratum keeps its share within one unit."""
+    n_strata = len(sizes)
     alloc = np.zeros((n_strata, 4), dtype=np.int64)
-    remaining = sizes.copy()
+    remaining = sizes.astype(np.int64).copy()
     last = 3 if targets[3] > 0 else 2
     for j in range(4):
         if j == last:
@@ -342,191 +351,347 @@ def assign_units(
             break
         alloc[:, j] = _apportion(targets[j], sizes, remaining)
         remaining -= alloc[:, j]
-    order = np.lexsort((unit_tiebreak, unit_hash, unit_stratum))
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    rank_in_stratum = np.empty(n, dtype=np.int64)
-    rank_in_stratum[order] = np.arange(n) - np.repeat(starts, sizes)
-    cuts = np.cumsum(alloc, axis=1)  # [stratum, j]: end of subset j in rank order
-    # One pass per cut instead of an (n, 4) table of cuts: keeps pass-1 memory per row small.
-    subset: npt.NDArray[np.int8] = np.zeros(n, dtype=np.int8)
-    for j in range(3):
-        subset += (rank_in_stratum >= cuts[unit_stratum, j]).astype(np.int8)
-    return subset
+    return alloc
 
 
-def _tiebreak(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    if values.dtype.kind in "iufb":
-        return values
-    # Strings: order by text; hash collisions between distinct strings then resolve stably.
-    codes: npt.NDArray[Any] = pd.factorize(pd.Series(values, dtype=object), sort=True)[0]
-    return codes
+class _Codes:
+    """Codes of a categorical key column, built batch by batch; renumbered in sorted value order
+    at the end so that codes do not depend on the row order."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self._index: dict[Any, int] = {}
+        self.frozen: npt.NDArray[np.int64] | None = None
+
+    def encode(self, column: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int32]:
+        """Codes (in first-seen order until :meth:`freeze`, sorted order after) of ``column``."""
+        encoded = pc.dictionary_encode(column)
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        local = np.empty(len(encoded.dictionary), dtype=np.int32)
+        for i, value in enumerate(encoded.dictionary.to_pylist()):
+            code = self._index.get(value)
+            if code is None:
+                if self.frozen is not None:
+                    raise SplitError(f"value {value!r} appeared only in the second pass; the "
+                                     "file changed while it was being split, run it again")
+                code = self._index[value] = len(self.values)
+                self.values.append(value)
+            local[i] = code if self.frozen is None else self.frozen[code]
+        out: npt.NDArray[np.int32] = local[encoded.indices.to_numpy(zero_copy_only=False)]
+        return out
+
+    def freeze(self) -> npt.NDArray[np.int64]:
+        """Switch to sorted codes (later :meth:`encode` calls return them and refuse new values);
+        returns the map from first-seen codes to sorted codes."""
+        order = sorted(range(len(self.values)), key=lambda i: self.values[i])
+        remap = np.empty(len(order), dtype=np.int64)
+        remap[order] = np.arange(len(order))
+        self.frozen = remap
+        return remap
+
+    @property
+    def names(self) -> list[str]:
+        return [str(v) for v in sorted(self.values)]
 
 
-def compute_assignment(keys: pd.DataFrame, spec: SplitSpec, path: str) -> Assignment:
-    """Pass 1: validate the key columns and assign every row.
+def _missing(column: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.bool_] | None:
+    """Mask of empty cells (null, or NaN in a float column), or None when there are none."""
+    mask = pc.is_null(column, nan_is_null=True)
+    if not pc.any(mask).as_py():
+        return None
+    out: npt.NDArray[np.bool_] = mask.to_numpy(zero_copy_only=False)
+    return out
 
-    ``keys`` holds the id, label, weight, stratify, group and class columns, in input order.
-    """
-    n = len(keys)
-    label = keys[spec.label_column]
-    bad = label.isna().to_numpy()
-    if bad.any():
-        row = _first_bad_row(bad)
-        raise SplitError(
-            f"{path}: the label column {spec.label_column!r} is empty at row {row + 1} "
-            f"({int(bad.sum())} rows in all); every row needs a label: fill them or drop those rows"
-        )
-    ids = keys[spec.id_column]
-    if ids.isna().any():
-        row = _first_bad_row(ids.isna().to_numpy())
-        raise SplitError(
-            f"{path}: the id column {spec.id_column!r} is empty at row {row + 1}; every row needs "
-            "an id"
-        )
-    id_values = ids.to_numpy()
-    if spec.group:
-        grp = keys[spec.group]
-        gbad = grp.isna().to_numpy().copy()
-        if grp.dtype.kind not in "iufb":
-            gbad |= (grp.astype(str).str.strip() == "").to_numpy()
-        if gbad.any():
-            row = _first_bad_row(gbad)
+
+@dataclass
+class _Keys:
+    """What pass 1 keeps for pass 2: per row the unit hash, the subset and (when reweighting)
+    the class code; plus the per-subset statistics of the report."""
+
+    n_rows: int
+    unit_hash: U64
+    subset: npt.NDArray[np.uint8]
+    class_code: npt.NDArray[Any] | None
+    ids_sorted: bool
+    label_names: list[str]
+    class_names: list[str]
+    factors: npt.NDArray[np.float64]  # [subset, class] weight factor
+    unit_subset_counts: list[int]
+    counts: npt.NDArray[np.int64]  # [subset, label] rows
+    wsums: npt.NDArray[np.float64] | None  # [subset, label] weights after reweighting
+
+
+def _is_increasing(column: pa.Array | pa.ChunkedArray, previous: Any) -> tuple[bool, Any]:
+    n = len(column)
+    if n == 0:
+        return True, previous
+    ok = n < 2 or not pc.any(pc.less_equal(column.slice(1), column.slice(0, n - 1))).as_py()
+    first, last = column[0].as_py(), column[n - 1].as_py()
+    if previous is not None and not first > previous:
+        ok = False
+    return bool(ok), last
+
+
+def _read_keys(source: Source, spec: SplitSpec, path: str, key_cols: list[str]) -> _Keys:
+    """Pass 1: read the key columns batch by batch, validate them and assign every row."""
+    hashes: list[U64] = []
+    pair_hashes: list[U64] = []
+    weights: list[npt.NDArray[np.float64]] = []
+    # Label, stratum and class are often the same column: each column is encoded once.
+    categorical = list(dict.fromkeys(c for c in (spec.label_column, spec.stratify,
+                                                 spec.class_column if spec.reweight else None)
+                                     if c))
+    codes = {c: _Codes() for c in categorical}
+    parts: dict[str, list[npt.NDArray[np.int32]]] = {c: [] for c in categorical}
+    ids_sorted, last_id = True, None
+    offset = 0
+    text = [c for c in categorical if c not in (spec.id_column, spec.group)
+            and (pa.types.is_string(source.schema.field(c).type)
+                 or pa.types.is_large_string(source.schema.field(c).type))]
+    for batch in source.iter_batches(key_cols, categorical=text):
+        m = batch.num_rows
+        ids = batch.column(spec.id_column)
+        bad = _missing(ids)
+        if bad is not None:
             raise SplitError(
-                f"{path}: the group column {spec.group!r} is empty at row {row + 1} "
-                f"({int(gbad.sum())} rows in all); give every row a group value or drop them"
+                f"{path}: the id column {spec.id_column!r} is empty at row "
+                f"{offset + _first_bad_row(bad) + 1}; every row needs an id"
             )
-        dup = pd.DataFrame({"g": grp.to_numpy(), "i": id_values}).duplicated().to_numpy()
-        dup_what = f"(group {spec.group!r}, id {spec.id_column!r}) pair"
+        bad = _missing(batch.column(spec.label_column))
+        if bad is not None:
+            raise SplitError(
+                f"{path}: the label column {spec.label_column!r} is empty at row "
+                f"{offset + _first_bad_row(bad) + 1} ({int(bad.sum())} rows in this part of "
+                "the file); every row needs a label: fill them or drop those rows"
+            )
+        if spec.stratify:
+            bad = _missing(batch.column(spec.stratify))
+            if bad is not None:
+                raise SplitError(
+                    f"{path}: the stratify column {spec.stratify!r} is empty at row "
+                    f"{offset + _first_bad_row(bad) + 1}; fill it or stratify by another column"
+                )
+        if ids_sorted and not spec.group:
+            ids_sorted, last_id = _is_increasing(ids, last_id)
+        if spec.group:
+            ids_sorted = False
+            grp = batch.column(spec.group)
+            gbad = _missing(grp)
+            if pa.types.is_string(grp.type) or pa.types.is_large_string(grp.type):
+                empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(grp), ""), True)
+                gbad = empty.to_numpy(zero_copy_only=False)
+                gbad = gbad if gbad.any() else None
+            if gbad is not None:
+                raise SplitError(
+                    f"{path}: the group column {spec.group!r} is empty at row "
+                    f"{offset + _first_bad_row(gbad) + 1}; give every row a group value or "
+                    "drop it"
+                )
+            unit = keyed_hash(grp, spec.seed, salt=1)
+            pair_hashes.append(_rehash(unit ^ keyed_hash(ids, spec.seed, salt=3), spec.seed, 4))
+        else:
+            unit = keyed_hash(ids, spec.seed, salt=1)
+        hashes.append(unit)
+        for column in categorical:
+            parts[column].append(codes[column].encode(batch.column(column)))
+        if spec.weight_column:
+            wcol = batch.column(spec.weight_column)
+            if not (pa.types.is_integer(wcol.type) or pa.types.is_floating(wcol.type)):
+                raise SplitError(
+                    f"{path}: the weight column {spec.weight_column!r} is not numeric "
+                    f"(type {wcol.type}); it must hold numbers only"
+                )
+            w = wcol.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            wbad = ~np.isfinite(w)
+            if wbad.any():
+                raise SplitError(
+                    f"{path}: the weight column {spec.weight_column!r} is empty or infinite at "
+                    f"row {offset + _first_bad_row(wbad) + 1}; every weight must be a finite "
+                    "number"
+                )
+            weights.append(w)
+        offset += m
+    n = offset
+    unit_hash = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
+    del hashes
+    if not ids_sorted:  # strictly increasing ids are unique: no check needed
+        _check_unique(source, spec, path,
+                      np.concatenate(pair_hashes) if spec.group else unit_hash)
+    del pair_hashes
+
+    def gather(column: str) -> npt.NDArray[Any]:
+        # Codes were numbered as values appeared; renumber them in sorted value order.
+        if codes[column].frozen is None:
+            codes[column].freeze()
+        remap = codes[column].frozen
+        assert remap is not None
+        out = np.empty(n, dtype=np.uint8 if len(remap) <= 256 else np.int32)
+        start = 0
+        for part in parts[column]:
+            out[start: start + len(part)] = remap[part]
+            start += len(part)
+        return out
+
+    if spec.stratify:
+        stratum, n_strata = gather(spec.stratify), len(codes[spec.stratify].values)
     else:
-        dup = ids.duplicated().to_numpy()
-        dup_what = f"id in column {spec.id_column!r}"
+        stratum, n_strata = np.zeros(n, dtype=np.uint8), 1
+    subset, unit_counts = _assign(source, spec, path, unit_hash, stratum, n_strata)
+    del stratum
+    weight = (np.concatenate(weights) if weights else np.zeros(0)) if spec.weight_column \
+        else None
+    del weights
+    factors = np.ones((4, 1), dtype=np.float64)
+    class_code: npt.NDArray[Any] | None = None
+    if spec.reweight and weight is not None:
+        class_code = gather(spec.class_column)
+        factors = _weight_factors(spec, path, subset, class_code, weight,
+                                  codes[spec.class_column].names)
+    label_code = gather(spec.label_column)
+    parts.clear()
+    n_labels = len(codes[spec.label_column].values)
+    cell = subset.astype(np.intp) * n_labels + label_code
+    del label_code
+    counts = np.bincount(cell, minlength=4 * n_labels).reshape(4, n_labels)
+    wsums: npt.NDArray[np.float64] | None = None
+    if weight is not None:
+        if class_code is not None:
+            weight *= factors[subset, class_code]
+        wsums = np.bincount(cell, weights=weight, minlength=4 * n_labels).reshape(
+            4, n_labels).astype(np.float64)
+    del cell, weight
+    return _Keys(n_rows=n, unit_hash=unit_hash, subset=subset, class_code=class_code,
+                 ids_sorted=ids_sorted, label_names=codes[spec.label_column].names,
+                 class_names=codes[spec.class_column].names if class_code is not None else [],
+                 factors=factors,
+                 unit_subset_counts=unit_counts, counts=counts, wsums=wsums)
+
+
+def _check_unique(source: Source, spec: SplitSpec, path: str, row_hash: U64) -> None:
+    """Refuse duplicated ids (or (group, id) pairs). Equal ids have equal hashes; only when two
+    hashes are equal are the values themselves read again, to name the row."""
+    if len(row_hash) < 2:
+        return
+    ordered = np.sort(row_hash)
+    if not np.any(ordered[1:] == ordered[:-1]):
+        return
+    del ordered
+    cols = [spec.id_column, *([spec.group] if spec.group else [])]
+    frame = pa.Table.from_batches(list(source.iter_batches(cols))).to_pandas()
+    dup = frame.duplicated().to_numpy()
     if dup.any():
         row = _first_bad_row(dup)
+        what = (f"(group {spec.group!r}, id {spec.id_column!r}) pair" if spec.group
+                else f"id in column {spec.id_column!r}")
         raise SplitError(
-            f"{path}: duplicated {dup_what} at row {row + 1} (value {id_values[row]!r}, "
-            f"{int(dup.sum())} duplicates in all); ids must be unique"
-            + ("" if spec.group else ", or set group if rows sharing an id belong together")
+            f"{path}: duplicated {what} at row {row + 1} (value "
+            f"{frame[spec.id_column].iloc[row]!r}, {int(dup.sum())} duplicates in all); ids must "
+            "be unique" + ("" if spec.group else
+                           ", or set group if rows sharing an id belong together")
         )
-    weight: npt.NDArray[np.float64] | None = None
-    if spec.weight_column:
-        wcol = keys[spec.weight_column]
-        if wcol.dtype.kind not in "iuf":
-            raise SplitError(
-                f"{path}: the weight column {spec.weight_column!r} is not numeric "
-                f"(type {wcol.dtype}); it must hold numbers only"
-            )
-        weight = wcol.to_numpy(dtype=np.float64)
-        wbad = ~np.isfinite(weight)
-        if wbad.any():
-            row = _first_bad_row(wbad)
-            raise SplitError(
-                f"{path}: the weight column {spec.weight_column!r} is empty or infinite at row "
-                f"{row + 1}; every weight must be a finite number"
-            )
-
-    # Units: rows, or groups.
-    if spec.group:
-        unit_of_row, unit_values = pd.factorize(keys[spec.group], sort=False)
-        unit_values = np.asarray(unit_values)
-    else:
-        unit_of_row = np.arange(n, dtype=np.int64)
-        unit_values = id_values
-    n_units = len(unit_values)
-    strat_codes = np.zeros(n, dtype=np.int64)
-    if spec.stratify:
-        sbad = keys[spec.stratify].isna().to_numpy()
-        if sbad.any():
-            raise SplitError(
-                f"{path}: the stratify column {spec.stratify!r} is empty at row "
-                f"{_first_bad_row(sbad) + 1}; fill it or stratify by another column"
-            )
-        strat_codes = pd.factorize(keys[spec.stratify], sort=True)[0].astype(np.int64)
-    unit_stratum = np.zeros(n_units, dtype=np.int64)
-    unit_stratum[unit_of_row] = strat_codes
-    if spec.group and spec.stratify:
-        check = np.zeros(n_units, dtype=np.int64)
-        check[unit_of_row] = strat_codes
-        mixed = strat_codes != unit_stratum[unit_of_row]
-        if mixed.any():
-            row = _first_bad_row(mixed)
-            raise SplitError(
-                f"{path}: group {keys[spec.group].iloc[row]!r} mixes several values of the "
-                f"stratify column {spec.stratify!r} (row {row + 1}); stratify by a column that "
-                "is constant within each group, or drop stratify"
-            )
-    what = "groups" if spec.group else "rows"
-    targets = target_counts(spec, n_units, what)
-    unit_hash = keyed_hash(unit_values, spec.seed, salt=1)
-    unit_subset = assign_units(unit_hash, _tiebreak(unit_values), unit_stratum, targets)
-    subset = unit_subset[unit_of_row]
-
-    # Test order: a second keyed hash of the unit, then input order inside a unit.
-    is_test = (subset == PUBLIC) | (subset == PRIVATE)
-    position = np.full(n, -1, dtype=np.int64)
-    test_rows = np.flatnonzero(is_test)
-    order_hash = keyed_hash(unit_values, spec.seed, salt=2)[unit_of_row[test_rows]]
-    test_order = np.lexsort((test_rows, order_hash))
-    position[test_rows[test_order]] = np.arange(len(test_rows))
-
-    # Solution order: sorted by (group, id) or id.
-    solution_position = np.full(n, -1, dtype=np.int64)
-    sort_keys: list[npt.NDArray[Any]] = [_tiebreak(id_values[test_rows])]
-    if spec.group:
-        sort_keys.append(_tiebreak(np.asarray(keys[spec.group].to_numpy())[test_rows]))
-    sol_order = np.lexsort(tuple(sort_keys))
-    solution_position[test_rows[sol_order]] = np.arange(len(test_rows))
-    solution_in_order = bool(np.all(np.diff(solution_position[test_rows]) > 0))
-
-    class_code: npt.NDArray[np.int8] | None = None
-    class_names: list[str] = []
-    factors = np.ones((4, 1), dtype=np.float64)
-    if spec.reweight and weight is not None:
-        codes, uniques = pd.factorize(keys[spec.class_column], sort=True)
-        class_code = codes.astype(np.int8)
-        class_names = [str(u) for u in uniques]
-        k = len(class_names)
-        sums = np.zeros((4, k))
-        np.add.at(sums, (subset.astype(np.int64), codes), weight)
-        totals = np.bincount(codes, weights=weight, minlength=k)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            factors = np.where(sums > 0, totals[None, :] / sums, 1.0)
-        for j in (TRAIN, PUBLIC, PRIVATE):
-            for c in range(k):
-                if sums[j, c] == 0 and totals[c] != 0 and np.any(subset == j):
-                    # A class absent from a subset cannot be renormalised; say so instead of
-                    # silently producing wrong totals.
-                    raise SplitError(
-                        f"{path}: class {class_names[c]!r} of {spec.class_column!r} has no weight "
-                        f"in subset {SUBSETS[j]}; stratify by {spec.class_column!r} or make the "
-                        "subset larger"
-                    )
-    return Assignment(
-        subset=subset,
-        position=position,
-        solution_position=solution_position,
-        solution_in_order=solution_in_order,
-        class_code=class_code,
-        class_names=class_names,
-        factors=factors,
-        n_units=n_units,
-        unit_subset_counts=[int(c) for c in np.bincount(unit_subset, minlength=4)],
+    raise SplitError(
+        f"{path}: two different ids of column {spec.id_column!r} have the same 64-bit hash "
+        f"under seed {spec.seed} (a one-in-billions chance); change the split's seed"
     )
+
+
+def _assign(source: Source, spec: SplitSpec, path: str, unit_hash: U64,
+            stratum: npt.NDArray[Any], n_strata: int) -> tuple[npt.NDArray[np.uint8], list[int]]:
+    """Subset of every row: inside each stratum, units ranked by hash are cut at exact counts.
+
+    The cuts are found as hash values (``np.partition``, linear time) and each row compares its
+    unit hash with its stratum's cut values, so no per-row rank or sort index is kept.
+    """
+    per_stratum: list[U64] = []
+    for s in range(n_strata):
+        h = unit_hash[stratum == s] if n_strata > 1 else unit_hash.copy()
+        per_stratum.append(_distinct(h) if spec.group else h)
+        del h
+    sizes = np.array([len(h) for h in per_stratum], dtype=np.int64)
+    n_units = int(sizes.sum())
+    if spec.group and n_strata > 1 and n_units != len(_distinct(unit_hash)):
+        _explain_mixed_group(source, spec, path)
+    targets = target_counts(spec, n_units, "groups" if spec.group else "rows")
+    alloc = allocate(sizes, targets)
+    cuts = np.cumsum(alloc, axis=1)[:, :3]
+    cut_hash = np.zeros((n_strata, 3), dtype=np.uint64)
+    cut_valid = np.zeros((n_strata, 3), dtype=bool)
+    for s, h in enumerate(per_stratum):
+        kth = sorted({int(c) for c in cuts[s] if c < len(h)})
+        if kth:
+            h.partition(kth)
+            for j in range(3):
+                if cuts[s, j] < len(h):
+                    cut_hash[s, j] = h[cuts[s, j]]
+                    cut_valid[s, j] = True
+    del per_stratum
+    subset = np.zeros(len(unit_hash), dtype=np.uint8)
+    step = 1 << 20
+    for start in range(0, len(unit_hash), step):
+        h = unit_hash[start: start + step]
+        st = stratum[start: start + step].astype(np.intp)
+        part = subset[start: start + step]
+        for j in range(3):
+            part += (h >= cut_hash[st, j]) & cut_valid[st, j]
+    return subset, [int(c) for c in alloc.sum(axis=0)]
+
+
+def _explain_mixed_group(source: Source, spec: SplitSpec, path: str) -> None:
+    assert spec.group
+    assert spec.stratify
+    frame = pa.Table.from_batches(
+        list(source.iter_batches([spec.group, spec.stratify]))).to_pandas()
+    first = frame.groupby(spec.group, sort=False)[spec.stratify].transform("first")
+    mixed = (frame[spec.stratify] != first).to_numpy()
+    row = _first_bad_row(mixed)
+    raise SplitError(
+        f"{path}: group {frame[spec.group].iloc[row]!r} mixes several values of the stratify "
+        f"column {spec.stratify!r} (row {row + 1}); stratify by a column that is constant within "
+        "each group, or drop stratify"
+    )
+
+
+def _weight_factors(spec: SplitSpec, path: str, subset: npt.NDArray[np.uint8],
+                    class_code: npt.NDArray[Any], weight: npt.NDArray[np.float64],
+                    class_names: list[str]) -> npt.NDArray[np.float64]:
+    k = len(class_names)
+    cell = subset.astype(np.intp) * k + class_code
+    sums = np.bincount(cell, weights=weight, minlength=4 * k).reshape(4, k)
+    present = np.bincount(subset, minlength=4) > 0
+    totals = sums.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factors = np.where(sums > 0, totals[None, :] / sums, 1.0)
+    for j in (TRAIN, PUBLIC, PRIVATE):
+        for c in range(k):
+            if sums[j, c] == 0 and totals[c] != 0 and present[j]:
+                # A class absent from a subset cannot be renormalised; say so instead of
+                # silently producing wrong totals.
+                raise SplitError(
+                    f"{path}: class {class_names[c]!r} of {spec.class_column!r} has no weight "
+                    f"in subset {SUBSETS[j]}; stratify by {spec.class_column!r} or make the "
+                    "subset larger"
+                )
+    out: npt.NDArray[np.float64] = factors
+    return out
 
 
 # --------------------------------------------------------------------------- sources
 
 
 class Source(Protocol):
-    """A table to split, read twice: key columns first, then all columns in record batches."""
+    """A table to split, read twice: key columns first, then all columns, in record batches."""
 
     name: str
 
     @property
     def schema(self) -> pa.Schema: ...
 
-    def read_columns(self, columns: list[str]) -> pd.DataFrame: ...
-
-    def iter_batches(self) -> Iterator[pa.RecordBatch]: ...
+    def iter_batches(self, columns: list[str] | None = None,
+                     categorical: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
+        """Record batches of ``columns`` (all when None), in file order. ``categorical`` names
+        text columns with few values that may come back dictionary-encoded."""
+        ...
 
 
 class ParquetSource:
@@ -537,7 +702,9 @@ class ParquetSource:
         self.path = path
         self.batch_rows = batch_rows
         try:
-            self._file = pq.ParquetFile(path)
+            # Without pre-buffering the reader holds one column chunk at a time, not a whole row
+            # group: less memory, and no slower here.
+            self._file = pq.ParquetFile(path, pre_buffer=False)
         except (pa.ArrowInvalid, OSError) as exc:
             raise SplitError(
                 f"{path}: not a readable Parquet file ({exc}); it is probably truncated or "
@@ -548,26 +715,50 @@ class ParquetSource:
     def schema(self) -> pa.Schema:
         return self._file.schema_arrow
 
+    def iter_batches(self, columns: list[str] | None = None,
+                     categorical: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
+        source = self._file
+        if categorical:
+            # Few distinct labels: reading them as a dictionary skips building millions of
+            # small strings.
+            source = pq.ParquetFile(self.path, read_dictionary=list(categorical),
+                                    pre_buffer=False)
+        try:
+            yield from source.iter_batches(batch_size=self.batch_rows, columns=columns)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise SplitError(f"{self.path}: cannot be read ({exc}); the file is corrupt") from exc
+
+
+class CsvSource:
+    """A CSV (or .csv.gz) file streamed twice with pyarrow's block reader.
+
+    Column types are fixed from a first read of the leading block (pyarrow's inference), so both
+    passes parse every value the same way; a cell that does not fit its column's type is named
+    by column and line.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.name = str(path)
+        self.path = path
+        try:
+            self._schema = csv_schema(path)
+        except FormatError as exc:
+            raise SplitError(str(exc)) from exc
+
     @property
-    def num_rows(self) -> int:
-        return int(self._file.metadata.num_rows)
+    def schema(self) -> pa.Schema:
+        return self._schema
 
-    def read_columns(self, columns: list[str]) -> pd.DataFrame:
+    def iter_batches(self, columns: list[str] | None = None,
+                     categorical: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
         try:
-            table = self._file.read(columns=columns)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise SplitError(f"{self.path}: cannot be read ({exc}); the file is corrupt") from exc
-        return table.to_pandas()
-
-    def iter_batches(self) -> Iterator[pa.RecordBatch]:
-        try:
-            yield from self._file.iter_batches(batch_size=self.batch_rows)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise SplitError(f"{self.path}: cannot be read ({exc}); the file is corrupt") from exc
+            yield from iter_csv_batches(self.path, schema=self._schema, columns=columns)
+        except FormatError as exc:
+            raise SplitError(str(exc)) from exc
 
 
 class TableSource:
-    """A table already in memory (CSV, HDF5, ROOT inputs, or a DataFrame)."""
+    """A table already in memory (HDF5, ROOT inputs, or a DataFrame)."""
 
     def __init__(self, table: pa.Table, name: str, batch_rows: int = _BATCH_ROWS) -> None:
         self.name = name
@@ -578,19 +769,14 @@ class TableSource:
     def schema(self) -> pa.Schema:
         return self.table.schema
 
-    @property
-    def num_rows(self) -> int:
-        return int(self.table.num_rows)
-
-    def read_columns(self, columns: list[str]) -> pd.DataFrame:
-        return self.table.select(columns).to_pandas()
-
-    def iter_batches(self) -> Iterator[pa.RecordBatch]:
-        yield from self.table.to_batches(max_chunksize=self.batch_rows)
+    def iter_batches(self, columns: list[str] | None = None,
+                     categorical: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
+        table = self.table.select(columns) if columns is not None else self.table
+        yield from table.to_batches(max_chunksize=self.batch_rows)
 
 
-def open_source(path: Path) -> ParquetSource | TableSource:
-    """Source for a file: Parquet is streamed, other formats are read whole."""
+def open_source(path: Path) -> ParquetSource | CsvSource | TableSource:
+    """Source for a file: Parquet and CSV are streamed, HDF5 and ROOT are read whole."""
     path = Path(path)
     if not path.exists():
         raise SplitError(f"{path}: no such file")
@@ -598,6 +784,8 @@ def open_source(path: Path) -> ParquetSource | TableSource:
         fmt = table_format(path)
         if fmt == "parquet":
             return ParquetSource(path)
+        if fmt == "csv":
+            return CsvSource(path)
         return TableSource(read_arrow(path), str(path))
     except FormatError as exc:
         raise SplitError(str(exc)) from exc
@@ -606,44 +794,44 @@ def open_source(path: Path) -> ParquetSource | TableSource:
 # --------------------------------------------------------------------------- writing
 
 
-class _OrderedWriter:
-    """Writes rows to a Parquet file in a given global order, through IPC buckets if needed."""
+class _ShuffledWriter:
+    """Writes rows to a Parquet file ordered by a 64-bit key (then input row), via buckets.
 
-    def __init__(self, out: Path, schema: pa.Schema, n_rows: int, in_order: bool,
-                 tmpdir: Path, name: str) -> None:
+    Rows are routed by the key's high bits into ``n_buckets`` equal hash ranges (Arrow IPC
+    temporary files); :meth:`close` sorts one bucket at a time (the next one is read and sorted
+    on a second thread while the current one is encoded) and appends it as a row group.
+    """
+
+    def __init__(self, out: Path, schema: pa.Schema, n_rows: int, tmpdir: Path,
+                 name: str) -> None:
         self.out = out
         self.schema = schema
-        self.in_order = in_order
-        self.n_rows = n_rows
-        self._pending: list[tuple[int, pa.Table]] = []
-        self._next = 0
-        if in_order:
-            self._writer = pq.ParquetWriter(out, schema)
-            return
         row_bytes = max(8, sum(max(8, f.type.bit_width // 8 if pa.types.is_primitive(f.type)
                                    else 24) for f in schema))
-        self.bucket_rows = max(1024, _BUCKET_BYTES // row_bytes)
-        self.n_buckets = max(1, -(-n_rows // self.bucket_rows))
-        self._bucket_schema = schema.append(pa.field("__pos", pa.int64()))
+        self.n_buckets = max(1, min(4096, -(-n_rows * row_bytes // _BUCKET_BYTES)))
+        self._bucket_schema = schema.append(pa.field("__key", pa.uint64())).append(
+            pa.field("__row", pa.int64()))
         self._paths = [tmpdir / f"{name}-{b}.arrow" for b in range(self.n_buckets)]
         self._sinks: list[ipc.RecordBatchStreamWriter | None] = [None] * self.n_buckets
 
-    def write(self, table: pa.Table, positions: npt.NDArray[np.int64]) -> None:
-        if table.num_rows == 0:
+    def write(self, table: pa.Table, rows: npt.NDArray[np.int64], key: U64,
+              row_index: npt.NDArray[np.int64]) -> None:
+        """Append rows ``rows`` of ``table`` with their order keys and input row numbers."""
+        if len(rows) == 0:
             return
-        if self.in_order:
-            self._writer.write_table(table)
-            return
-        bucket = positions // self.bucket_rows
-        table = table.append_column("__pos", pa.array(positions, pa.int64()))
-        if bucket.min() == bucket.max():
-            self._sink(int(bucket[0])).write_table(table)
-            return
+        # High 32 bits times the bucket count: equal hash ranges, no division of 64-bit values.
+        bucket = ((key >> np.uint64(32)) * np.uint64(self.n_buckets)) >> np.uint64(32)
         order = np.argsort(bucket, kind="stable")
-        sorted_b = bucket[order]
-        bounds = np.flatnonzero(np.diff(sorted_b)) + 1
-        for chunk in np.split(order, bounds):
-            self._sink(int(bucket[chunk[0]])).write_table(table.take(pa.array(chunk)))
+        # One gather takes the rows out of the batch already grouped by bucket; each bucket is
+        # then a zero-copy slice.
+        part = table.take(pa.array(rows[order])).append_column(
+            "__key", pa.array(key[order], pa.uint64())).append_column(
+            "__row", pa.array(row_index[order], pa.int64()))
+        counts = np.bincount(bucket.astype(np.intp), minlength=self.n_buckets)
+        start = 0
+        for b in np.flatnonzero(counts):
+            self._sink(int(b)).write_table(part.slice(start, int(counts[b])))
+            start += int(counts[b])
 
     def _sink(self, b: int) -> ipc.RecordBatchStreamWriter:
         sink = self._sinks[b]
@@ -652,62 +840,132 @@ class _OrderedWriter:
             self._sinks[b] = sink
         return sink
 
+    def _sorted_bucket(self, b: int) -> pa.Table | None:
+        if self._sinks[b] is None:
+            return None
+        with pa.memory_map(str(self._paths[b])) as source:
+            table = ipc.open_stream(source).read_all()
+        order = np.lexsort((table.column("__row").to_numpy(), table.column("__key").to_numpy()))
+        out = table.drop_columns(["__key", "__row"]).take(pa.array(order))
+        del table
+        self._paths[b].unlink()
+        return out
+
     def close(self) -> None:
-        if self.in_order:
-            self._writer.close()
-            return
         for sink in self._sinks:
             if sink is not None:
                 sink.close()
-        with pq.ParquetWriter(self.out, self.schema) as writer:
-            for b, path in enumerate(self._paths):
-                if self._sinks[b] is None:
-                    continue
-                with pa.memory_map(str(path)) as source:
-                    table = ipc.open_stream(source).read_all()
-                pos = table.column("__pos").to_numpy()
-                table = table.drop_columns(["__pos"]).take(pa.array(np.argsort(pos)))
-                writer.write_table(table)
+        with pq.ParquetWriter(self.out, self.schema) as writer, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-bucket") as pool:
+            ahead = pool.submit(self._sorted_bucket, 0)
+            for b in range(self.n_buckets):
+                table = ahead.result()
+                if b + 1 < self.n_buckets:
+                    ahead = pool.submit(self._sorted_bucket, b + 1)
+                if table is not None:
+                    writer.write_table(table)
                 del table
-                path.unlink()
+
+
+class _SolutionWriter:
+    """Writes the solution sorted by (group, id): streamed when the input is already in that
+    order, otherwise gathered (id, label, weight, usage: ~20-30 bytes a test row) and sorted."""
+
+    def __init__(self, out: Path, schema: pa.Schema, sort_keys: list[str], in_order: bool
+                 ) -> None:
+        self.out = out
+        self.schema = schema
+        self.sort_keys = sort_keys
+        self.in_order = in_order
+        self._parts: list[pa.Table] = []
+        self._writer = pq.ParquetWriter(out, schema) if in_order else None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is not None:
+            self._writer.write_table(table)
+        elif table.num_rows:
+            self._parts.append(table)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            return
+        table = pa.concat_tables(self._parts) if self._parts else self.schema.empty_table()
+        self._parts = []
+        table = table.sort_by([(k, "ascending") for k in self.sort_keys])
+        pq.write_table(table, self.out)
+
+
+_ROW_SEED = 0x243F6A8885A308D3
 
 
 def _row_hashes(table: pa.Table | pa.RecordBatch, columns: list[str]) -> U64:
-    """64-bit hash of each row's values over ``columns`` (same values -> same hash)."""
-    h = np.full(table.num_rows, 0x243F6A8885A308D3, dtype=np.uint64)
+    """64-bit hash of each row's values over ``columns`` (same values -> same hash).
+
+    A sum of each column's 64-bit pattern times its own odd multiplier, finished by one mix: two
+    multiply-adds per cell, in place. Rows that differ in one column never collide (odd
+    multipliers are invertible modulo 2^64).
+    """
+    n = table.num_rows
+    h = np.zeros(n, dtype=np.uint64)
+    tmp = np.empty(n, dtype=np.uint64)
+    f64 = np.empty(n, dtype=np.float64)
     with np.errstate(over="ignore"):
-        for name in columns:
+        for i, name in enumerate(columns):
             col = table.column(name)
+            mult = np.uint64((_ROW_SEED * (2 * i + 3)) & 0xFFFFFFFFFFFFFFFF | 1)
             if pa.types.is_floating(col.type):
-                bits = (col.to_numpy(zero_copy_only=False).astype(np.float64) + 0.0).view(
-                    np.uint64)
+                np.add(col.to_numpy(zero_copy_only=False), 0.0, out=f64)  # -0.0 equals 0.0
+                bits = f64.view(np.uint64)
             elif pa.types.is_integer(col.type) or pa.types.is_boolean(col.type):
                 bits = col.to_numpy(zero_copy_only=False).astype(np.int64).view(np.uint64)
             else:
-                bits = pd.util.hash_array(np.asarray(col.to_pylist(), dtype=object))
-            h = _mix(h ^ bits) + _GOLDEN
-    return h
+                bits = keyed_hash(col, 0, salt=5)
+            np.multiply(bits, mult, out=tmp)
+            np.add(h, tmp, out=h)
+        return _mix(h)
+
+
+_MARK_BITS = 26
+
+
+def _candidates(values: U64, pool: U64) -> tuple[U64, U64]:
+    """The parts of ``values`` and ``pool`` that may share values, found with a 64 MiB table
+    indexed by the top 26 bits of these (well-mixed) hashes: a gather and a scatter per value
+    instead of sorting millions of random 64-bit numbers."""
+    if len(values) + len(pool) < 1 << 16:
+        return values, pool
+    shift = np.uint64(64 - _MARK_BITS)
+    mark = np.zeros(1 << _MARK_BITS, dtype=np.bool_)
+    mark[(pool >> shift).astype(np.intp)] = True
+    values = values[mark[(values >> shift).astype(np.intp)]]
+    mark[:] = False
+    mark[(values >> shift).astype(np.intp)] = True
+    pool = pool[mark[(pool >> shift).astype(np.intp)]]
+    return values, pool
 
 
 def _count_in(values: U64, pool: U64) -> int:
-    """How many of ``values`` occur in ``pool`` (sort + binary search: fast on uint64)."""
+    """How many of ``values`` occur in ``pool``."""
+    values, pool = _candidates(values, pool)
     if not len(values) or not len(pool):
         return 0
-    pool = np.sort(pool)
-    idx = np.minimum(np.searchsorted(pool, values), len(pool) - 1)
-    return int(np.count_nonzero(pool[idx] == values))
+    return int(np.count_nonzero(np.isin(values, pool, kind="sort")))
+
+
+def _distinct(x: U64) -> U64:
+    """Sorted distinct values (a sort: numpy's hash-based ``unique`` is slower on uint64)."""
+    x = np.sort(x)
+    keep = np.ones(len(x), dtype=bool)
+    keep[1:] = x[1:] != x[:-1]
+    out: U64 = x[keep]
+    return out
 
 
 def _count_shared(a: U64, b: U64) -> int:
     """Number of distinct values present in both ``a`` and ``b``."""
-    def distinct(x: U64) -> U64:
-        x = np.sort(x)
-        keep = np.ones(len(x), dtype=bool)
-        keep[1:] = x[1:] != x[:-1]
-        out: U64 = x[keep]
-        return out
-
-    return _count_in(distinct(b), distinct(a))
+    b, a = _candidates(b, a)
+    return _count_in(_distinct(b), _distinct(a))
 
 
 def _leakage_checks(public_dir: Path, hidden_dir: Path, spec: SplitSpec,
@@ -721,23 +979,24 @@ def _leakage_checks(public_dir: Path, hidden_dir: Path, spec: SplitSpec,
         f"test.parquet columns {present} must not be public" if present
         else f"test.parquet has none of {forbidden}",
     ))
-    key_cols = [spec.id_column] + ([spec.group] if spec.group else [])
-    train_keys = pq.read_table(public_dir / "train.parquet", columns=key_cols)
-    test_keys = pq.read_table(public_dir / "test.parquet", columns=key_cols)
-    sol_keys = pq.read_table(hidden_dir / "solution.parquet", columns=[spec.id_column])
     unit = spec.group or spec.id_column
-    tr = keyed_hash(train_keys.column(unit).to_numpy(zero_copy_only=False), 0, 99)
-    te = keyed_hash(test_keys.column(unit).to_numpy(zero_copy_only=False), 0, 99)
+    # Read back from the written files: the check is about what will be published.
+    tr = keyed_hash(pq.read_table(public_dir / "train.parquet", columns=[unit]).column(unit),
+                    0, 99)
+    te = keyed_hash(pq.read_table(public_dir / "test.parquet", columns=[unit]).column(unit),
+                    0, 99)
+    n_test = len(te)
     shared = _count_shared(tr, te)
+    del tr, te
     checks.append(LeakageCheck(
         "no_id_in_two_subsets", shared == 0,
         f"{shared} {unit} values appear in both train and test" if shared
         else f"no {unit} value is in both train and test",
     ))
-    same = test_keys.num_rows == sol_keys.num_rows
+    n_sol = pq.ParquetFile(hidden_dir / "solution.parquet").metadata.num_rows
     checks.append(LeakageCheck(
-        "solution_matches_test", same,
-        f"test.parquet has {test_keys.num_rows} rows, solution.parquet {sol_keys.num_rows}",
+        "solution_matches_test", n_test == n_sol,
+        f"test.parquet has {n_test} rows, solution.parquet {n_sol}",
     ))
     dup = _count_in(test_hash, train_hash)
     checks.append(LeakageCheck(
@@ -748,97 +1007,114 @@ def _leakage_checks(public_dir: Path, hidden_dir: Path, spec: SplitSpec,
     return checks
 
 
-def _write_outputs(
-    source: ParquetSource | TableSource | Source,
-    spec: SplitSpec,
-    asg: Assignment,
-    schema: pa.Schema,
-    test_schema: pa.Schema,
-    sol_schema: pa.Schema,
-    test_cols: list[str],
-    sol_cols: list[str],
-    feature_cols: list[str],
-    partial: dict[str, Path],
-    tmpdir: Path,
-    n: int,
-    n_test: int,
-    train_hashes: list[U64],
-    test_hashes: list[U64],
-    report_progress: Progress,
-) -> None:
+@dataclass
+class _Layout:
+    """Output schemas and column lists."""
+
+    schema: pa.Schema  # normalised input schema (train file)
+    input_schema: pa.Schema
+    test_schema: pa.Schema
+    sol_schema: pa.Schema
+    test_cols: list[str]
+    sol_cols: list[str]
+    feature_cols: list[str]
+
+
+def _write_outputs(source: Source, spec: SplitSpec, keys: _Keys, lay: _Layout,
+                   partial: dict[str, Path], tmpdir: Path, train_hashes: list[U64],
+                   test_hashes: list[U64], report_progress: Progress) -> None:
     """Pass 2: stream the source and write the three outputs."""
     path = source.name
-    widx = schema.get_field_index(spec.weight_column) if spec.weight_column else -1
-    input_schema = pa.schema([
-        pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f
-        for f in source.schema
-    ])
-    train_w = pq.ParquetWriter(partial["train"], schema)
-    test_w = _OrderedWriter(partial["test"], test_schema, n_test, False, tmpdir, "test")
-    sol_w = _OrderedWriter(partial["solution"], sol_schema, n_test, asg.solution_in_order,
-                           tmpdir, "solution")
+    n = keys.n_rows
+    widx = lay.schema.get_field_index(spec.weight_column) if spec.weight_column else -1
+    n_test = int(np.count_nonzero((keys.subset == PUBLIC) | (keys.subset == PRIVATE)))
+    train_w = pq.ParquetWriter(partial["train"], lay.schema)
+    test_w = _ShuffledWriter(partial["test"], lay.test_schema, n_test, tmpdir, "test")
+    sol_w = _SolutionWriter(partial["solution"], lay.sol_schema,
+                            [*([spec.group] if spec.group else []), spec.id_column],
+                            keys.ids_sorted)
     offset = 0
     # Parquet encoding releases the GIL: the train file is encoded on a second thread while this
-    # one reads and filters the next batch. At most one batch waits, which bounds memory.
+    # one reads and routes the next batch. At most one batch waits, which bounds memory.
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-split-writer")
     pending: Future[None] | None = None
-    for batch in source.iter_batches():
-        m = batch.num_rows
-        sub = asg.subset[offset: offset + m]
-        table = pa.Table.from_batches([batch])
-        if table.schema.remove_metadata() != input_schema:
-            table = table.cast(input_schema)
-        if spec.reweight and spec.weight_column and asg.class_code is not None:
-            factor = asg.factors[sub.astype(np.int64),
-                                 asg.class_code[offset: offset + m].astype(np.int64)]
-            w = table.column(spec.weight_column).to_numpy(zero_copy_only=False).astype(
-                np.float64) * factor
-            table = table.set_column(widx, spec.weight_column, pa.array(w, pa.float64()))
-        train_mask = sub == TRAIN
-        if train_mask.any():
-            t = table.filter(pa.array(train_mask)).cast(schema)
-            if pending is not None:
-                pending.result()
-            pending = pool.submit(train_w.write_table, t)
-            train_hashes.append(_row_hashes(t, feature_cols))
-        test_mask = (sub == PUBLIC) | (sub == PRIVATE)
-        if test_mask.any():
-            mask_arr = pa.array(test_mask)
-            t = table.filter(mask_arr)
-            test_part = t.select(test_cols)
-            test_w.write(test_part, asg.position[offset: offset + m][test_mask])
-            test_hashes.append(_row_hashes(test_part, feature_cols))
-            usage = np.where(sub[test_mask] == PUBLIC, "Public", "Private")
-            sol = t.select(sol_cols).append_column(USAGE_COLUMN, pa.array(usage, pa.string()))
-            sol_w.write(sol.cast(sol_schema),
-                        asg.solution_position[offset: offset + m][test_mask])
-        offset += m
-        report_progress(0.1 + 0.8 * offset / max(n, 1), f"wrote {offset} of {n} rows")
-    if pending is not None:
-        pending.result()
-    pool.shutdown()
+    try:
+        for batch in source.iter_batches():
+            m = batch.num_rows
+            if offset + m > n:
+                raise SplitError(f"{path}: has more rows in pass 2 than the {n} of pass 1; the "
+                                 "file changed while it was being split, run the split again")
+            sub = keys.subset[offset: offset + m]
+            table = pa.Table.from_batches([batch])
+            if table.schema.remove_metadata() != lay.input_schema:
+                table = table.cast(lay.input_schema)
+            if spec.weight_column and keys.class_code is not None:
+                factor = keys.factors[sub, keys.class_code[offset: offset + m]]
+                w = table.column(spec.weight_column).to_numpy(zero_copy_only=False).astype(
+                    np.float64) * factor
+                table = table.set_column(widx, spec.weight_column, pa.array(w, pa.float64()))
+            row_hash = _row_hashes(table, lay.feature_cols)
+            train_mask = sub == TRAIN
+            if train_mask.any():
+                t = table.filter(pa.array(train_mask)).cast(lay.schema)
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(train_w.write_table, t)
+                train_hashes.append(row_hash[train_mask])
+            test_mask = (sub == PUBLIC) | (sub == PRIVATE)
+            if test_mask.any():
+                test_rows = np.flatnonzero(test_mask)
+                order_key = _rehash(keys.unit_hash[offset: offset + m][test_rows], spec.seed, 2)
+                test_w.write(table.select(lay.test_cols), test_rows, order_key,
+                             test_rows + offset)
+                test_hashes.append(row_hash[test_mask])
+                usage = pa.DictionaryArray.from_arrays(
+                    pa.array((sub[test_mask] == PRIVATE).astype(np.int8)),
+                    pa.array(["Public", "Private"])).cast(pa.string())
+                sol = table.select(lay.sol_cols).filter(pa.array(test_mask))
+                sol_w.write(sol.append_column(USAGE_COLUMN, usage).cast(lay.sol_schema))
+            offset += m
+            report_progress(0.1 + 0.7 * offset / max(n, 1), f"wrote {offset} of {n} rows")
+        if pending is not None:
+            pending.result()
+    finally:
+        pool.shutdown()
+        train_w.close()
     if offset != n:
         raise SplitError(f"{path}: read {offset} rows in pass 2 but {n} in pass 1; the file "
                          "changed while it was being split, run the split again")
-    train_w.close()
-    # The solution is finished on a second thread while the (larger) test file is sorted out.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-split-close") as closer:
-        sol_done = closer.submit(sol_w.close)
-        test_w.close()
-        sol_done.result()
+    sol_w.close()
+    report_progress(0.8, "shuffling the test rows")
+    test_w.close()
+
+
+def _layout(schema: pa.Schema, spec: SplitSpec) -> _Layout:
+    hidden_cols = {spec.label_column, *([spec.weight_column] if spec.weight_column else [])}
+    test_cols = [c for c in schema.names if c not in hidden_cols]
+    feature_cols = [c for c in test_cols if c not in (spec.id_column, spec.group)]
+    sol_cols = [spec.id_column, *([spec.group] if spec.group else []), spec.label_column,
+                *([spec.weight_column] if spec.weight_column else [])]
+    test_schema = pa.schema([schema.field(c) for c in test_cols])
+    sol_schema = pa.schema([schema.field(c) for c in sol_cols] + [pa.field(USAGE_COLUMN,
+                                                                          pa.string())])
+    input_schema = schema
+    if spec.reweight and spec.weight_column:
+        schema = schema.set(schema.get_field_index(spec.weight_column),
+                            pa.field(spec.weight_column, pa.float64()))
+        sol_schema = sol_schema.set(sol_schema.get_field_index(spec.weight_column),
+                                    pa.field(spec.weight_column, pa.float64()))
+    return _Layout(schema, input_schema, test_schema, sol_schema, test_cols, sol_cols,
+                   feature_cols)
 
 
 def split_source(
-    source: ParquetSource | TableSource | Source,
+    source: Source,
     public_dir: Path,
     hidden_dir: Path,
     spec: SplitSpec,
     progress: Progress | None = None,
-    *,
-    keys: pd.DataFrame | None = None,
 ) -> SplitReport:
-    """Split any :class:`Source` (see :func:`split_file`). ``keys`` may carry the key columns
-    already read (the Dask engine computes them on the workers)."""
+    """Split any :class:`Source` (see :func:`split_file`)."""
     report_progress: Progress = progress or (lambda _f, _m: None)
     # Text columns are written as Arrow "string" whatever the engine held them as (pandas and
     # Dask use large_string), so every engine writes byte-identical schemas.
@@ -852,35 +1128,12 @@ def split_source(
         c for c in (spec.id_column, spec.label_column, spec.weight_column, spec.stratify,
                     spec.group, spec.class_column if spec.reweight else None) if c))
     report_progress(0.0, "reading key columns")
-    if keys is None:
-        keys = source.read_columns(key_cols)
-    asg = compute_assignment(keys, spec, path)
-    n = len(asg.subset)
-    # Class balance is counted on integer codes: np.unique on text is slow at 10^7 rows.
-    label_codes, label_uniques = pd.factorize(keys[spec.label_column], sort=True)
-    label_names = [str(u) for u in label_uniques]
-    weight_values = (keys[spec.weight_column].to_numpy(dtype=np.float64)
-                     if spec.weight_column else None)
-    del keys
+    keys = _read_keys(source, spec, path, key_cols)
     report_progress(0.1, "assigned rows")
 
     public_dir.mkdir(parents=True, exist_ok=True)
     hidden_dir.mkdir(parents=True, exist_ok=True)
-    hidden_cols = {spec.label_column, *([spec.weight_column] if spec.weight_column else [])}
-    test_cols = [c for c in schema.names if c not in hidden_cols]
-    feature_cols = [c for c in test_cols if c not in (spec.id_column, spec.group)]
-    sol_cols = [spec.id_column, *([spec.group] if spec.group else []), spec.label_column,
-                *([spec.weight_column] if spec.weight_column else [])]
-    test_schema = pa.schema([schema.field(c) for c in test_cols])
-    sol_schema = pa.schema([schema.field(c) for c in sol_cols] + [pa.field(USAGE_COLUMN,
-                                                                          pa.string())])
-    if spec.reweight and spec.weight_column:
-        schema = schema.set(schema.get_field_index(spec.weight_column),
-                            pa.field(spec.weight_column, pa.float64()))
-        sol_schema = sol_schema.set(sol_schema.get_field_index(spec.weight_column),
-                                    pa.field(spec.weight_column, pa.float64()))
-    n_test = int(np.count_nonzero((asg.subset == PUBLIC) | (asg.subset == PRIVATE)))
-
+    lay = _layout(schema, spec)
     outputs = {
         "train": public_dir / "train.parquet",
         "test": public_dir / "test.parquet",
@@ -889,53 +1142,50 @@ def split_source(
     train_hashes: list[U64] = []
     test_hashes: list[U64] = []
     with tempfile.TemporaryDirectory(prefix="podium-split-", dir=hidden_dir) as tmp:
-        tmpdir = Path(tmp)
         # Each output is written next to its final place and renamed when complete, so a failed
         # split never leaves a file that looks finished.
         partial = {k: v.with_name(v.name + ".partial") for k, v in outputs.items()}
         try:
-            _write_outputs(source, spec, asg, schema, test_schema, sol_schema, test_cols,
-                           sol_cols, feature_cols, partial, tmpdir, n, n_test,
-                           train_hashes, test_hashes, report_progress)
+            _write_outputs(source, spec, keys, lay, partial, Path(tmp), train_hashes,
+                                   test_hashes, report_progress)
         except BaseException:
             for p in partial.values():
                 p.unlink(missing_ok=True)
             raise
         for k, p in partial.items():
             p.replace(outputs[k])
+    # The largest per-row array is no longer needed; the checks below need their own memory.
+    keys.unit_hash = np.zeros(0, np.uint64)
+    keys.class_code = None
     report_progress(0.9, "checking for leakage")
     train_h = np.concatenate(train_hashes) if train_hashes else np.zeros(0, np.uint64)
+    del train_hashes
     test_h = np.concatenate(test_hashes) if test_hashes else np.zeros(0, np.uint64)
+    del test_hashes
     checks = _leakage_checks(public_dir, hidden_dir, spec, train_h, test_h)
+    del train_h, test_h
 
+    label_names = keys.label_names
     subsets: dict[str, SubsetStats] = {}
-    final_w = weight_values
-    if final_w is not None and spec.reweight and asg.class_code is not None:
-        final_w = final_w * asg.factors[asg.subset.astype(np.int64),
-                                        asg.class_code.astype(np.int64)]
-    n_cls = len(label_names)
-    cell = asg.subset.astype(np.int64) * n_cls + np.asarray(label_codes, dtype=np.int64)
-    counts = np.bincount(cell, minlength=4 * n_cls).reshape(4, n_cls)
-    wsums = (np.bincount(cell, weights=final_w, minlength=4 * n_cls).reshape(4, n_cls)
-             if final_w is not None else None)
     for j, name in enumerate(SUBSETS):
-        present = [c for c in range(n_cls) if counts[j, c] > 0]
-        stats = SubsetStats(rows=int(counts[j].sum()), groups=asg.unit_subset_counts[j],
-                            class_counts={label_names[c]: int(counts[j, c]) for c in present})
-        if wsums is not None:
-            stats.weight_sum = float(wsums[j].sum())
-            stats.class_weights = {label_names[c]: float(wsums[j, c]) for c in present}
+        present = [c for c in range(len(label_names)) if keys.counts[j, c] > 0]
+        stats = SubsetStats(rows=int(keys.counts[j].sum()), groups=keys.unit_subset_counts[j],
+                            class_counts={label_names[c]: int(keys.counts[j, c])
+                                          for c in present})
+        if keys.wsums is not None:
+            stats.weight_sum = float(keys.wsums[j].sum())
+            stats.class_weights = {label_names[c]: float(keys.wsums[j, c]) for c in present}
         subsets[name] = stats
     factors = {}
-    if spec.reweight:
-        factors = {SUBSETS[j]: {c: float(asg.factors[j, i]) for i, c in
-                                enumerate(asg.class_names)} for j in range(3)}
+    if keys.class_names:
+        factors = {SUBSETS[j]: {c: float(keys.factors[j, i]) for i, c in
+                                enumerate(keys.class_names)} for j in range(3)}
     report_progress(1.0, "done")
     return SplitReport(
         input_path=path,
         seed=spec.seed,
-        total_rows=n,
-        unused_rows=int(np.count_nonzero(asg.subset == UNUSED)),
+        total_rows=keys.n_rows,
+        unused_rows=int(np.count_nonzero(keys.subset == UNUSED)),
         subsets=subsets,
         weight_factors=factors,
         checks=checks,
@@ -953,9 +1203,10 @@ def split_file(
     """Split ``input_path`` into ``public_dir/train.parquet``, ``public_dir/test.parquet`` and
     ``hidden_dir/solution.parquet``.
 
-    Input formats: CSV (also ``.csv.gz``), Parquet (streamed by record batches), HDF5, ROOT.
-    ``progress(fraction, message)`` is called as the work advances. Raises :class:`SplitError`
-    naming the file, row or column for bad input; outputs appear only when complete.
+    Input formats: CSV (also ``.csv.gz``) and Parquet (both streamed by record batches), HDF5,
+    ROOT. ``progress(fraction, message)`` is called as the work advances. Raises
+    :class:`SplitError` naming the file, row or column for bad input; outputs appear only when
+    complete.
     """
     return split_source(open_source(Path(input_path)), Path(public_dir), Path(hidden_dir), spec,
                         progress)
