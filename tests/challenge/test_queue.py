@@ -1,0 +1,348 @@
+"""The scoring queue's logic on dramatiq's StubBroker + Worker: duplicates, queue positions,
+rescoring (atomic switch, failure, organizer route, CLI). Faults against a real Redis and real
+worker processes are in test_queue_faults.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from challenge import storage, tasks
+from challenge.challenges import join_challenge, phases_of
+from challenge.db import session_scope
+from challenge.errors import NotFound
+from challenge.models import Challenge, RescoreResult, RescoreRun, Submission, User
+from challenge.rescoring import apply_rescore, rescore_phase, rescore_submission
+from challenge.settings import Settings
+from challenge.submissions import (
+    claim_for_scoring,
+    create_submission,
+    queue_position,
+    record_result,
+)
+from scoring.formats import SubmissionFormat
+from scoring.grading import grade, load_solution
+from scoring.metrics import MetricSpec
+from tests.challenge.conftest import csrf_of, login, perfect_submission, random_submission
+
+
+def submit_frame(
+    settings: Settings, engine: sa.Engine, challenge: Challenge, user: User, frame: pd.DataFrame
+) -> int:
+    """Store a prediction file and create its row, as an upload does (without sending it)."""
+    body = frame.to_csv(index=False).encode()
+    path = storage.new_upload_path(settings, challenge.slug, "pred.csv")
+    path.write_bytes(body)
+    with session_scope(engine) as session:
+        sub = create_submission(
+            session,
+            challenge=challenge,
+            user=user,
+            stored_path=path,
+            filename="pred.csv",
+            size_bytes=len(body),
+            sha256=hashlib.sha256(body).hexdigest(),
+        )
+        assert sub.id is not None
+        return sub.id
+
+
+def joined(engine: sa.Engine, challenge: Challenge, user: User) -> User:
+    with session_scope(engine) as session:
+        join_challenge(session, challenge=challenge, user=user)
+    return user
+
+
+@pytest.fixture
+def queue_worker(app: Any) -> Iterator[Any]:
+    """A StubBroker worker that drains the scoring and rescoring queues."""
+    broker = dramatiq.get_broker()
+    broker.flush_all()
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
+    worker.start()
+
+    class Drainer:
+        broker: Any
+
+        def drain(self) -> None:
+            for queue in ("scoring", "rescoring"):
+                broker.join(queue, fail_fast=True)  # type: ignore[call-arg]
+            worker.join()
+
+    drainer = Drainer()
+    drainer.broker = broker
+    yield drainer
+    worker.stop()
+    if tasks._context is not None and tasks._context._pool is not None:
+        tasks._context._pool.close()
+        tasks._context._pool = None
+
+
+def reference_scores(settings: Settings, challenge: Challenge, path: str) -> tuple[float, float]:
+    """Public and private score of a file graded in this process (no sandbox, no queue)."""
+    fmt = SubmissionFormat.from_dict(challenge.submission_format)
+    metric = MetricSpec.from_dict(challenge.metric)
+    solution = load_solution(storage.solution_path(settings, challenge.slug), fmt, metric)
+    result = grade(Path(path), solution, fmt, metric, bootstrap=0)
+    assert result.status == "scored", result.message
+    assert result.public is not None
+    assert result.private is not None
+    return result.public, result.private
+
+
+def test_a_message_sent_three_times_scores_once(
+    app: Any, make_challenge: Any, make_user: Any, settings: Settings, engine: sa.Engine,
+    queue_worker: Any,
+) -> None:
+    challenge = make_challenge()
+    user = joined(engine, challenge, make_user("ann"))
+    sid = submit_frame(settings, engine, challenge, user, random_submission(settings, challenge.slug))
+    for _ in range(3):
+        tasks.score_submission.send(sid)
+    tasks.enqueue_scoring(engine, sid)
+    queue_worker.drain()
+    # Replaying after the result is stored changes nothing either.
+    tasks.score_submission.send(sid)
+    queue_worker.drain()
+    with Session(engine) as session:
+        sub = session.get(Submission, sid)
+        assert sub is not None
+        assert sub.status == "scored", sub.error_detail
+        assert sub.results_recorded == 1
+        assert sub.attempts == 1
+        assert (sub.public_score, sub.private_score) == reference_scores(
+            settings, challenge, sub.stored_path
+        )
+
+
+def test_queue_position_follows_send_order_across_challenges(
+    app: Any, make_challenge: Any, make_user: Any, settings: Settings, engine: sa.Engine
+) -> None:
+    first = make_challenge("first-higgs")
+    second = make_challenge("second-higgs")
+    user = joined(engine, first, make_user("bea"))
+    joined(engine, second, user)
+    frame = random_submission(settings, first.slug)
+    ids = [
+        submit_frame(settings, engine, first, user, frame),
+        submit_frame(settings, engine, second, user, random_submission(settings, second.slug)),
+        submit_frame(settings, engine, first, user, frame),
+    ]
+    base = dt.datetime.now(dt.UTC)
+    with session_scope(engine) as session:
+        # Sent in the order 2, 0, 1 (the first upload waited for the reconciler).
+        for sid, offset in zip(ids, (5, 1, 9), strict=True):
+            session.execute(
+                sa.update(Submission)
+                .where(Submission.id == sid)  # type: ignore[arg-type]
+                .values(enqueued_at=base + dt.timedelta(seconds=offset))
+            )
+
+    def positions() -> list[int | None]:
+        with Session(engine) as session:
+            return [queue_position(session, session.get(Submission, sid)) for sid in ids]  # type: ignore[arg-type]
+
+    assert positions() == [1, 0, 2]
+    with session_scope(engine) as session:
+        assert claim_for_scoring(session, ids[1], 60)
+    # Being scored: 0 for itself and no longer ahead of the others.
+    assert positions() == [0, 0, 1]
+    with session_scope(engine) as session:
+        record_result(session, ids[1], {"status": "scored", "public": 1.0, "private": 1.0})
+        # A rescore of the finished one runs on its own queue and never counts here.
+        rescore_submission(session, submission_id=ids[1], actor=admin(session))
+    assert positions() == [0, None, 1]
+
+
+def admin(session: Session) -> User:
+    row = session.exec(select(User).where(User.role == "admin")).first()
+    if row is None:
+        row = User(username="root", email="root@example.org", password_hash="x", role="admin")
+        session.add(row)
+        session.flush()
+    return row
+
+
+def test_rescoring_a_phase_switches_all_scores_at_once(
+    app: Any, make_challenge: Any, make_user: Any, settings: Settings, engine: sa.Engine,
+    queue_worker: Any,
+) -> None:
+    owner = make_user("olga", role="organizer")
+    challenge = make_challenge(owner=owner)
+    user = joined(engine, challenge, make_user("cid"))
+    ids = [
+        submit_frame(settings, engine, challenge, user, perfect_submission(settings, challenge.slug)),
+        submit_frame(settings, engine, challenge, user, random_submission(settings, challenge.slug)),
+    ]
+    for sid in ids:
+        tasks.enqueue_scoring(engine, sid)
+    queue_worker.drain()
+    with Session(engine) as session:
+        before = {sid: session.get(Submission, sid).public_score for sid in ids}  # type: ignore[union-attr]
+        # The metric fix: a different regularisation term changes every AMS.
+        row = session.get(Challenge, challenge.id)
+        assert row is not None
+        row.metric = {**row.metric, "b_reg": 100}
+        session.add(row)
+        session.commit()
+        challenge = row
+        phase = phases_of(session, challenge)[0]
+    with session_scope(engine) as session:
+        run = rescore_phase(session, phase_id=phase.id, actor=owner)  # type: ignore[arg-type]
+    assert run.total == 2
+    assert run.id is not None
+    # Grade only the first one (as a worker would), then look at the leaderboard's source.
+    tasks.rescore_one(run.id, ids[0])
+    with Session(engine) as session:
+        assert {sid: session.get(Submission, sid).public_score for sid in ids} == before  # type: ignore[union-attr]
+        assert session.get(RescoreRun, run.id).state == "running"  # type: ignore[union-attr]
+    # The rest through the queue; a duplicate of an already graded one is harmless.
+    assert tasks.enqueue_rescore(engine, run.id) == 1
+    tasks.rescore_one.send(run.id, ids[0])
+    queue_worker.drain()
+    with Session(engine) as session:
+        assert session.get(RescoreRun, run.id).state == "applied"  # type: ignore[union-attr]
+        for sid in ids:
+            sub = session.get(Submission, sid)
+            assert sub is not None
+            assert sub.score_version == 1
+            assert sub.results_recorded == 1
+            assert sub.public_score != before[sid]
+            assert (sub.public_score, sub.private_score) == reference_scores(
+                settings, challenge, sub.stored_path
+            )
+        results = session.exec(select(RescoreResult).where(RescoreResult.run_id == run.id)).all()
+        assert sorted(r.status for r in results) == ["scored", "scored"]
+    # Applying again is a no-op.
+    with session_scope(engine) as session:
+        assert apply_rescore(session, run.id) == "applied"
+    with Session(engine) as session:
+        assert all(session.get(Submission, sid).score_version == 1 for sid in ids)  # type: ignore[union-attr]
+
+
+def test_a_rescore_with_an_error_changes_nothing(
+    app: Any, make_challenge: Any, make_user: Any, settings: Settings, engine: sa.Engine,
+    queue_worker: Any,
+) -> None:
+    owner = make_user("oleg", role="organizer")
+    challenge = make_challenge(owner=owner)
+    user = joined(engine, challenge, make_user("dan"))
+    sid = submit_frame(settings, engine, challenge, user, random_submission(settings, challenge.slug))
+    tasks.enqueue_scoring(engine, sid)
+    queue_worker.drain()
+    with session_scope(engine) as session:
+        row = session.get(Challenge, challenge.id)
+        assert row is not None
+        row.metric = {**row.metric, "weight": "NoSuchColumn"}  # a broken "fix"
+        session.add(row)
+    with Session(engine) as session:
+        before = session.get(Submission, sid)
+        assert before is not None
+        session.expunge(before)
+    with session_scope(engine) as session:
+        run = rescore_submission(session, submission_id=sid, actor=owner)
+    assert run.id is not None
+    tasks.enqueue_rescore(engine, run.id)
+    queue_worker.drain()
+    with Session(engine) as session:
+        run_row = session.get(RescoreRun, run.id)
+        assert run_row is not None
+        assert run_row.state == "failed"
+        assert "could not be rescored" in run_row.message
+        after = session.get(Submission, sid)
+        assert after is not None
+        assert (after.status, after.public_score, after.score_version) == (
+            before.status, before.public_score, 0
+        )
+
+
+def test_rescore_needs_the_organizer(
+    app: Any, make_challenge: Any, make_user: Any, settings: Settings, engine: sa.Engine
+) -> None:
+    challenge = make_challenge(owner=make_user("ona", role="organizer"))
+    other = make_user("oz", role="organizer")
+    user = joined(engine, challenge, make_user("eve"))
+    sid = submit_frame(settings, engine, challenge, user, random_submission(settings, challenge.slug))
+    with session_scope(engine) as session:
+        claim_for_scoring(session, sid, 60)
+        record_result(session, sid, {"status": "scored", "public": 1.0, "private": 1.0})
+        phase = phases_of(session, challenge)[0]
+        for actor in (other, user):
+            with pytest.raises(NotFound):
+                rescore_submission(session, submission_id=sid, actor=actor)
+            with pytest.raises(NotFound):
+                rescore_phase(session, phase_id=phase.id, actor=actor)  # type: ignore[arg-type]
+
+
+def test_organizer_rescores_from_the_page(
+    client: Any, make_challenge: Any, make_user: Any, settings: Settings, engine: sa.Engine,
+    queue_worker: Any,
+) -> None:
+    owner = make_user("opal", role="organizer")
+    challenge = make_challenge(owner=owner)
+    user = joined(engine, challenge, make_user("fay"))
+    sid = submit_frame(settings, engine, challenge, user, random_submission(settings, challenge.slug))
+    tasks.enqueue_scoring(engine, sid)
+    queue_worker.drain()
+    login(client, "opal")
+    page = client.get("/organize")
+    assert f'action="/organize/{challenge.slug}/rescore"' in page.text
+    # No CSRF token: refused, nothing started.
+    r = client.post(f"/organize/{challenge.slug}/rescore", data={}, follow_redirects=False)
+    assert r.status_code == 400
+    r = client.post(
+        f"/organize/{challenge.slug}/rescore",
+        data={"csrf_token": csrf_of(client, "/organize"), "submission_id": ""},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    queue_worker.drain()
+    with Session(engine) as session:
+        runs = session.exec(select(RescoreRun)).all()
+        assert [(r.state, r.total) for r in runs] == [("applied", 1)]
+        sub = session.get(Submission, sid)
+        assert sub is not None
+        assert sub.score_version == 1
+    # Another organizer cannot rescore it.
+    client.cookies.clear()
+    make_user("otto", role="organizer")
+    login(client, "otto")
+    r = client.post(
+        f"/organize/{challenge.slug}/rescore",
+        data={"csrf_token": csrf_of(client, "/organize"), "submission_id": str(sid)},
+        follow_redirects=False,
+    )
+    assert r.status_code == 404
+
+
+def test_cli_rescore(
+    app: Any, make_challenge: Any, make_user: Any, settings: Settings, engine: sa.Engine,
+    queue_worker: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from challenge.cli import main
+
+    challenge = make_challenge(owner=make_user("omar", role="organizer"))
+    user = joined(engine, challenge, make_user("gus"))
+    sid = submit_frame(settings, engine, challenge, user, random_submission(settings, challenge.slug))
+    tasks.enqueue_scoring(engine, sid)
+    queue_worker.drain()
+    monkeypatch.setenv("PODIUM_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("PODIUM_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("PODIUM_LABEL_DIR", str(settings.label_dir))
+    assert main(["challenge", "rescore", challenge.slug, "--submission", str(sid)]) == 0
+    assert "1 submission(s)" in capsys.readouterr().out
+    queue_worker.drain()
+    with Session(engine) as session:
+        sub = session.get(Submission, sid)
+        assert sub is not None
+        assert sub.score_version == 1
+    assert main(["challenge", "rescore", "no-such-challenge"]) != 0
