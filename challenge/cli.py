@@ -177,11 +177,9 @@ def cmd_challenge_create(args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     try:
         bundle = parse_bundle(Path(args.bundle))
-        if bundle.dataset_path is None:
-            raise CliError(
-                f"dataset '{bundle.dataset}': dataset versions are resolved by "
-                "'podium dataset add'; give a file path relative to the bundle."
-            )
+        dataset_path = bundle.dataset_path
+        if dataset_path is None:
+            dataset_path = _dataset_file(bundle.dataset, settings)
         with session_scope(engine) as session:
             creator = None
             if args.owner:
@@ -205,7 +203,7 @@ def cmd_challenge_create(args: argparse.Namespace) -> int:
         row = session.get(Challenge, challenge_id)
         assert row is not None
         try:
-            report = prepare_challenge(settings, row, bundle.dataset_path, progress)
+            report = prepare_challenge(settings, row, dataset_path, progress)
         except ValueError as exc:
             row.state, row.state_message = "failed", str(exc)
             session.add(row)
@@ -337,19 +335,167 @@ def _parse_scalar(value: str) -> Any:
 
 
 def cmd_generate_higgs(args: argparse.Namespace) -> int:
-    from splitter.generate import generate_higgs
+    from splitter.commands import run_generate_higgs
+    from splitter.formats import iter_csv_batches
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    frame = generate_higgs(args.events, args.seed)
+    # Written in 1M-event chunks: memory stays flat however many events are asked for.
+    _splitter(run_generate_higgs, args.events, args.seed, out)
     if out.suffix == ".parquet":
-        frame.to_parquet(out, index=False)
-    elif out.name.endswith(".csv.gz"):
-        frame.to_csv(out, index=False, compression="gzip")
+        import pyarrow.parquet as pq
+
+        labels = pq.read_table(out, columns=["Label"]).column("Label")
     else:
-        frame.to_csv(out, index=False)
-    counts = frame["Label"].value_counts().to_dict()
-    print(json.dumps({"out": str(out), "events": len(frame), "labels": counts}))
+        import pyarrow as pa
+
+        labels = pa.chunked_array(b.column(0) for b in iter_csv_batches(out, columns=["Label"]))
+    counts = {str(k): int(v) for k, v in labels.to_pandas().value_counts().items()}
+    print(json.dumps({"out": str(out), "events": len(labels), "labels": counts}))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- datasets, splits, variants
+
+
+def _splitter(fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Run a splitter command; its errors say what to change, so print them as they are."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, FileNotFoundError, IsADirectoryError) as exc:
+        raise CliError(str(exc), EXIT_INVALID) from exc
+
+
+def _print_json(result: dict[str, Any]) -> None:
+    print(json.dumps(result, indent=2, default=str))
+
+
+def _dataset_file(ref: str, settings: Settings) -> Path:
+    from splitter.commands import dataset_table_path
+
+    try:
+        return dataset_table_path(ref, settings.datasets_dir)
+    except ValueError as exc:
+        raise CliError(f"dataset '{ref}': {exc}", EXIT_INVALID) from exc
+
+
+def _load_yaml(path: str, what: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise CliError(f"{path}: no such file", EXIT_INVALID) from exc
+    except yaml.YAMLError as exc:
+        raise CliError(f"{path}: not valid YAML ({exc})", EXIT_INVALID) from exc
+    if not isinstance(data, dict):
+        raise CliError(f"{path}: write {what} as a YAML mapping", EXIT_INVALID)
+    return data
+
+
+def cmd_generate_tracking(args: argparse.Namespace) -> int:
+    from splitter.commands import run_generate_tracking
+
+    _print_json(_splitter(run_generate_tracking, args.events, args.seed, Path(args.out),
+                          particles=args.particles, noise=args.noise))
+    return EXIT_OK
+
+
+def cmd_dataset_add(args: argparse.Namespace) -> int:
+    from splitter.commands import run_dataset_add
+
+    description = Path(args.description) if args.description else None
+    result = _splitter(run_dataset_add, [Path(f) for f in args.files], args.name,
+                       load_settings().datasets_dir, license=args.license,
+                       description=description, tree=args.tree)
+    print(json.dumps({"ref": result["ref"], "files": len(result["manifest"]["files"])}))
+    return EXIT_OK
+
+
+def cmd_dataset_list(args: argparse.Namespace) -> int:
+    from splitter.commands import run_dataset_list
+
+    result = _splitter(run_dataset_list, load_settings().datasets_dir)
+    for v in result["versions"]:
+        tags = [t for t, n in result["tags"].get(v["ref"].split(":")[0], {}).items()
+                if f"{v['ref'].split(':')[0]}:{n}" == v["ref"]]
+        print(f"{v['ref']:30s} {v['files']:4d} files {v['rows'] or 0:12d} rows "
+              f"{v['size']:14d} bytes  {v['license'] or '-':12s} {' '.join(tags)}")
+    return EXIT_OK
+
+
+def cmd_dataset_show(args: argparse.Namespace) -> int:
+    from splitter.commands import run_dataset_show
+
+    _print_json(_splitter(run_dataset_show, args.ref, load_settings().datasets_dir))
+    return EXIT_OK
+
+
+def cmd_dataset_verify(args: argparse.Namespace) -> int:
+    from splitter.commands import run_dataset_verify
+
+    result = _splitter(run_dataset_verify, args.ref, load_settings().datasets_dir)
+    _print_json(result)
+    return EXIT_OK if result["ok"] else EXIT_ERROR
+
+
+def cmd_dataset_tag(args: argparse.Namespace) -> int:
+    from splitter.commands import run_dataset_tag
+
+    print(json.dumps(_splitter(run_dataset_tag, args.ref, args.tag,
+                               load_settings().datasets_dir)))
+    return EXIT_OK
+
+
+_SPLIT_OPTIONS = {"seed": "seed", "id": "id_column", "label": "label_column",
+                  "weight": "weight_column", "train": "train", "public_test": "public_test",
+                  "private_test": "private_test", "stratify": "stratify", "group": "group"}
+
+
+def cmd_dataset_split(args: argparse.Namespace) -> int:
+    from splitter.commands import run_split
+
+    spec: dict[str, Any] = _load_yaml(args.spec, "the split") if args.spec else {}
+    spec = dict(spec.get("split", spec))  # a whole bundle or just its split mapping
+    for option, key in _SPLIT_OPTIONS.items():
+        value = getattr(args, option)
+        if value is not None:
+            spec[key] = _parse_scalar(value) if key in ("train", "public_test",
+                                                        "private_test") else value
+    if args.reweight:
+        spec["reweight"] = True
+    for key in ("seed", "id_column", "label_column"):
+        if key not in spec:
+            raise CliError(f"the split needs {key}: give it in --spec or as an option "
+                           "(--seed, --id, --label)", EXIT_USAGE)
+    source = Path(args.file) if args.file else _dataset_file(args.dataset, load_settings())
+    _print_json(_splitter(run_split, source, Path(args.public), Path(args.hidden), spec))
+    return EXIT_OK
+
+
+def cmd_dataset_release(args: argparse.Namespace) -> int:
+    from splitter.commands import run_release
+
+    metadata = _load_yaml(args.metadata, "the release metadata")
+    _print_json(_splitter(run_release, Path(args.public), Path(args.out), metadata))
+    return EXIT_OK
+
+
+def cmd_dataset_release_labelled(args: argparse.Namespace) -> int:
+    from splitter.commands import run_release_labelled
+
+    result = _splitter(run_release_labelled, args.name, load_settings().datasets_dir,
+                       Path(args.public), Path(args.hidden), args.id, license=args.license,
+                       parent=args.parent)
+    print(json.dumps({"ref": result["ref"], "rows": result["manifest"].get("total_rows")}))
+    return EXIT_OK
+
+
+def cmd_variant(args: argparse.Namespace) -> int:
+    from splitter.commands import run_variant
+
+    _print_json(_splitter(run_variant, args.kind, Path(args.input), Path(args.output),
+                          args.set or []))
     return EXIT_OK
 
 
@@ -825,6 +971,62 @@ def build_parser() -> argparse.ArgumentParser:
     gh.add_argument("--events", type=int, required=True)
     gh.add_argument("--seed", type=int, default=0)
     gh.add_argument("--out", required=True)
+    gt = add("tracking", cmd_generate_tracking, "TrackML-like events (hits, truth, particles).",
+             gens)
+    gt.add_argument("--events", type=int, required=True)
+    gt.add_argument("--seed", type=int, default=0)
+    gt.add_argument("--out", required=True, help="directory for the per-event files")
+    gt.add_argument("--particles", type=int, default=200, help="particles per event")
+    gt.add_argument("--noise", type=float, default=0.1, help="fraction of noise hits")
+
+    ds = add("dataset", lambda a: EXIT_USAGE, "Organizer commands for dataset versions.")
+    dss = ds.add_subparsers(dest="dataset_command", required=True)
+    da = add("add", cmd_dataset_add, "Make a new checksummed dataset version NAME:N.", dss)
+    da.add_argument("files", nargs="+", metavar="FILE")
+    da.add_argument("--name", required=True)
+    da.add_argument("--license", help="SPDX identifier, e.g. CC-BY-4.0")
+    da.add_argument("--description", metavar="FILE", help="Markdown file describing the data")
+    da.add_argument("--tree", help="TTree to read from ROOT files")
+    add("list", cmd_dataset_list, "List dataset versions.", dss)
+    dsh = add("show", cmd_dataset_show, "Print a version's manifest as JSON.", dss)
+    dsh.add_argument("ref", metavar="NAME:N")
+    dv = add("verify", cmd_dataset_verify, "Check sizes and checksums of a version.", dss)
+    dv.add_argument("ref", metavar="NAME:N")
+    dt = add("tag", cmd_dataset_tag, "Point a tag (NAME:TAG) at a version.", dss)
+    dt.add_argument("ref", metavar="NAME:N")
+    dt.add_argument("tag")
+    dsp = add("split", cmd_dataset_split, "Split a table into train, test and solution.", dss)
+    src = dsp.add_mutually_exclusive_group(required=True)
+    src.add_argument("file", nargs="?", metavar="FILE")
+    src.add_argument("--dataset", metavar="NAME:N", help="split a stored dataset version")
+    dsp.add_argument("--public", required=True, metavar="DIR")
+    dsp.add_argument("--hidden", required=True, metavar="DIR")
+    dsp.add_argument("--spec", metavar="FILE", help="split mapping or a challenge.yaml")
+    dsp.add_argument("--seed", type=int)
+    for option in ("id", "label", "weight", "train", "public-test", "private-test",
+                   "stratify", "group"):
+        dsp.add_argument(f"--{option}")
+    dsp.add_argument("--reweight", action="store_true")
+    dr = add("release", cmd_dataset_release, "Export public files in every format, with "
+             "checksums, DataCite JSON, CITATION.cff and a torrent.", dss)
+    dr.add_argument("--public", required=True, metavar="DIR")
+    dr.add_argument("--out", required=True, metavar="DIR")
+    dr.add_argument("--metadata", required=True, metavar="FILE")
+    drl = add("release-labelled", cmd_dataset_release_labelled,
+              "Commit the full labelled data (train + test + solution) as a new version.", dss)
+    drl.add_argument("name")
+    drl.add_argument("--public", required=True, metavar="DIR")
+    drl.add_argument("--hidden", required=True, metavar="DIR")
+    drl.add_argument("--id", required=True, metavar="COLUMN")
+    drl.add_argument("--license")
+    drl.add_argument("--parent", metavar="NAME:N")
+
+    va = add("variant", cmd_variant, "Apply a variant (tes, jes, skew, noise...) to a table.")
+    va.add_argument("kind")
+    va.add_argument("input", metavar="IN")
+    va.add_argument("output", metavar="OUT")
+    va.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="variant option, value as YAML (repeatable): --set scale=1.03")
 
     lg = add("login", cmd_login, "Log in to a Podium site and store an API token.")
     lg.add_argument("username")

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from splitter.datasets import DatasetStore
+from splitter.datasets import DatasetError, DatasetStore
 from splitter.formats import read_table
 from splitter.generate import write_higgs
 from splitter.release import Creator, ReleaseMetadata, release_labelled_data, write_release
@@ -45,6 +45,22 @@ def run_dataset_add(files: Sequence[Path], name: str, root: Path, license: str |
     version = DatasetStore(Path(root)).add([Path(f) for f in files], name, license=license,
                                            description=text, tree=tree)
     return {"ref": version.ref, "manifest": version.manifest.to_dict()}
+
+
+def dataset_table_path(ref: str, root: Path) -> Path:
+    """The one table file of dataset version ``ref`` (what a challenge bundle's ``dataset:
+    NAME:N`` splits). Raises :class:`DatasetError` when the version holds none or several."""
+    version = DatasetStore(Path(root)).get(ref)
+    tables = [f.path for f in version.manifest.files
+              if f.format in ("csv", "parquet", "hdf5", "root")]
+    if len(tables) != 1:
+        listed = ", ".join(tables) or "none"
+        raise DatasetError(
+            f"dataset {version.ref} holds {len(tables)} table files ({listed}); a challenge "
+            "splits one table: add a version with only that file (podium dataset add FILE "
+            f"--name {version.manifest.name}) and name it in the bundle"
+        )
+    return version.file(tables[0])
 
 
 def run_dataset_verify(ref: str, root: Path) -> dict[str, Any]:
