@@ -49,14 +49,17 @@ def test_dataset_add_list_show_tag_verify(tmp_path: Path, data_dir: Path, higgs_
 
     assert main(["dataset", "list"]) == 0
     line = capsys.readouterr().out.strip()
-    assert line.startswith("higgsml:1") and "3000 rows" in line and "CC-BY-4.0" in line
+    assert line.startswith("higgsml:1")
+    assert "3000 rows" in line
+    assert "CC-BY-4.0" in line
 
     assert main(["dataset", "show", "higgsml:1"]) == 0
     manifest = _json(capsys)
     assert manifest["license"] == "CC-BY-4.0"
     assert manifest["description"] == "Generated HiggsML-like events.\n"
     files = manifest["files"]
-    assert isinstance(files, list) and files[0]["rows"] == 3000
+    assert isinstance(files, list)
+    assert files[0]["rows"] == 3000
 
     assert main(["dataset", "tag", "higgsml:1", "stable"]) == 0
     assert _json(capsys) == {"tag": "higgsml:stable", "ref": "higgsml:1"}
@@ -159,7 +162,8 @@ def test_generate_tracking_and_higgs_parquet(tmp_path: Path, data_dir: Path,
     result = _json(capsys)
     assert result["events"] == 800
     labels = result["labels"]
-    assert isinstance(labels, dict) and set(labels) == {"s", "b"}
+    assert isinstance(labels, dict)
+    assert set(labels) == {"s", "b"}
     assert sum(labels.values()) == 800
     assert pq.ParquetFile(higgs).metadata.num_rows == 800
 
