@@ -149,10 +149,29 @@ def best_for_board(
     return shown
 
 
+def bump_board_version(session: Session, phase_id: int | None) -> None:
+    """Invalidate the cached pages of a phase's board (see views/leaderboards.py)."""
+    session.execute(
+        sa.update(Phase)
+        .where(col(Phase.id) == phase_id)
+        .values(board_version=col(Phase.board_version) + 1)
+    )
+
+
+def bump_challenge_boards(session: Session, challenge_id: int) -> None:
+    """Invalidate every board of a challenge (team renamed or disqualified)."""
+    session.execute(
+        sa.update(Phase)
+        .where(col(Phase.challenge_id) == challenge_id)
+        .values(board_version=col(Phase.board_version) + 1)
+    )
+
+
 def refresh_board_entry(session: Session, *, team_id: int, phase_id: int) -> BoardEntry | None:
     """Recompute one team's row of a phase's public board from its submissions (idempotent)."""
     phase = session.get(Phase, phase_id)
     assert phase is not None
+    bump_board_version(session, phase_id)
     challenge = session.get(Challenge, phase.challenge_id)
     assert challenge is not None
     hib = higher_is_better_of(challenge)
@@ -282,7 +301,7 @@ def baseline_entries(
         select(Submission).where(
             Submission.phase_id == phase.id,
             Submission.status == "scored",
-            Submission.baseline_label != "",
+            col(Submission.baseline_label) > "",  # a range on ix_submission_baseline
         )
     ).all()
     out = []

@@ -218,13 +218,15 @@ def extend_phase(
 
 
 @dramatiq.actor(queue_name="maintenance", max_retries=0)
-def advance_schedule_job() -> int:
+def advance_schedule_job() -> None:
     """Periodic: apply the due phase transitions (sent by ``podium scheduler`` and the demo)."""
     from challenge.db import session_scope
     from challenge.tasks import context
 
     with session_scope(context().engine) as session:
-        return len(advance_schedule(session))
+        made = advance_schedule(session)
+    if made:
+        log.info("scheduler made %d transition(s)", len(made))
 
 
 def announcements_of(session: Session, challenge: Challenge, limit: int = 50) -> list[Announcement]:

@@ -177,6 +177,9 @@ def rename_team(session: Session, *, team: Team, actor: User, name: str) -> Team
     team.name = name
     session.add(team)
     session.flush()
+    from challenge.leaderboard import bump_challenge_boards
+
+    bump_challenge_boards(session, team.challenge_id)
     return team
 
 
@@ -371,6 +374,9 @@ def disqualify_team(
     team.disqualified_reason = reason.strip()[:500]
     session.add(team)
     session.flush()
+    from challenge.leaderboard import bump_challenge_boards
+
+    bump_challenge_boards(session, team.challenge_id)
     log.info("team %s disqualified in %s by %s", team.name, challenge.slug, actor.username)
 
 

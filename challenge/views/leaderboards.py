@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import Environment
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -112,9 +115,41 @@ def board_page(request: Request, br: BoardRequest) -> BoardPage:
     )
 
 
+# Rendered public pages per process, keyed by the phase's board_version: any score, merge, rename
+# or disqualification bumps the version in the database, so a stale page is never served.
+_PAGE_CACHE: OrderedDict[tuple[int, int, str], tuple[int, BoardPage, Markup]] = OrderedDict()
+_CACHE_SIZE = 512
+_cache_lock = threading.Lock()
+
+
+def cached_board(request: Request, br: BoardRequest) -> tuple[BoardPage, Markup]:
+    """The page's rows and its rendered table, from the cache when the board has not changed."""
+    assert br.phase.id is not None
+    key = (br.phase.id, _page_number(request), br.board)
+    version = br.phase.board_version
+    if br.board == "public":
+        with _cache_lock:
+            hit = _PAGE_CACHE.get(key)
+            if hit is not None and hit[0] == version:
+                _PAGE_CACHE.move_to_end(key)
+                return hit[1], hit[2]
+    result = board_page(request, br)
+    env: Environment = request.app.state.templates
+    html = Markup(env.get_template("challenge/_board_table.html").render(  # noqa: S704 - autoescaped
+        challenge=br.challenge, phase=br.phase, board=br.board, result=result,
+        entries=result.entries,
+    ))  # fmt: skip
+    if br.board == "public":
+        with _cache_lock:
+            _PAGE_CACHE[key] = (version, result, html)
+            while len(_PAGE_CACHE) > _CACHE_SIZE:
+                _PAGE_CACHE.popitem(last=False)
+    return result, html
+
+
 def leaderboard(request: Request) -> Response:
     br = board_request(request)
-    result = board_page(request, br)
+    result, table_html = cached_board(request, br)
     user = current_user(request)
     team = team_of(db(request), br.challenge, user)
     return render(
@@ -127,7 +162,7 @@ def leaderboard(request: Request) -> Response:
         private_ok=br.private_ok,
         higher_is_better=br.higher_is_better,
         result=result,
-        entries=result.entries,
+        table_html=table_html,
         my_team_id=team.id if team else None,
         phase_state=phase_state(br.phase),
         ladder=bool((br.challenge.leaderboard or {}).get("ladder")),
@@ -181,10 +216,7 @@ def _render_plain(request: Request, template: str, **context: Any) -> str:
 def embed(request: Request) -> Response:
     """The public board, read-only, for an iframe on any site: no cookies, framing allowed."""
     br = board_request(request, allow_private=False)
-    result = public_board_page(
-        db(request), br.challenge, br.phase, page=_page_number(request),
-        higher_is_better=br.higher_is_better,
-    )
+    result, _ = cached_board(request, br)
     html = _render_plain(
         request, "challenge/leaderboard_embed.html", challenge=br.challenge, phase=br.phase,
         result=result, base_url=settings_of(request).base_url,

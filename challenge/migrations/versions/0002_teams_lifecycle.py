@@ -75,6 +75,9 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("registration_code", sa.String(length=40), nullable=False, server_default="")
         )
+        batch.add_column(
+            sa.Column("board_version", sa.Integer(), nullable=False, server_default="0")
+        )
     with op.batch_alter_table("participation") as batch:
         batch.add_column(
             sa.Column("status", sa.String(length=12), nullable=False, server_default="approved")
@@ -89,6 +92,7 @@ def upgrade() -> None:
         )
         batch.create_foreign_key("fk_submission_team_id", "team", ["team_id"], ["id"])
         batch.create_index("ix_submission_team_id", ["team_id"])
+        batch.create_index("ix_submission_baseline", ["phase_id", "baseline_label"])
 
     op.create_table(
         "board_entry",
@@ -170,6 +174,7 @@ def downgrade() -> None:
     op.drop_table("announcement")
     op.drop_table("board_entry")
     with op.batch_alter_table("submission") as batch:
+        batch.drop_index("ix_submission_baseline")
         batch.drop_index("ix_submission_team_id")
         batch.drop_constraint("fk_submission_team_id", type_="foreignkey")
         batch.drop_column("baseline_label")
@@ -178,6 +183,7 @@ def downgrade() -> None:
     with op.batch_alter_table("participation") as batch:
         batch.drop_column("status")
     with op.batch_alter_table("phase") as batch:
+        batch.drop_column("board_version")
         batch.drop_column("registration_code")
     with op.batch_alter_table("challenge") as batch:
         batch.drop_column("merge_deadline")

@@ -1,0 +1,275 @@
+"""Leaderboard load benchmark: the public board of a phase with 10,000 teams and 200,000 submissions.
+
+Target (issue 5): the paginated public page (100 rows) serves at least 60% of the requests per
+second of a bare Starlette endpoint that renders the same 100-row table (same template) from a
+Python list, measured in the same run with the same uvicorn settings; p99 under 100 ms at 64
+concurrent connections.
+
+    python bench/bench_leaderboard.py [--db sqlite|postgresql] [--seconds 10] [--workers 1]
+
+Seeds a fresh SQLite file (or PostgreSQL schema) with bulk inserts, fills the materialized board
+with ``rebuild_boards`` (the same per-team refresh the scorer runs, timed and printed), checks a
+sample of rows against a brute-force recomputation, then starts uvicorn for each app in turn and
+drives it with wrk (``apt-get install -y wrk``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+PG_URL = os.environ.get(
+    "PODIUM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+TEAMS, SUBMISSIONS = 10_000, 200_000
+SLUG = "bench-board"
+METRIC = {"name": "ams", "weight": "Weight", "label": "Label", "positive": "s", "b_reg": 10}
+
+
+def make_podium_app() -> object:
+    """uvicorn factory: the real site."""
+    from challenge.app import create_app
+    from challenge.settings import load_settings
+
+    return create_app(load_settings())
+
+
+def make_bare_app() -> object:
+    """uvicorn factory: one Starlette endpoint rendering the same page from a Python list."""
+    from markupsafe import Markup
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    from challenge.leaderboard import BoardPage, Entry
+    from challenge.models import Challenge, Phase
+    from challenge.settings import load_settings
+    from challenge.web import make_templates
+
+    env = make_templates()
+    template = env.get_template("challenge/leaderboard.html")
+    table = env.get_template("challenge/_board_table.html")
+    now = dt.datetime.now(dt.UTC)
+    rng = random.Random(1)
+    entries = []
+    for i in range(100):
+        score = 3.5 - i * 0.001
+        entries.append(Entry(i + 1, i + 1, f"team-{i:05d}", score, score - 0.1, score + 0.1,
+                             i + 1, now, rng.randint(1, 40), tied_with_above=i > 0))
+    challenge = Challenge(id=1, slug=SLUG, title="Leaderboard benchmark", metric=METRIC)
+    phase = Phase(id=1, challenge_id=1, name="competition", opens_at=now)
+    context = {
+        "challenge": challenge, "phase": phase, "phases": [phase], "board": "public",
+        "private_ok": False, "higher_is_better": True,
+        "result": BoardPage(entries, TEAMS, 1, TEAMS // 100), "entries": entries,
+        "my_team_id": None, "phase_state": "open", "ladder": False,
+        "settings": load_settings(), "user": None, "csrf": Markup(""), "csrf_value": "",
+        "flashes": [],
+    }
+
+    def board(request: Any) -> HTMLResponse:
+        # The same two templates the site uses, rendered afresh from the list on every request.
+        html = Markup(table.render(**context))  # noqa: S704 - autoescaped template output
+        return HTMLResponse(template.render(request=request, table_html=html, **context))
+
+    return Starlette(routes=[Route("/lb", board, methods=["GET"])])
+
+
+def seed(url: str) -> float:
+    """Insert the users, teams and submissions; build the board. Returns the rebuild seconds."""
+    from sqlmodel import Session
+
+    from challenge.db import make_engine, migrate
+    from challenge.leaderboard import rebuild_boards
+    from challenge.models import Challenge, Phase
+
+    migrate(url)
+    engine = make_engine(url)
+    now = dt.datetime.now(dt.UTC)
+    rng = random.Random(2027)
+    meta = sa.MetaData()
+    meta.reflect(engine, only=["user", "team", "team_member", "submission"])
+    with Session(engine) as session:
+        challenge = Challenge(slug=SLUG, title="Leaderboard benchmark", metric=METRIC,
+                              state="ready", limits={"per_day": 5, "total": 300})
+        session.add(challenge)
+        session.flush()
+        assert challenge.id is not None
+        phase = Phase(challenge_id=challenge.id, name="competition",
+                      opens_at=now - dt.timedelta(days=40), closes_at=now + dt.timedelta(days=40))
+        session.add(phase)
+        session.commit()
+        cid, pid = challenge.id, phase.id
+    with engine.begin() as conn:
+        conn.execute(meta.tables["user"].insert(), [
+            {"id": i, "username": f"user{i:05d}", "email": f"user{i}@bench.invalid",
+             "password_hash": "x", "role": "participant", "is_active": True, "created_at": now}
+            for i in range(1, TEAMS + 1)
+        ])  # fmt: skip
+        conn.execute(meta.tables["team"].insert(), [
+            {"id": i, "challenge_id": cid, "name": f"team-{i:05d}", "created_at": now,
+             "submission_counter": 0, "disqualified_reason": ""}
+            for i in range(1, TEAMS + 1)
+        ])  # fmt: skip
+        conn.execute(meta.tables["team_member"].insert(), [
+            {"team_id": i, "challenge_id": cid, "user_id": i, "joined_at": now}
+            for i in range(1, TEAMS + 1)
+        ])  # fmt: skip
+        rows = []
+        for n in range(SUBMISSIONS):
+            team = rng.randint(1, TEAMS)
+            score = rng.gauss(3.0, 0.3)
+            rows.append({
+                "challenge_id": cid, "phase_id": pid, "user_id": team, "team_id": team,
+                "filename": "p.csv", "stored_path": "unused", "size_bytes": 1, "sha256": "",
+                "message": "", "status": "scored", "public_score": score,
+                "private_score": score + rng.gauss(0, 0.05), "public_ci_low": score - 0.1,
+                "public_ci_high": score + 0.1, "error_message": "", "error_detail": "",
+                "attempts": 1, "is_late": False, "is_final": False, "baseline_label": "",
+                "created_at": now - dt.timedelta(seconds=SUBMISSIONS - n),
+            })
+            if len(rows) == 20_000:
+                conn.execute(meta.tables["submission"].insert(), rows)
+                rows = []
+    started = time.perf_counter()
+    with Session(engine) as session:
+        challenge = session.get(Challenge, cid)
+        assert challenge is not None
+        built = rebuild_boards(session, challenge)
+        session.commit()
+    rebuild = time.perf_counter() - started
+    with engine.connect() as conn:  # brute force: the best score of a few teams
+        for team in rng.sample(range(1, TEAMS + 1), 20):
+            best = conn.execute(sa.text(
+                "SELECT max(public_score) FROM submission WHERE team_id = :t"), {"t": team}
+            ).scalar()
+            shown = conn.execute(sa.text(
+                "SELECT score FROM board_entry WHERE team_id = :t"), {"t": team}
+            ).scalar()
+            assert best == shown, (team, best, shown)
+    print(f"board rows: {built} (teams with a score)")
+    engine.dispose()
+    return rebuild
+
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def run_wrk(url: str, *, seconds: int, connections: int) -> dict[str, float]:
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s", url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise SystemExit(f"wrk saw errors for {url}:\n{out}")
+    result = {}
+    for pct in ("50", "90", "99"):
+        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert m, out
+        result[f"p{pct}"] = float(m.group(1)) * UNITS[m.group(2)]
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    result["rps"] = float(rps.group(1)) if rps else 0.0
+    return result
+
+
+def serve(factory: str, port: int, env: dict[str, str], workers: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", factory, "--port", str(port),
+         "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+        env=env, cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    return proc
+
+
+def wait_ready(url: str) -> None:
+    for _ in range(150):
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"server did not answer at {url}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    tmp = Path(tempfile.mkdtemp(prefix="podium-bench-lb-"))
+    schema = f"bench_lb_{uuid.uuid4().hex[:8]}"
+    if args.db == "postgresql":
+        admin = sa.create_engine(PG_URL)
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    else:
+        url = f"sqlite:///{tmp / 'bench.db'}"
+    env = {**os.environ, "PODIUM_DATABASE_URL": url, "PODIUM_REDIS_URL": "stub://",
+           "PODIUM_ENV": "test", "PODIUM_SECRET_KEY": "bench-secret-" + "x" * 40,
+           "PODIUM_DATA_DIR": str(tmp / "data")}  # fmt: skip
+    os.environ.update({k: env[k] for k in ("PODIUM_REDIS_URL", "PODIUM_ENV")})
+    results: dict[str, dict[str, float]] = {}
+    try:
+        started = time.perf_counter()
+        rebuild = seed(url)
+        print(f"seeded {TEAMS} teams / {SUBMISSIONS} submissions in "
+              f"{time.perf_counter() - started:.1f}s; rebuild_boards {rebuild:.1f}s ({args.db})")
+        runs = [
+            ("bare Starlette, same table from a list", "bench.bench_leaderboard:make_bare_app",
+             ["/lb"]),
+            ("podium public board", "bench.bench_leaderboard:make_podium_app",
+             [f"/c/{SLUG}/leaderboard", f"/c/{SLUG}/leaderboard?page=73"]),
+        ]
+        for label, factory, paths in runs:
+            port = 18000 + random.Random().randint(0, 999)
+            proc = serve(factory, port, env, args.workers)
+            try:
+                base = f"http://127.0.0.1:{port}"
+                wait_ready(base + paths[0])
+                page = httpx.get(base + paths[0]).text
+                assert page.count("<tr") >= 101, "the page must show 100 rows"
+                for path in paths:
+                    run_wrk(base + path, seconds=2, connections=args.connections)  # warm-up
+                    results[f"{label} {path}"] = run_wrk(
+                        base + path, seconds=args.seconds, connections=args.connections
+                    )
+            finally:
+                proc.terminate()
+                proc.wait(10)
+    finally:
+        if args.db == "postgresql":
+            with admin.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\n{'run':70s} {'req/s':>8s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s}")
+    for label, r in results.items():
+        print(f"{label:70s} {r['rps']:8.0f} {r['p50']:8.1f} {r['p90']:8.1f} {r['p99']:8.1f}")
+    bare = next(r for k, r in results.items() if k.startswith("bare"))
+    for label, r in results.items():
+        if label.startswith("podium"):
+            ratio = r["rps"] / bare["rps"]
+            verdict = "OK" if ratio >= 0.6 and r["p99"] < 100 else "MISSED"
+            print(f"{label}: {ratio:.2f} x bare req/s (target >= 0.60), p99 {r['p99']:.1f} ms "
+                  f"(target < 100) -> {verdict}")
+
+
+if __name__ == "__main__":
+    main()
