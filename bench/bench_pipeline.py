@@ -1,0 +1,237 @@
+"""A HiggsML-size submission from HTTP upload to stored score, through the real pieces.
+
+    python bench/bench_pipeline.py [--latency 60] [--throughput 60] [--redis redis://127.0.0.1:6379/14]
+
+The app runs in this process over ASGI (Starlette's TestClient: real HTTP semantics, multipart,
+token auth, no socket); uploads go to ``POST /api/challenges/{slug}/submissions``; the scoring
+message goes through dramatiq on the real Redis (the given database is flushed first) to
+``python -m dramatiq challenge.tasks`` worker processes, which grade in the sandbox and store the
+result in a SQLite file. Each file has 550,000 rows (``EventId,RankOrder,Class``, 100,000 Public
+/ 450,000 Private), like HiggsML's test set.
+
+* latency: one worker process, uploads one at a time; time from the start of the POST until
+  the row is ``scored`` in the database (polled every 2 ms); p50 / p99.
+* throughput: two worker processes; all uploads sent back to back; submissions stored per second
+  from the first POST to the last stored score.
+* floor, same run: pyarrow CSV parse + AMS with one boolean mask, in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_scoring import floor, write_files
+
+ROWS = 550_000
+
+
+def configure_environment(root: Path, redis_url: str) -> dict[str, str]:
+    env = {
+        "PODIUM_ENV": "test",
+        "PODIUM_SECRET_KEY": "bench-secret-key-that-is-long-enough-0123456789",
+        "PODIUM_DATABASE_URL": f"sqlite:///{root / 'podium.db'}",
+        "PODIUM_REDIS_URL": redis_url,
+        "PODIUM_DATA_DIR": str(root / "data"),
+        "PODIUM_LABEL_DIR": str(root / "labels"),
+    }
+    os.environ.update(env)
+    return env
+
+
+def make_challenge(root: Path, solution: Path, users: int) -> tuple[str, list[str]]:
+    """A challenge whose hidden solution is the 550,000-row one; participants with API tokens."""
+    from challenge import storage
+    from challenge.accounts import create_api_token, create_user
+    from challenge.bundle import parse_bundle
+    from challenge.challenges import create_challenge, join_challenge, prepare_challenge
+    from challenge.db import make_engine, migrate, session_scope
+    from challenge.settings import load_settings
+    from splitter.generate import generate_higgs
+
+    settings = load_settings()
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    folder = root / "bundle"
+    folder.mkdir()
+    generate_higgs(2000, seed=1).to_csv(folder / "higgs.csv", index=False)
+    now = dt.datetime.now(dt.UTC)
+    (folder / "challenge.yaml").write_text(textwrap.dedent(f"""\
+        slug: bench-higgs
+        title: Pipeline benchmark
+        summary: HiggsML-size submissions.
+        description: Benchmark.
+        dataset: higgs.csv
+        license: CC-BY-4.0
+        split: {{seed: 7, train: 0.5, public_test: 0.2, private_test: 0.3,
+                stratify: Label, reweight: {{weight: Weight, by: Label}}}}
+        submission: {{id: EventId, columns: {{RankOrder: rank, Class: {{values: [s, b]}}}}}}
+        metric: {{name: ams, weight: Weight, label: Label, positive: s, b_reg: 10}}
+        phases:
+          - {{name: competition, opens: {now - dt.timedelta(days=1):%Y-%m-%dT%H:%MZ},
+              closes: {now + dt.timedelta(days=1):%Y-%m-%dT%H:%MZ}}}
+        limits: {{per_day: 1000, total: 10000, file_mb: 100}}
+        """))
+    with session_scope(engine) as session:
+        challenge = create_challenge(session, bundle=parse_bundle(folder / "challenge.yaml"),
+                                     creator=None)
+        prepare_challenge(settings, challenge, folder / "higgs.csv")
+        session.add(challenge)
+    # The hub reads only this file when grading: swap in the HiggsML-size solution.
+    storage.solution_path(settings, "bench-higgs").write_bytes(solution.read_bytes())
+    tokens = []
+    with session_scope(engine) as session:
+        for i in range(users):
+            user = create_user(session, username=f"bench{i}", email=f"bench{i}@example.org",
+                               password="correct horse battery")  # noqa: S106 - bench accounts
+            join_challenge(session, challenge=challenge, user=user)
+            tokens.append(create_api_token(session, user=user, name="bench"))
+    engine.dispose()
+    return "bench-higgs", tokens
+
+
+def start_workers(env: dict[str, str], processes: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dramatiq", "challenge.tasks", "--processes", str(processes),
+         "--threads", "1", "--queues", "scoring"],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    import signal
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+class Pipeline:
+    def __init__(self, slug: str, tokens: list[str], body: bytes) -> None:
+        import sqlalchemy as sa
+        from starlette.testclient import TestClient
+
+        from challenge.app import create_app
+        from challenge.db import make_engine
+        from challenge.settings import load_settings
+
+        settings = load_settings()
+        self.engine = make_engine(settings.database_url)
+        self.client = TestClient(create_app(settings, self.engine))
+        self.slug = slug
+        self.tokens = tokens
+        self.body = body
+        self.sent = 0
+        self._status = sa.text("SELECT status FROM submission WHERE id = :id")
+
+    def upload(self) -> int:
+        token = self.tokens[self.sent % len(self.tokens)]
+        self.sent += 1
+        r = self.client.post(
+            f"/api/challenges/{self.slug}/submissions?filename=pred.csv",
+            content=self.body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
+        )
+        if r.status_code != 201:
+            raise RuntimeError(f"upload refused: {r.status_code} {r.text[:300]}")
+        return int(r.json()["id"])
+
+    def status(self, submission_id: int) -> str:
+        with self.engine.connect() as conn:
+            return str(conn.execute(self._status, {"id": submission_id}).scalar_one())
+
+    def wait(self, submission_id: int, timeout: float = 120.0) -> str:
+        deadline = time.perf_counter() + timeout
+        while (status := self.status(submission_id)) in ("received", "scoring"):
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"submission {submission_id} still {status}")
+            time.sleep(0.002)
+        return status
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency", type=int, default=60, help="sequential submissions")
+    parser.add_argument("--throughput", type=int, default=60, help="back-to-back submissions")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    args = parser.parse_args()
+    import redis
+
+    redis.Redis.from_url(args.redis).flushdb()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        env = configure_environment(root, args.redis)
+        solution, submission = write_files(root, ROWS)
+        body = submission.read_bytes()
+        users = max(1, (args.latency + args.throughput) // 10 + 1)  # the API allows 12/min each
+        slug, tokens = make_challenge(root, solution, users)
+        pipeline = Pipeline(slug, tokens, body)
+        floors = [floor(solution, submission) for _ in range(10)]
+
+        workers = start_workers(env, 1)
+        try:
+            pipeline.wait(pipeline.upload(), timeout=180)  # warm: worker start, zygote, cache
+            latencies = []
+            for _ in range(args.latency):
+                started = time.perf_counter()
+                status = pipeline.wait(pipeline.upload())
+                latencies.append(time.perf_counter() - started)
+                assert status == "scored", status
+        finally:
+            stop(workers)
+
+        workers = start_workers(env, 2)
+        try:
+            for _ in range(2):
+                pipeline.wait(pipeline.upload(), timeout=180)  # both processes warm
+            time.sleep(1.0)
+            started = time.perf_counter()
+            ids = [pipeline.upload() for _ in range(args.throughput)]
+            uploaded = time.perf_counter() - started
+            statuses = [pipeline.wait(i, timeout=600) for i in ids]
+            elapsed = time.perf_counter() - started
+            assert set(statuses) == {"scored"}, statuses
+        finally:
+            stop(workers)
+        with pipeline.engine.connect() as conn:
+            import sqlalchemy as sa
+
+            grading = conn.execute(
+                sa.text("SELECT duration_ms FROM submission WHERE status = 'scored'")
+            ).scalars().all()
+
+    f50 = float(np.median(floors))
+    p50, p99 = np.percentile(latencies, [50, 99])
+    g50 = float(np.median([g for g in grading if g is not None]))
+    print(f"rows per submission: {ROWS:,}; file {len(body) / 1e6:.1f} MB; load {os.getloadavg()}")
+    print(f"floor (pyarrow parse + AMS in process): p50 {f50 * 1e3:.1f} ms")
+    print(f"sandbox grading alone (duration_ms stored by the worker): p50 {g50:.1f} ms")
+    print(
+        f"upload -> score stored, 1 worker, {len(latencies)} sequential: p50 {p50 * 1e3:.1f} ms, "
+        f"p99 {p99 * 1e3:.1f} ms, x{p50 / f50:.1f} the floor"
+    )
+    print(
+        f"throughput, 2 worker processes, {args.throughput} back to back: "
+        f"{args.throughput / elapsed:.2f} submissions/s (uploads alone took {uploaded:.1f} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
