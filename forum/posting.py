@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, func, select
 
 from forum.access import (
@@ -110,52 +114,75 @@ def check_title(title: str, config: ForumConfig) -> str:
     return title
 
 
+@dataclass(frozen=True)
+class AuthorCounts:
+    """The author's recent posts (rate limits) and approved posts (trust), read in one query."""
+
+    last_minute: int
+    last_hour: int
+    from_ip_last_minute: int
+    approved: int
+
+
+def author_counts(session: Session, user_id: int, ip: str) -> AuthorCounts:
+    now = utcnow()
+    minute, hour = now - dt.timedelta(minutes=1), now - dt.timedelta(hours=1)
+
+    def count(*where: Any) -> Any:
+        return select(func.count()).select_from(Post).where(*where).scalar_subquery()
+
+    row = session.execute(
+        sa.select(
+            count(Post.author_id == user_id, col(Post.created_at) > minute),
+            count(Post.author_id == user_id, col(Post.created_at) > hour),
+            count(Post.author_ip == ip, col(Post.created_at) > minute) if ip else sa.literal(0),
+            count(Post.author_id == user_id, Post.status != PENDING),
+        )
+    ).one()
+    return AuthorCounts(*(int(v) for v in row))
+
+
 def check_rate(
-    session: Session, actor: Actor, config: ForumConfig, ip: str, scope: str | None
+    session: Session,
+    actor: Actor,
+    config: ForumConfig,
+    ip: str,
+    scope: str | None,
+    counts: AuthorCounts | None = None,
 ) -> None:
     """Per-user and per-IP limits, counted in the database so every worker process agrees."""
     if actor.moderates(scope):
         return
     user = actor.require_user()
-    now = utcnow()
-    minute, hour = now - dt.timedelta(minutes=1), now - dt.timedelta(hours=1)
-
-    def count(*where: object) -> int:
-        return session.exec(select(func.count()).select_from(Post).where(*where)).one()  # type: ignore[arg-type]
-
-    if (
-        count(Post.author_id == user.id, col(Post.created_at) > minute)
-        >= config.posts_per_minute_per_user
-    ):
+    counts = counts or author_counts(session, user.id, ip)
+    if counts.last_minute >= config.posts_per_minute_per_user:
         raise RateLimited(
             f"You can post {config.posts_per_minute_per_user} times a minute; wait a minute and "
             "send it again (your text is kept in the form)."
         )
-    if (
-        count(Post.author_id == user.id, col(Post.created_at) > hour)
-        >= config.posts_per_hour_per_user
-    ):
+    if counts.last_hour >= config.posts_per_hour_per_user:
         raise RateLimited(
             f"You can post {config.posts_per_hour_per_user} times an hour; try again later."
         )
-    if (
-        ip
-        and count(Post.author_ip == ip, col(Post.created_at) > minute)
-        >= config.posts_per_minute_per_ip
-    ):
+    if ip and counts.from_ip_last_minute >= config.posts_per_minute_per_ip:
         raise RateLimited(
             "Too many posts from your network in the last minute; wait a minute and try again."
         )
 
 
 def hold_reason(
-    session: Session, actor: Actor, config: ForumConfig, body: str, scope: str | None
+    session: Session,
+    actor: Actor,
+    config: ForumConfig,
+    body: str,
+    scope: str | None,
+    counts: AuthorCounts | None = None,
 ) -> str:
     """Why a new post must wait for a moderator ('' when it goes straight out)."""
     if actor.moderates(scope) or actor.organizes(scope):
         return ""
     user = actor.require_user()
-    approved = approved_post_count(session, user.id)
+    approved = counts.approved if counts else approved_post_count(session, user.id)
     if approved < config.premoderated_posts:
         return f"first {config.premoderated_posts} posts of a new account"
     links = count_links(body)
@@ -195,8 +222,9 @@ def create_thread(
         raise Forbidden("Only the organizers and moderators post in Announcements.")
     title = check_title(title, config)
     body = check_body(body_md, config)
-    check_rate(session, actor, config, ip, challenge_slug)
-    held = hold_reason(session, actor, config, body, challenge_slug)
+    counts = None if actor.moderates(challenge_slug) else author_counts(session, user.id, ip)
+    check_rate(session, actor, config, ip, challenge_slug, counts)
+    held = hold_reason(session, actor, config, body, challenge_slug, counts)
     status = PENDING if held else VISIBLE
     thread = Thread(
         challenge_slug=challenge_slug,
@@ -245,10 +273,14 @@ def create_reply(
     if not can_write_in(actor, thread, thread.category):
         raise Forbidden("Only the organizers and moderators post in Announcements.")
     body = check_body(body_md, config)
-    check_rate(session, actor, config, ip, thread.challenge_slug)
-    held = hold_reason(session, actor, config, body, thread.challenge_slug)
+    counts = None if actor.moderates(thread.challenge_slug) else author_counts(session, user.id, ip)
+    check_rate(session, actor, config, ip, thread.challenge_slug, counts)
+    held = hold_reason(session, actor, config, body, thread.challenge_slug, counts)
     html, mentions = _render(session, users, body, config)
     assert thread.id is not None
+    subscribers = session.exec(
+        select(Subscription.user_id).where(Subscription.thread_id == thread.id)
+    ).all()
     post = Post(
         thread_id=thread.id,
         author_id=user.id,
@@ -259,11 +291,23 @@ def create_reply(
         author_ip=ip,
     )
     session.add(post)
-    if session.get(Subscription, (user.id, thread.id)) is None:
+    if user.id not in subscribers:
         session.add(Subscription(user_id=user.id, thread_id=thread.id))
     session.flush()
     if post.status == VISIBLE:
-        _published(session, post, thread, mentions)
+        # A reply is never the thread's first post, and it is the newest: the thread's counters
+        # move by one (in SQL, so concurrent replies do not lose each other's increments).
+        assert post.id is not None
+        index_post(session, post_id=post.id, title="", body=post.body_md, new=True)
+        session.execute(
+            sa.update(Thread)
+            .where(col(Thread.id) == thread.id)
+            .values(reply_count=col(Thread.reply_count) + 1, last_post_at=post.created_at)
+            .execution_options(synchronize_session=False)
+        )
+        set_committed_value(thread, "reply_count", thread.reply_count + 1)
+        set_committed_value(thread, "last_post_at", post.created_at)
+        _notify(session, post, thread, mentions, {*subscribers, user.id})
     return post
 
 
@@ -361,6 +405,22 @@ def _published(session: Session, post: Post, thread: Thread, mentions: Iterable[
     is_first = first_post_id(session, thread.id) == post.id
     index_post(session, post_id=post.id, title=thread.title if is_first else "", body=post.body_md)
     refresh_thread(session, thread)
+    subscribers = session.exec(
+        select(Subscription.user_id).where(Subscription.thread_id == thread.id)
+    ).all()
+    _notify(session, post, thread, mentions, subscribers)
+
+
+def _notify(
+    session: Session,
+    post: Post,
+    thread: Thread,
+    mentions: Iterable[int],
+    subscribers: Iterable[int],
+) -> None:
+    """Tell mentioned users and the thread's subscribers (not the author) about a new post."""
+    assert post.id is not None
+    assert thread.id is not None
     notified = {post.author_id}
     for user_id in sorted(set(mentions) - notified):
         session.add(
@@ -374,10 +434,7 @@ def _published(session: Session, post: Post, thread: Thread, mentions: Iterable[
             )
         )
         notified.add(user_id)
-    subscribers = session.exec(
-        select(Subscription.user_id).where(Subscription.thread_id == thread.id)
-    ).all()
-    for user_id in subscribers:
+    for user_id in sorted(set(subscribers)):
         if user_id in notified:
             continue
         session.add(

@@ -29,9 +29,10 @@ def _is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def index_post(session: Session, *, post_id: int, title: str, body: str) -> None:
-    """Add or replace a post in the index (call for visible posts only)."""
-    unindex_post(session, post_id=post_id)
+def index_post(session: Session, *, post_id: int, title: str, body: str, new: bool = False) -> None:
+    """Add or replace a post in the index (call for visible posts only; ``new``: never indexed)."""
+    if not new:
+        unindex_post(session, post_id=post_id)
     if _is_postgres(session):
         session.execute(
             sa.text(
