@@ -22,12 +22,23 @@ browser-deps:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
+## The unmodified EvalAI CLI in its own virtualenv: it pins packages that do not build on Python 3.11
+## (lxml 4.6.2), so it goes in without its pins and with a newer lxml (docs/evalai.md).
+EVALAI := var/evalai-venv/bin/evalai
+$(EVALAI):
+	$(PYTHON) -m venv var/evalai-venv
+	var/evalai-venv/bin/pip install --quiet --no-deps evalai==1.3.18
+	var/evalai-venv/bin/pip install --quiet beautifulsoup4==4.7.1 beautifultable==0.7.0 'boto3>=1.9.88' \
+	  click==6.7 docker==3.6.0 'lxml>=4.9,<5' python-dateutil==2.7.3 requests==2.25.1 \
+	  validators==0.12.6 termcolor==1.1.0 'tqdm>=4.49.0'
+evalai-deps: $(EVALAI)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-unit: $(STAMP) browser-deps
+unit: $(STAMP) browser-deps evalai-deps
 	$(BIN)/pytest -n 2 -q
 
 ## The whole suite: lint, types, import contracts, then every test (SQLite, PostgreSQL, Redis, browser)

@@ -85,7 +85,7 @@ def test_participant_visit(live_server, browser_page, make_challenge, settings, 
     page.fill("input[name=password]", "a long password")
     page.click("button:has-text('Log in')")
     page.goto(f"{live_server}/c/{challenge.slug}")
-    page.check("input[name=accept]")
+    page.check("form[action$='/join'] input[name=accept]")
     page.click("button:has-text('Join the challenge')")
     page.wait_for_selector("#data")
 
