@@ -105,7 +105,8 @@ def start_workers(env: dict[str, str], processes: int) -> subprocess.Popen[bytes
     return subprocess.Popen(
         [sys.executable, "-m", "dramatiq", "challenge.tasks", "--processes", str(processes),
          "--threads", "1", "--queues", "scoring"],
-        env={**os.environ, **env},
+        # As `podium worker` starts them (challenge.cli.start_worker_process).
+        env={"dramatiq_worker_timeout": "25", "dramatiq_queue_prefetch": "1", **os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

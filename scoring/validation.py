@@ -7,8 +7,10 @@ fix them. Line numbers count the header as line 1 (a file without quoted newline
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import io
+import os
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -60,6 +62,17 @@ class _Source:
 
 def _read_capped(stream: Any, max_bytes: int, what: str) -> bytes:
     """Read a decompressing stream, refusing to go past ``max_bytes`` (zip and gzip bombs)."""
+    with contextlib.suppress(AttributeError, OSError, io.UnsupportedOperation):
+        # A plain file (the sandbox hands over an open upload): its size is known, so read it
+        # in one call instead of joining 1 MiB chunks (one copy of the whole file less).
+        size = os.fstat(stream.fileno()).st_size - stream.tell()
+        if 0 <= size <= max_bytes:
+            data: bytes = stream.read(size + 1)
+            if len(data) <= size:
+                return data
+            raise SubmissionInvalid(
+                f"{what} grew while it was read. Upload it again."
+            )
     chunks = []
     total = 0
     while True:

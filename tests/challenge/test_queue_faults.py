@@ -120,6 +120,8 @@ class Workers:
             "PODIUM_SCORE_BOOTSTRAP": str(settings.score_bootstrap),
             "PODIUM_SANDBOX_WALL_SECONDS": str(settings.sandbox_wall_seconds),
             "PODIUM_RECONCILE_AFTER_SECONDS": "5",
+            "dramatiq_worker_timeout": "25",  # as `podium worker` sets them
+            "dramatiq_queue_prefetch": "1",
         }
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
