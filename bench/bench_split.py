@@ -10,14 +10,19 @@ with resource.getrusage(RUSAGE_CHILDREN) around a wrapper process per method):
   split   splitter.split.split_file: read, assign, write train/test/solution as Parquet
   naive   pandas.read_parquet + boolean masks + three DataFrame.to_parquet calls
 
-Prints each method's time and peak memory and the ratios split/copy and naive/copy.
+Prints each method's wall time, CPU time (user + system, all threads) and peak memory, and the
+ratios to the copy. On a shared machine the CPU-time ratio is the steadier of the two: other
+people's jobs lengthen wall times but not the work a method does. The load average is printed
+before and after the runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,9 +94,11 @@ def main() -> None:
         child = subprocess.run(
             [sys.executable, __file__, "--run", args.wrap, "--data", str(args.data), "--out",
              str(args.out)], check=True, capture_output=True, text=True)
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         result = json.loads(child.stdout.strip().splitlines()[-1])
-        result["peak_mib"] = peak_kib / 1024
+        result["peak_mib"] = usage.ru_maxrss / 1024
+        # Includes the interpreter start and imports (well under a second), as for every method.
+        result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
         print(json.dumps(result))
         return
 
@@ -104,16 +111,21 @@ def main() -> None:
         print(f"generated {args.rows} rows in {time.perf_counter() - t0:.1f} s -> {data} "
               f"({data.stat().st_size / 2**20:.0f} MiB)")
     results: dict[str, dict[str, float]] = {}
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="bench-split-", dir=data.parent) as tmp:
         for method in args.methods.split(","):
             results[method] = measure(method, data, Path(tmp))
+            shutil.rmtree(Path(tmp) / method, ignore_errors=True)
             r = results[method]
-            print(f"{method:7s} {r['seconds']:8.2f} s   peak RSS {r['peak_mib']:8.0f} MiB")
+            print(f"{method:7s} {r['seconds']:8.2f} s wall {r['cpu_seconds']:8.2f} s CPU   "
+                  f"peak RSS {r['peak_mib']:8.0f} MiB")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if "copy" in results:
-        base = results["copy"]["seconds"]
+        base = results["copy"]
         for m in ("stream", "split", "naive"):
             if m in results:
-                print(f"ratio {m}/copy = {results[m]['seconds'] / base:.2f}")
+                print(f"ratio {m}/copy = {results[m]['seconds'] / base['seconds']:.2f} wall, "
+                      f"{results[m]['cpu_seconds'] / base['cpu_seconds']:.2f} CPU")
     if "split" in results:
         ok = results["split"]["peak_mib"] < 1024
         print(f"split peak memory {results['split']['peak_mib']:.0f} MiB "

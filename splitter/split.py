@@ -363,7 +363,7 @@ class _Codes:
         self._index: dict[Any, int] = {}
         self.frozen: npt.NDArray[np.int64] | None = None
 
-    def encode(self, column: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int32]:
+    def encode(self, column: pa.Array | pa.ChunkedArray) -> npt.NDArray[Any]:
         """Codes (in first-seen order until :meth:`freeze`, sorted order after) of ``column``."""
         encoded = pc.dictionary_encode(column)
         if isinstance(encoded, pa.ChunkedArray):
@@ -378,7 +378,9 @@ class _Codes:
                 code = self._index[value] = len(self.values)
                 self.values.append(value)
             local[i] = code if self.frozen is None else self.frozen[code]
-        out: npt.NDArray[np.int32] = local[encoded.indices.to_numpy(zero_copy_only=False)]
+        # One byte a row while there are at most 256 values (labels and strata usually are).
+        small = local.astype(np.uint8) if len(self.values) <= 256 else local
+        out: npt.NDArray[Any] = small[encoded.indices.to_numpy(zero_copy_only=False)]
         return out
 
     def freeze(self) -> npt.NDArray[np.int64]:
@@ -443,7 +445,7 @@ def _read_keys(source: Source, spec: SplitSpec, path: str, key_cols: list[str]) 
                                                  spec.class_column if spec.reweight else None)
                                      if c))
     codes = {c: _Codes() for c in categorical}
-    parts: dict[str, list[npt.NDArray[np.int32]]] = {c: [] for c in categorical}
+    parts: dict[str, list[npt.NDArray[Any]]] = {c: [] for c in categorical}
     ids_sorted, last_id = True, None
     offset = 0
     text = [c for c in categorical if c not in (spec.id_column, spec.group)
@@ -586,7 +588,7 @@ def _check_unique(source: Source, spec: SplitSpec, path: str, row_hash: U64) -> 
                 else f"id in column {spec.id_column!r}")
         raise SplitError(
             f"{path}: duplicated {what} at row {row + 1} (value "
-            f"{frame[spec.id_column].iloc[row]!r}, {int(dup.sum())} duplicates in all); ids must "
+            f"{frame[spec.id_column].tolist()[row]!r}, {int(dup.sum())} duplicates in all); ids must "
             "be unique" + ("" if spec.group else
                            ", or set group if rows sharing an id belong together")
         )
@@ -645,8 +647,9 @@ def _explain_mixed_group(source: Source, spec: SplitSpec, path: str) -> None:
     first = frame.groupby(spec.group, sort=False)[spec.stratify].transform("first")
     mixed = (frame[spec.stratify] != first).to_numpy()
     row = _first_bad_row(mixed)
+    value = frame[spec.group].tolist()[row]
     raise SplitError(
-        f"{path}: group {frame[spec.group].iloc[row]!r} mixes several values of the stratify "
+        f"{path}: group {value!r} mixes several values of the stratify "
         f"column {spec.stratify!r} (row {row + 1}); stratify by a column that is constant within "
         "each group, or drop stratify"
     )

@@ -242,3 +242,64 @@ def test_written_files_are_valid_parquet(tmp_path: Path, higgs_parquet: Path) ->
         assert pq.ParquetFile(p).metadata.num_rows == 1500
     assert not list(tmp_path.rglob("*.partial"))
     assert not list((tmp_path / "hidden").glob("podium-split-*"))
+
+
+# ----------------------------------------------------------------------------- streaming
+
+
+def test_csv_is_streamed_in_blocks_with_the_same_split(tmp_path: Path, higgs_small: pd.DataFrame,
+                                                       higgs_parquet: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import splitter.formats
+
+    # 64 KiB blocks: the 3000-row file is read in many record batches, in both passes.
+    monkeypatch.setattr(splitter.formats, "_CSV_BLOCK", 1 << 16)
+    csv = tmp_path / "higgs.csv"
+    higgs_small.to_csv(csv, index=False)
+    train, test, sol = run(csv, tmp_path / "c")
+    train_p, test_p, sol_p = run(higgs_parquet, tmp_path / "p")
+    pd.testing.assert_frame_equal(train, train_p)
+    pd.testing.assert_frame_equal(test, test_p)
+    pd.testing.assert_frame_equal(sol, sol_p)
+
+
+def test_csv_value_of_another_type_in_a_later_block_names_column_and_line(
+        tmp_path: Path, higgs_small: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    import splitter.formats
+
+    monkeypatch.setattr(splitter.formats, "_CSV_BLOCK", 1 << 16)
+    df = higgs_small.astype({"PRI_met": object})
+    df.loc[2500, "PRI_met"] = "high"
+    csv = tmp_path / "bad.csv"
+    df.to_csv(csv, index=False)
+    with pytest.raises(SplitError, match=r"bad\.csv: column 'PRI_met'.*another type"):
+        split_file(csv, tmp_path / "p", tmp_path / "h", SPEC)
+    assert not list(tmp_path.glob("p/*.parquet"))
+
+
+def test_group_mixing_strata_is_refused(tmp_path: Path) -> None:
+    df = pd.DataFrame({"id": range(6), "g": [1, 1, 2, 2, 3, 3], "y": [0, 0, 1, 0, 1, 1]})
+    spec = SplitSpec(seed=1, id_column="id", label_column="y", group="g", stratify="y",
+                     train=1, public_test=1, private_test=1)
+    with pytest.raises(SplitError, match=r"group 2 mixes several values.*row 4"):
+        split_dataframe(df, tmp_path / "p", tmp_path / "h", spec)
+
+
+def test_duplicate_feature_rows_are_counted_exactly_on_large_inputs(tmp_path: Path) -> None:
+    # Above 65536 rows the check first narrows both sides with a bit table: still exact.
+    rng = np.random.default_rng(1)
+    n = 80_000
+    df = pd.DataFrame({"id": np.arange(n), "a": rng.normal(size=n), "b": rng.normal(size=n),
+                       "y": rng.integers(0, 2, n)})
+    df.loc[n - 50:, ["a", "b"]] = df.loc[: 49, ["a", "b"]].to_numpy()  # 50 copied rows
+    report = split_dataframe(df, tmp_path / "p", tmp_path / "h",
+                             SplitSpec(seed=4, id_column="id", label_column="y"))
+    train = pd.read_parquet(tmp_path / "p" / "train.parquet")
+    test = pd.read_parquet(tmp_path / "p" / "test.parquet")
+    expected = int(test.merge(train[["a", "b"]], on=["a", "b"]).shape[0])
+    assert expected > 0
+    check = next(c for c in report.checks
+                 if c.name == "no_identical_feature_rows_across_train_and_test")
+    assert check.detail.startswith(f"{expected} test rows")
+    ids = next(c for c in report.checks if c.name == "no_id_in_two_subsets")
+    assert ids.passed
