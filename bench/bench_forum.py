@@ -239,7 +239,8 @@ async def _in_process(app: object, big: int, target: int, *, requests: int, prof
                     await scenarios[name]()
                 profiler.disable()
                 print(f"--- profile: {name} (50 requests)")
-                pstats.Stats(profiler).sort_stats(sort).print_stats(30)
+                only = os.environ.get("BENCH_PROFILE_FILTER", "")
+                pstats.Stats(profiler).sort_stats(sort).print_stats(only, 30)
 
 
 def main() -> None:
