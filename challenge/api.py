@@ -26,24 +26,20 @@ from challenge.leaderboard import Entry, private_leaderboard, public_leaderboard
 from challenge.models import ApiToken, Challenge, Phase, Submission, User
 from challenge.security import verify_password
 from challenge.submissions import access_submission, queue_position, quota_for, submissions_of
-from challenge.uploads import check_declared_size, iter_upload_file, store_upload
+from challenge.uploads import (
+    check_declared_size,
+    iter_upload_file,
+    limit_submission_rate,
+    store_upload,
+)
 from challenge.views.challenges import download, higher_is_better, visible_challenge
 from challenge.views.organizer import organized_challenge
 from challenge.web import current_user, db, settings_of
 
+
 # Uploads per participant per minute, over every API (native and EvalAI). The daily quota bounds
 # the number of scored files; this bounds bursts, which cost storage and queue time even when the
 # files turn out invalid and are not charged to the quota.
-SUBMIT_RATE_PER_MINUTE = 12
-
-
-def limit_submission_rate(request: Request, user: User) -> None:
-    """Refuse a participant's upload beyond SUBMIT_RATE_PER_MINUTE (429, with the wait)."""
-    request.app.state.ratelimiter.hit(
-        f"submit:{user.id}", SUBMIT_RATE_PER_MINUTE, 60, "uploads in a minute"
-    )
-
-
 def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 

@@ -17,6 +17,17 @@ from challenge.tasks import enqueue_scoring
 from challenge.web import engine_of, settings_of
 
 CHUNK = 1 << 20
+SUBMIT_RATE_PER_MINUTE = 12
+
+
+def limit_submission_rate(request: Request, user: User) -> None:
+    """Refuse a participant's upload beyond SUBMIT_RATE_PER_MINUTE (429, with the wait).
+
+    Every upload path calls it (browser form, native API, EvalAI routes), before reading the body.
+    """
+    request.app.state.ratelimiter.hit(
+        f"submit:{user.id}", SUBMIT_RATE_PER_MINUTE, 60, "uploads in a minute"
+    )
 
 
 def upload_limit_bytes(request: Request, challenge: Challenge) -> int:

@@ -24,7 +24,12 @@ from challenge.errors import BadRequest, NotFound
 from challenge.models import Challenge, User
 from challenge.schedule import challenge_page_extras, require_data_access
 from challenge.submissions import queue_position, quota_for, submissions_of
-from challenge.uploads import check_declared_size, iter_upload_file, store_upload
+from challenge.uploads import (
+    check_declared_size,
+    iter_upload_file,
+    limit_submission_rate,
+    store_upload,
+)
 from challenge.web import (
     current_user,
     db,
@@ -179,6 +184,7 @@ def checksums(request: Request) -> Response:
 async def submit(request: Request) -> Response:
     user = require_user(request)
     challenge = await run_in_threadpool(visible_challenge, request, request.path_params["slug"])
+    limit_submission_rate(request, user)
     check_declared_size(request, challenge)
     form = await read_form(request)
     upload = form.get("file")

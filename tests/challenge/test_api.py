@@ -10,7 +10,7 @@ from openapi_spec_validator import validate
 from sqlmodel import Session, select
 from starlette.routing import Mount, Route
 
-from challenge import api, evalai
+from challenge import api, evalai, uploads
 from challenge.models import ApiToken, Submission
 from tests.challenge.conftest import PASSWORD, perfect_submission, random_submission
 
@@ -185,9 +185,9 @@ def test_submission_rate_limit(
     url = f"/api/challenges/{challenge.slug}/submissions?filename=p.csv"
     codes = [
         client.post(url, content=b"", headers=headers).status_code
-        for _ in range(api.SUBMIT_RATE_PER_MINUTE)
+        for _ in range(uploads.SUBMIT_RATE_PER_MINUTE)
     ]
-    assert codes == [400] * api.SUBMIT_RATE_PER_MINUTE  # empty files, refused but counted
+    assert codes == [400] * uploads.SUBMIT_RATE_PER_MINUTE  # empty files, refused but counted
     r = client.post(url, content=b"x", headers=headers)
     assert r.status_code == 429
     assert r.json()["error"] == "rate_limited"
