@@ -325,6 +325,7 @@ class DatasetStore:
                     extra=info.extra,
                 ))
             entries.sort(key=lambda e: e.path)
+            check_tracking_events(entries)
             manifest = Manifest(
                 name=name, version=0, files=entries, created=_now(), license=license,
                 description=description, citation=citation, parent=parent,
@@ -394,6 +395,38 @@ class DatasetStore:
                 if p.is_file() and rel not in listed:
                     problems.append(f"{rel}: not in the manifest")
         return VerifyResult(version.ref, not problems, len(version.manifest.files), problems)
+
+
+def check_tracking_events(entries: list[FileEntry]) -> None:
+    """Refuse an incomplete set of TrackML per-event files: every event needs hits, a kind of
+    file (truth, particles, cells) given for one event is needed for all, and a truth file has
+    one row per hit."""
+    kinds: dict[int, dict[str, FileEntry]] = {}
+    for e in entries:
+        if e.format.startswith("trackml-"):
+            kinds.setdefault(int(e.extra["event"]), {})[e.format.removeprefix("trackml-")] = e
+    if not kinds:
+        return
+    present = {k for files in kinds.values() for k in files}
+    for kind in sorted(present | {"hits"}):
+        missing = sorted(ev for ev, files in kinds.items() if kind not in files)
+        if missing:
+            have = sorted(set(kinds) - set(missing))
+            shown = ", ".join(f"event{ev:09d}-{kind}.csv" for ev in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise DatasetError(
+                f"TrackML files incomplete: {shown}{more} missing, while "
+                f"{len(have)} other event(s) have one (e.g. event{have[0]:09d}-{kind}.csv); "
+                f"add the missing files" + ("" if kind == "hits" else
+                                            f", or leave out every {kind} file")
+            )
+    for ev, files in sorted(kinds.items()):
+        hits, truth = files.get("hits"), files.get("truth")
+        if hits is not None and truth is not None and hits.rows != truth.rows:
+            raise DatasetError(
+                f"{truth.path} has {truth.rows} rows but {hits.path} has {hits.rows}; the "
+                "truth file needs exactly one row per hit of its event"
+            )
 
 
 def _total_events(entries: list[FileEntry]) -> int | None:

@@ -142,3 +142,45 @@ def test_tracking_files_count_events(tmp_path: Path) -> None:
     v = DatasetStore(tmp_path / "store").add(paths, "trackml-toy")
     assert v.manifest.total_events == 2
     assert {f.format for f in v.manifest.files} == {"trackml-hits", "trackml-truth"}
+
+
+def _tracking_event(folder: Path, ev: int, *, truth_rows: int = 2, cells: bool = False) -> None:
+    stem = folder / f"event{ev:09d}"
+    pd.DataFrame({"hit_id": [1, 2], "x": [0.1, 0.2], "y": [1.0, 2.0], "z": [3.0, 4.0],
+                  "volume_id": [7, 7], "layer_id": [2, 4], "module_id": [1, 1]}).to_csv(
+        f"{stem}-hits.csv", index=False)
+    pd.DataFrame({"hit_id": range(1, truth_rows + 1), "particle_id": [0] * truth_rows}).to_csv(
+        f"{stem}-truth.csv", index=False)
+    if cells:
+        pd.DataFrame({"hit_id": [1, 1, 2], "ch0": [10, 11, 40], "ch1": [3, 3, 8],
+                      "value": [0.2, 0.1, 0.3]}).to_csv(f"{stem}-cells.csv", index=False)
+
+
+def test_tracking_cells_files_are_recognised(tmp_path: Path) -> None:
+    for ev in (0, 1):
+        _tracking_event(tmp_path, ev, cells=True)
+    v = DatasetStore(tmp_path / "store").add(sorted(tmp_path.glob("event*.csv")), "cells")
+    cells = [f for f in v.manifest.files if f.format == "trackml-cells"]
+    assert [f.rows for f in cells] == [3, 3]
+    assert v.manifest.total_events == 2
+
+
+def test_incomplete_tracking_events_are_refused(tmp_path: Path) -> None:
+    for ev in (0, 1, 2):
+        _tracking_event(tmp_path, ev, cells=ev != 1)
+    store = DatasetStore(tmp_path / "store")
+    with pytest.raises(DatasetError, match=r"event000000001-cells\.csv missing.*leave out every "
+                                           r"cells file"):
+        store.add(sorted(tmp_path.glob("event*.csv")), "partial")
+    (tmp_path / "event000000002-hits.csv").unlink()
+    files = [p for p in sorted(tmp_path.glob("event*.csv")) if "cells" not in p.name]
+    with pytest.raises(DatasetError, match=r"event000000002-hits\.csv missing"):
+        store.add(files, "partial")
+    assert store.list() == []
+
+
+def test_truth_needs_one_row_per_hit(tmp_path: Path) -> None:
+    _tracking_event(tmp_path, 0, truth_rows=3)
+    with pytest.raises(DatasetError, match=r"event000000000-truth\.csv has 3 rows but "
+                                           r"event000000000-hits\.csv has 2"):
+        DatasetStore(tmp_path / "store").add(sorted(tmp_path.glob("event*.csv")), "bad")
