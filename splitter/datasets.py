@@ -420,7 +420,7 @@ def check_tracking_events(entries: list[FileEntry]) -> None:
                 f"add the missing files" + ("" if kind == "hits" else
                                             f", or leave out every {kind} file")
             )
-    for ev, files in sorted(kinds.items()):
+    for _event, files in sorted(kinds.items()):
         hits, truth = files.get("hits"), files.get("truth")
         if hits is not None and truth is not None and hits.rows != truth.rows:
             raise DatasetError(
