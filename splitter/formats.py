@@ -316,11 +316,9 @@ def _export_hdf5(pf: pq.ParquetFile, out: Path) -> None:
             m = batch.num_rows
             for name, ds in datasets.items():
                 col = batch.column(name)
-                values = (
-                    np.asarray(col.to_pylist(), dtype=object)
-                    if ds.dtype.kind == "O"
-                    else col.to_numpy(zero_copy_only=False)
-                )
+                # Text comes out of Arrow as an object array of str built in C (no per-value
+                # Python loop here); h5py stores it as variable-length UTF-8.
+                values = col.to_numpy(zero_copy_only=False)
                 ds.resize((n + m,))
                 ds[n : n + m] = values
             n += m
