@@ -477,3 +477,23 @@ def test_hidden_challenge_forum_and_csrf(
         headers={"origin": "http://evil.example"},
     )
     assert r.status_code == 403
+
+
+def test_cached_post_fragments_carry_each_viewers_token_and_current_state(
+    browser: Any, seeded: dict[str, Any]
+) -> None:
+    """Posts come from a shared fragment cache: each viewer still gets their own CSRF token, and
+    a vote shows at once (the cache key holds the score)."""
+    tid = seeded["tid"]
+    alice, bob = browser("alice"), browser("bob")
+    post_id = reply(alice, tid, "cached **reply**").json()["id"]
+    for viewer, other in ((bob, alice), (alice, bob)):
+        page = viewer.get(f"/forum/t/{tid}").text
+        assert f'value="{viewer.csrf}"' in page
+        assert other.csrf not in page
+        assert "csrf-" not in page  # the per-process marker never reaches a page
+    assert f'data-testid="score-{post_id}">0 ▲' in bob.get(f"/forum/t/{tid}").text
+    assert bob.post_json(f"/forum/p/{post_id}/vote").json()["voted"] is True
+    page = bob.get(f"/forum/t/{tid}").text
+    assert f'data-testid="score-{post_id}">1 ▲' in page
+    assert "Unvote" in page
