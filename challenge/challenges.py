@@ -87,6 +87,7 @@ def split_spec_for(challenge: Challenge) -> SplitSpec:
         group=split.get("group"),
         reweight=bool(reweight),
         reweight_by=reweight.get("by") if isinstance(reweight, dict) else None,
+        hidden=tuple(split.get("hidden") or ()),
     )
 
 

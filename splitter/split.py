@@ -90,6 +90,9 @@ class SplitSpec:
     group: str | None = None
     reweight: bool = False
     reweight_by: str | None = None
+    # Columns that must not reach the public test file (truth-derived extras such as HiggsML's
+    # KaggleSet/KaggleWeight or a Process id): they go to the hidden solution instead.
+    hidden: tuple[str, ...] = ()
 
     @property
     def class_column(self) -> str:
@@ -108,6 +111,9 @@ class SplitSpec:
                 data.setdefault("weight_column", rw["weight"])
             if "by" in rw:
                 data.setdefault("reweight_by", rw["by"])
+        if "hidden" in data:
+            value = data["hidden"]
+            data["hidden"] = (value,) if isinstance(value, str) else tuple(value)
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
@@ -265,6 +271,7 @@ def _check_spec(spec: SplitSpec, columns: Sequence[str], path: str) -> None:
                 "{weight: COLUMN}) or turn reweight off"
             )
         roles.append(("reweight_by", spec.class_column))
+    roles.extend(("hidden", c) for c in spec.hidden)
     for role, col in roles:
         if col not in columns:
             raise _missing_column(path, col, role, list(columns))
@@ -1092,11 +1099,13 @@ def _write_outputs(source: Source, spec: SplitSpec, keys: _Keys, lay: _Layout,
 
 
 def _layout(schema: pa.Schema, spec: SplitSpec) -> _Layout:
-    hidden_cols = {spec.label_column, *([spec.weight_column] if spec.weight_column else [])}
+    hidden_cols = {spec.label_column, *([spec.weight_column] if spec.weight_column else []),
+                   *spec.hidden}
     test_cols = [c for c in schema.names if c not in hidden_cols]
     feature_cols = [c for c in test_cols if c not in (spec.id_column, spec.group)]
     sol_cols = [spec.id_column, *([spec.group] if spec.group else []), spec.label_column,
-                *([spec.weight_column] if spec.weight_column else [])]
+                *([spec.weight_column] if spec.weight_column else []),
+                *(c for c in spec.hidden if c not in (spec.label_column, spec.weight_column))]
     test_schema = pa.schema([schema.field(c) for c in test_cols])
     sol_schema = pa.schema([schema.field(c) for c in sol_cols] + [pa.field(USAGE_COLUMN,
                                                                           pa.string())])
