@@ -15,6 +15,7 @@ A metric reduces a table of aligned rows to one number. Two shapes cover the reg
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +26,10 @@ FloatArray = NDArray[np.float64]
 
 #: Bound on the number of drawn rows held in memory at once while resampling.
 _CHUNK_DRAWS = 4_000_000
+#: Independent random streams a cell bootstrap is cut into (fixed: results must not depend on
+#: the machine), and the work above which two of them run on two threads.
+_STREAMS = 2
+_THREADED_DRAWS = 2_000_000
 
 
 class Kernel:
@@ -139,9 +144,46 @@ class CellKernel(Kernel):
             return np.full(max(n_resamples, 0), np.nan)
         groups = self._by_cell()
         sizes = np.array([len(g) for g in groups] + [n - sum(len(g) for g in groups)])
+        sums = np.zeros((n_resamples, self.n_cells))
+        # The resamples are cut into a fixed number of blocks, each with its own random stream,
+        # so the result does not depend on how many threads ran them; the blocks run on two
+        # threads when there is enough work (numpy draws and gathers without the GIL).
+        bounds = np.linspace(0, n_resamples, _STREAMS + 1).astype(int)
+        streams = rng.spawn(_STREAMS)
+        jobs = [
+            (streams[i], sums[bounds[i] : bounds[i + 1]])
+            for i in range(_STREAMS)
+            if bounds[i + 1] > bounds[i]
+        ]
+
+        def run(stream: np.random.Generator, out: FloatArray) -> None:
+            self._resample_block(stream, groups, sizes, out)
+
+        expected_draws = n_resamples * int(sizes[:-1].sum())
+        if expected_draws >= _THREADED_DRAWS and len(jobs) > 1:
+            helper = threading.Thread(target=run, args=jobs[1], daemon=True)
+            helper.start()
+            run(*jobs[0])
+            helper.join()
+            for job in jobs[2:]:
+                run(*job)
+        else:
+            for job in jobs:
+                run(*job)
+        return self.finish(sums)
+
+    def _resample_block(
+        self,
+        rng: np.random.Generator,
+        groups: list[FloatArray],
+        sizes: NDArray[np.int64],
+        sums: FloatArray,
+    ) -> None:
+        """Fill ``sums`` (resamples x cells) with the cell sums of ``len(sums)`` resamples."""
+        n = len(self.cells)
+        n_resamples = len(sums)
         # How many of each resample's n draws land in each cell (last column: rows in no cell).
         per_cell = rng.multinomial(n, sizes / n, size=n_resamples)
-        sums = np.zeros((n_resamples, self.n_cells))
         for c, group in enumerate(groups):
             counts = per_cell[:, c].astype(np.int64)
             if group.size == 0 or counts.sum() == 0:
@@ -155,7 +197,6 @@ class CellKernel(Kernel):
                 draws = rng.integers(0, group.size, size=int(part.sum()), dtype=index_type)
                 sums[start:stop, c] = _segment_sums(group[draws], part)
                 start = stop
-        return self.finish(sums)
 
 
 @dataclass
