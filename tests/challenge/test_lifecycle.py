@@ -32,7 +32,8 @@ def test_scheduler_catches_up_once_and_reveals_at_close(make_challenge, engine):
     with session_scope(engine) as s:
         assert advance_schedule(s, now=now + dt.timedelta(days=4)) == []
         ch = s.get(Challenge, challenge.id)
-        assert ch is not None and ch.revealed_at is not None
+        assert ch is not None
+        assert ch.revealed_at is not None
         titles = [a.title for a in s.exec(select(Announcement))]
         assert "The private leaderboard is revealed" in titles
         assert not any("is open" in t for t in titles)  # stale once the phase had closed
@@ -48,19 +49,24 @@ def test_manual_reveal_is_not_automatic(make_challenge, engine):  # type: ignore
         s.add(ch)
     with session_scope(engine) as s:
         kinds = [t.kind for t in advance_schedule(s)]
-        assert "private_revealed" not in kinds and "closed" in kinds
+        assert "private_revealed" not in kinds
+        assert "closed" in kinds
         assert s.get(Challenge, challenge.id).revealed_at is None  # type: ignore[union-attr]
 
 
-def test_data_waits_for_the_opening_and_upcoming_is_listed(client, make_challenge, make_user, engine):  # type: ignore[no-untyped-def]
+def test_data_waits_for_the_opening_and_upcoming_is_listed(
+    client, make_challenge, make_user, engine
+):  # type: ignore[no-untyped-def]
     challenge = make_challenge(opens_days=3, closes_days=10)
     alice = make_user("alice")
     joined(engine, challenge, alice)
     home = client.get("/").text
-    assert "Upcoming" in home and 'class="countdown"' in home
+    assert "Upcoming" in home
+    assert 'class="countdown"' in home
     login(client, "alice")
     r = client.get(f"/c/{challenge.slug}/data/train.parquet")
-    assert r.status_code == 403 and "published when the challenge opens" in r.text
+    assert r.status_code == 403
+    assert "published when the challenge opens" in r.text
     assert "published when the challenge opens" in client.get(f"/c/{challenge.slug}").text
     with session_scope(engine) as s:
         phase = s.exec(select(Phase)).one()
@@ -74,9 +80,11 @@ def test_announcement_reaches_page_feeds_and_forum(client, make_challenge, make_
     challenge = make_challenge(owner=org)
     login(client, "org")
     token = csrf_of(client, f"/organize/{challenge.slug}/lifecycle")
-    r = client.post(f"/organize/{challenge.slug}/announce",
-                    data={"csrf_token": token, "title": "Metric fix & <rescore>", "body": "We rescored."},
-                    follow_redirects=False)
+    r = client.post(
+        f"/organize/{challenge.slug}/announce",
+        data={"csrf_token": token, "title": "Metric fix & <rescore>", "body": "We rescored."},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     with Session(engine) as s:
         a = s.exec(select(Announcement)).one()
@@ -85,7 +93,7 @@ def test_announcement_reaches_page_feeds_and_forum(client, make_challenge, make_
     for path in (f"/c/{challenge.slug}/feed.atom", "/feed.atom"):
         feed = client.get(path)
         assert feed.headers["content-type"].startswith("application/atom+xml")
-        root = ET.fromstring(feed.content)
+        root = ET.fromstring(feed.content)  # noqa: S314 - our own output
         assert root.tag == f"{ATOM}feed"
         for tag in ("id", "title", "updated"):
             assert root.find(f"{ATOM}{tag}") is not None
@@ -106,13 +114,17 @@ def test_ical_lines_are_crlf_folded_and_utc(client, make_challenge, engine):  # 
     r = client.get(f"/c/{challenge.slug}/calendar.ics")
     assert r.headers["content-type"].startswith("text/calendar")
     raw = r.content
-    assert raw.endswith(b"\r\n") and b"\n" not in raw.replace(b"\r\n", b"")
+    assert raw.endswith(b"\r\n")
+    assert b"\n" not in raw.replace(b"\r\n", b"")
     lines = raw.split(b"\r\n")[:-1]
     assert all(len(line) <= 75 for line in lines)
     assert any(line.startswith(b" ") for line in lines)  # folded
     unfolded = raw.replace(b"\r\n ", b"").decode("utf-8")
     starts = [line for line in unfolded.split("\r\n") if line.startswith("DTSTART")]
-    assert starts and all(line.endswith("Z") and len(line) == len("DTSTART:20270401T000000Z") for line in starts)
+    assert starts
+    assert all(
+        line.endswith("Z") and len(line) == len("DTSTART:20270401T000000Z") for line in starts
+    )
     assert "\\; with\\, commas" in unfolded
     assert unfolded.startswith("BEGIN:VCALENDAR\r\nVERSION:2.0")
 
@@ -131,21 +143,32 @@ def test_approval_domains_and_onsite_code(client, make_challenge, make_user, eng
     make_user("alice")  # alice@example.org
     login(client, "org")
     token = csrf_of(client, f"/organize/{challenge.slug}/lifecycle")
-    r = client.post(f"/organize/{challenge.slug}/registration",
-                    data={"csrf_token": token, "approval": "yes", "email_domains": "cern.ch"})
+    r = client.post(
+        f"/organize/{challenge.slug}/registration",
+        data={"csrf_token": token, "approval": "yes", "email_domains": "cern.ch"},
+    )
     assert r.status_code == 200
-    r = client.post(f"/organize/{challenge.slug}/code",
-                    data={"csrf_token": token, "phase": "competition", "code": "HIGGS-2027"})
+    r = client.post(
+        f"/organize/{challenge.slug}/code",
+        data={"csrf_token": token, "phase": "competition", "code": "HIGGS-2027"},
+    )
     assert r.status_code == 200
     client.cookies.clear()
     login(client, "alice")
     token = csrf_of(client, f"/c/{challenge.slug}")
     r = client.post(f"/c/{challenge.slug}/join", data={"csrf_token": token, "accept": "yes"})
-    assert r.status_code == 403 and "cern.ch" in r.text
-    r = client.post(f"/c/{challenge.slug}/checkin", data={"csrf_token": token, "accept": "yes", "code": "wrong"})
-    assert r.status_code == 400 and "code" in r.text
-    r = client.post(f"/c/{challenge.slug}/checkin",
-                    data={"csrf_token": token, "accept": "yes", "code": "HIGGS-2027"}, follow_redirects=False)
+    assert r.status_code == 403
+    assert "cern.ch" in r.text
+    r = client.post(
+        f"/c/{challenge.slug}/checkin", data={"csrf_token": token, "accept": "yes", "code": "wrong"}
+    )
+    assert r.status_code == 400
+    assert "code" in r.text
+    r = client.post(
+        f"/c/{challenge.slug}/checkin",
+        data={"csrf_token": token, "accept": "yes", "code": "HIGGS-2027"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     with Session(engine) as s:
         assert s.exec(select(Participation)).one().status == "approved"
@@ -168,7 +191,9 @@ def test_pending_registration_cannot_download_or_submit(make_challenge, make_use
     assert client.get(f"/c/{challenge.slug}/data/train.parquet").status_code == 403
 
 
-def _matrix_setup(make_challenge: Any, make_user: Any, engine: Any) -> tuple[Challenge, dict[str, int]]:
+def _matrix_setup(
+    make_challenge: Any, make_user: Any, engine: Any
+) -> tuple[Challenge, dict[str, int]]:
     org = make_user("org", role="organizer")
     challenge = make_challenge(owner=org)
     make_user("admin1", role="admin")
@@ -198,12 +223,41 @@ def test_roles_by_pages_matrix(client, make_challenge, make_user, engine):  # ty
         f"/c/{slug}/room": dict.fromkeys(ROLES, ok),
         f"/c/{slug}/feed.atom": dict.fromkeys(ROLES, ok),
         f"/c/{slug}/calendar.ics": dict.fromkeys(ROLES, ok),
-        f"/c/{slug}/leaderboard?board=private": {**dict.fromkeys(ROLES, hidden), "org": ok, "admin1": ok},
-        f"/c/{slug}/leaderboard.csv?board=private": {**dict.fromkeys(ROLES, hidden), "org": ok, "admin1": ok},
+        f"/c/{slug}/leaderboard?board=private": {
+            **dict.fromkeys(ROLES, hidden),
+            "org": ok,
+            "admin1": ok,
+        },
+        f"/c/{slug}/leaderboard.csv?board=private": {
+            **dict.fromkeys(ROLES, hidden),
+            "org": ok,
+            "admin1": ok,
+        },
         f"/c/{slug}/plots/shakeup.svg": {**dict.fromkeys(ROLES, hidden), "org": ok, "admin1": ok},
-        f"/c/{slug}/team": {"anonymous": 303, "stranger": hidden, "ann": ok, "otherorg": hidden, "org": hidden, "admin1": hidden},
-        f"/organize/{slug}/lifecycle": {"anonymous": 303, "stranger": hidden, "ann": hidden, "otherorg": hidden, "org": ok, "admin1": ok},
-        f"/api/submissions/{subs['ben']}": {"anonymous": 401, "stranger": hidden, "ann": hidden, "otherorg": hidden, "org": ok, "admin1": ok},
+        f"/c/{slug}/team": {
+            "anonymous": 303,
+            "stranger": hidden,
+            "ann": ok,
+            "otherorg": hidden,
+            "org": hidden,
+            "admin1": hidden,
+        },
+        f"/organize/{slug}/lifecycle": {
+            "anonymous": 303,
+            "stranger": hidden,
+            "ann": hidden,
+            "otherorg": hidden,
+            "org": ok,
+            "admin1": ok,
+        },
+        f"/api/submissions/{subs['ben']}": {
+            "anonymous": 401,
+            "stranger": hidden,
+            "ann": hidden,
+            "otherorg": hidden,
+            "org": ok,
+            "admin1": ok,
+        },
     }
     for role in ROLES:
         client.cookies.clear()
@@ -215,14 +269,19 @@ def test_roles_by_pages_matrix(client, make_challenge, make_user, engine):  # ty
         # ann's own history plot shows only her team's points.
         if role == "ann":
             svg = client.get(f"/c/{slug}/plots/history.svg").text
-            assert svg.count("<circle") == 1 and "ann" in svg
+            assert svg.count("<circle") == 1
+            assert "ann" in svg
     # Other teams' submissions cannot be picked as final either.
     client.cookies.clear()
     login(client, "ann")
     token = csrf_of(client, f"/c/{slug}")
-    r = client.post(f"/c/{slug}/submissions/{subs['ben']}/final", data={"csrf_token": token, "final": "yes"})
+    r = client.post(
+        f"/c/{slug}/submissions/{subs['ben']}/final", data={"csrf_token": token, "final": "yes"}
+    )
     assert r.status_code == 404
-    r = client.post(f"/organize/{slug}/disqualify", data={"csrf_token": token, "team_id": "1", "reason": "x"})
+    r = client.post(
+        f"/organize/{slug}/disqualify", data={"csrf_token": token, "team_id": "1", "reason": "x"}
+    )
     assert r.status_code == 404
 
 
@@ -237,7 +296,8 @@ def test_roles_after_close_see_private_board(client, make_challenge, make_user, 
         if role != "anonymous":
             login(client, role)
         r = client.get(f"/c/{challenge.slug}/leaderboard?board=private")
-        assert r.status_code == 200 and "ben" in r.text
+        assert r.status_code == 200
+        assert "ben" in r.text
         assert client.get(f"/c/{challenge.slug}/plots/shakeup.svg").status_code == 200
 
 
@@ -247,15 +307,21 @@ def test_extend_phase_announces_new_close(client, make_challenge, make_user, eng
     login(client, "org")
     token = csrf_of(client, f"/organize/{challenge.slug}/lifecycle")
     new = (dt.datetime.now(dt.UTC) + dt.timedelta(days=20)).strftime("%Y-%m-%dT%H:%MZ")
-    r = client.post(f"/organize/{challenge.slug}/extend",
-                    data={"csrf_token": token, "phase": "competition", "closes": new}, follow_redirects=False)
+    r = client.post(
+        f"/organize/{challenge.slug}/extend",
+        data={"csrf_token": token, "phase": "competition", "closes": new},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     with Session(engine) as s:
         assert s.exec(select(Phase)).one().closes_at.strftime("%Y-%m-%dT%H:%MZ") == new  # type: ignore[union-attr]
         assert "extended" in s.exec(select(Announcement)).one().title
-    r = client.post(f"/organize/{challenge.slug}/extend",
-                    data={"csrf_token": token, "phase": "competition", "closes": "yesterday"})
-    assert r.status_code == 400 and "2027-07-07T23:59Z" in r.text
+    r = client.post(
+        f"/organize/{challenge.slug}/extend",
+        data={"csrf_token": token, "phase": "competition", "closes": "yesterday"},
+    )
+    assert r.status_code == 400
+    assert "2027-07-07T23:59Z" in r.text
 
 
 def test_scheduler_actor_runs_on_the_stub_broker(app, make_challenge, engine, stub_worker):  # type: ignore[no-untyped-def]

@@ -29,24 +29,43 @@ def joined(engine: Any, challenge: Challenge, *users: User) -> None:
 def upload(engine: Any, challenge: Challenge, user: User, now: dt.datetime | None = None) -> int:
     with session_scope(engine) as s:
         sub = create_submission(
-            s, challenge=s.get(Challenge, challenge.id), user=s.get(User, user.id),  # type: ignore[arg-type]
-            stored_path=Path("unused.csv"), filename="p.csv", size_bytes=1, sha256="", now=now,
+            s,
+            challenge=s.get(Challenge, challenge.id),
+            user=s.get(User, user.id),  # type: ignore[arg-type]
+            stored_path=Path("unused.csv"),
+            filename="p.csv",
+            size_bytes=1,
+            sha256="",
+            now=now,
         )
         assert sub.id is not None
         return sub.id
 
 
-def score(engine: Any, sub_id: int, public: float, private: float | None = None,
-          half: float = 0.05, status: str = "scored") -> None:
+def score(
+    engine: Any,
+    sub_id: int,
+    public: float,
+    private: float | None = None,
+    half: float = 0.05,
+    status: str = "scored",
+) -> None:
     with session_scope(engine) as s:
         assert claim_for_scoring(s, sub_id, 60)
     private = public if private is None else private
     with session_scope(engine) as s:
-        record_result(s, sub_id, {
-            "status": status, "public": public, "private": private,
-            "public_ci": (public - half, public + half), "private_ci": (private - half, private + half),
-            "message": "bad file" if status == "invalid" else "",
-        })
+        record_result(
+            s,
+            sub_id,
+            {
+                "status": status,
+                "public": public,
+                "private": private,
+                "public_ci": (public - half, public + half),
+                "private_ci": (private - half, private + half),
+                "message": "bad file" if status == "invalid" else "",
+            },
+        )
 
 
 def team_up(engine: Any, challenge: Challenge, captain: User, member: User) -> None:
@@ -55,8 +74,13 @@ def team_up(engine: Any, challenge: Challenge, captain: User, member: User) -> N
         assert ch is not None
         team = team_of(s, ch, captain)
         assert team is not None
-        inv = invite(s, challenge=ch, team=team, inviter=s.get(User, captain.id),  # type: ignore[arg-type]
-                     invitee_name=member.username)
+        inv = invite(
+            s,
+            challenge=ch,
+            team=team,
+            inviter=s.get(User, captain.id),  # type: ignore[arg-type]
+            invitee_name=member.username,
+        )
         inv_id = inv.id
     with session_scope(engine) as s:
         accept_invitation(s, invitation_id=inv_id, user=s.get(User, member.id))  # type: ignore[arg-type]
@@ -81,7 +105,9 @@ def test_team_quota_is_shared_and_invalid_files_are_free(make_challenge, make_us
         assert len({x.team_id for x in subs}) == 1
 
 
-def test_concurrent_uploads_of_a_team_never_exceed_the_daily_limit(make_challenge, make_user, engine):  # type: ignore[no-untyped-def]
+def test_concurrent_uploads_of_a_team_never_exceed_the_daily_limit(
+    make_challenge, make_user, engine
+):  # type: ignore[no-untyped-def]
     challenge = make_challenge(per_day=3, total=100, team_size=4)
     users = [make_user(n) for n in ("u1", "u2", "u3", "u4")]
     joined(engine, challenge, *users)
@@ -113,9 +139,16 @@ def test_merge_limits_size_submissions_and_deadline(make_challenge, make_user, e
     a, b, c, d = (make_user(n) for n in ("ann", "ben", "cid", "dot"))
     joined(engine, challenge, a, b, c, d)
     team_up(engine, challenge, a, b)
-    with session_scope(engine) as s, pytest.raises(PermissionDenied, match="maximum of 2"):
+    with session_scope(engine) as s:
         ch = s.get(Challenge, challenge.id)
-        invite(s, challenge=ch, team=team_of(s, ch, a), inviter=s.get(User, a.id), invitee_name="cid")  # type: ignore[arg-type]
+        with pytest.raises(PermissionDenied, match="maximum of 2"):
+            invite(
+                s,
+                challenge=ch,
+                team=team_of(s, ch, a),
+                inviter=s.get(User, a.id),
+                invitee_name="cid",
+            )  # type: ignore[arg-type]
     # c and d each used 2 today: together 4 > per_day 2, and > total 3.
     yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     upload(engine, challenge, c, now=yesterday)
@@ -124,9 +157,14 @@ def test_merge_limits_size_submissions_and_deadline(make_challenge, make_user, e
     upload(engine, challenge, d)
     with session_scope(engine) as s:
         ch = s.get(Challenge, challenge.id)
-        inv = invite(s, challenge=ch, team=team_of(s, ch, c), inviter=s.get(User, c.id), invitee_name="dot")  # type: ignore[arg-type]
+        inv = invite(
+            s, challenge=ch, team=team_of(s, ch, c), inviter=s.get(User, c.id), invitee_name="dot"
+        )  # type: ignore[arg-type]
         inv_id = inv.id
-    with session_scope(engine) as s, pytest.raises(PermissionDenied, match="4 submissions; a team may make 3"):
+    with (
+        session_scope(engine) as s,
+        pytest.raises(PermissionDenied, match="4 submissions; a team may make 3"),
+    ):
         accept_invitation(s, invitation_id=inv_id, user=s.get(User, d.id))  # type: ignore[arg-type]
     # After the merge deadline nobody can invite.
     with session_scope(engine) as s:
@@ -134,12 +172,21 @@ def test_merge_limits_size_submissions_and_deadline(make_challenge, make_user, e
         assert ch is not None
         ch.merge_deadline = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
         s.add(ch)
-    with session_scope(engine) as s, pytest.raises(PermissionDenied, match="merge deadline"):
+    with session_scope(engine) as s:
         ch = s.get(Challenge, challenge.id)
-        invite(s, challenge=ch, team=team_of(s, ch, c), inviter=s.get(User, c.id), invitee_name="ann")  # type: ignore[arg-type]
+        with pytest.raises(PermissionDenied, match="merge deadline"):
+            invite(
+                s,
+                challenge=ch,
+                team=team_of(s, ch, c),
+                inviter=s.get(User, c.id),
+                invitee_name="ann",
+            )  # type: ignore[arg-type]
 
 
-def test_accepting_an_invitation_moves_submissions_and_board_rows(make_challenge, make_user, engine):  # type: ignore[no-untyped-def]
+def test_accepting_an_invitation_moves_submissions_and_board_rows(
+    make_challenge, make_user, engine
+):  # type: ignore[no-untyped-def]
     challenge = make_challenge(per_day=5, total=20)
     a, b = make_user("ann"), make_user("ben")
     joined(engine, challenge, a, b)
@@ -150,9 +197,12 @@ def test_accepting_an_invitation_moves_submissions_and_board_rows(make_challenge
     team_up(engine, challenge, a, b)
     with Session(engine) as s:
         rows = s.exec(select(BoardEntry)).all()
-        assert len(rows) == 1 and rows[0].score == 2.0 and rows[0].entries == 2
+        assert len(rows) == 1
+        assert rows[0].score == 2.0
+        assert rows[0].entries == 2
         team = s.get(Team, rows[0].team_id)
-        assert team is not None and team.name == "ann"
+        assert team is not None
+        assert team.name == "ann"
         merged = s.exec(select(Team).where(Team.name == "ben")).one()
         assert merged.merged_into_id == team.id
 
@@ -179,26 +229,38 @@ def test_team_pages_over_http(client, make_challenge, make_user, engine):  # typ
     a, b = make_user("ann"), make_user("ben")
     joined(engine, challenge, a, b)
     login(client, "ann")
-    r = client.post(f"/c/{challenge.slug}/team/rename",
-                    data={"csrf_token": csrf_of(client, f"/c/{challenge.slug}/team"), "name": "=Quarks"},
-                    follow_redirects=False)
+    r = client.post(
+        f"/c/{challenge.slug}/team/rename",
+        data={"csrf_token": csrf_of(client, f"/c/{challenge.slug}/team"), "name": "=Quarks"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
-    r = client.post(f"/c/{challenge.slug}/team/invite",
-                    data={"csrf_token": csrf_of(client, f"/c/{challenge.slug}/team"), "username": "nobody"})
-    assert r.status_code == 400 and "No user" in r.text
-    r = client.post(f"/c/{challenge.slug}/team/invite",
-                    data={"csrf_token": csrf_of(client, f"/c/{challenge.slug}/team"), "username": "ben"},
-                    follow_redirects=False)
+    r = client.post(
+        f"/c/{challenge.slug}/team/invite",
+        data={"csrf_token": csrf_of(client, f"/c/{challenge.slug}/team"), "username": "nobody"},
+    )
+    assert r.status_code == 400
+    assert "No user" in r.text
+    r = client.post(
+        f"/c/{challenge.slug}/team/invite",
+        data={"csrf_token": csrf_of(client, f"/c/{challenge.slug}/team"), "username": "ben"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     client.cookies.clear()
     login(client, "ben")
     page = client.get(f"/c/{challenge.slug}/team").text
-    assert "=Quarks" in page and "invites you" in page
+    assert "=Quarks" in page
+    assert "invites you" in page
     with Session(engine) as s:
         from challenge.models import TeamInvitation
+
         inv = s.exec(select(TeamInvitation)).one()
-    r = client.post(f"/c/{challenge.slug}/invitations/{inv.id}/accept",
-                    data={"csrf_token": csrf_of(client, f"/c/{challenge.slug}/team")}, follow_redirects=False)
+    r = client.post(
+        f"/c/{challenge.slug}/invitations/{inv.id}/accept",
+        data={"csrf_token": csrf_of(client, f"/c/{challenge.slug}/team")},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     with Session(engine) as s:
         ch = s.get(Challenge, challenge.id)
