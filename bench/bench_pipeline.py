@@ -10,7 +10,7 @@ result in a SQLite file. Each file has 550,000 rows (``EventId,RankOrder,Class``
 / 450,000 Private), like HiggsML's test set.
 
 * latency: one worker process, uploads one at a time; time from the start of the POST until
-  the row is ``scored`` in the database (polled every 2 ms); p50 / p99.
+  the row is ``scored`` in the database (polled every 5 ms); p50 / p99.
 * throughput: two worker processes; all uploads sent back to back; submissions stored per second
   from the first POST to the last stored score.
 * floor, same run: pyarrow CSV parse + AMS with one boolean mask, in this process.
@@ -163,7 +163,7 @@ class Pipeline:
         while (status := self.status(submission_id)) in ("received", "scoring"):
             if time.perf_counter() > deadline:
                 raise RuntimeError(f"submission {submission_id} still {status}")
-            time.sleep(0.002)
+            time.sleep(0.005)
         return status
 
 
@@ -190,10 +190,15 @@ def main() -> None:
         try:
             pipeline.wait(pipeline.upload(), timeout=180)  # warm: worker start, zygote, cache
             latencies = []
+            upload_times = []
+            sequential_ids = []
             for _ in range(args.latency):
                 started = time.perf_counter()
-                status = pipeline.wait(pipeline.upload())
+                sid = pipeline.upload()
+                upload_times.append(time.perf_counter() - started)
+                status = pipeline.wait(sid)
                 latencies.append(time.perf_counter() - started)
+                sequential_ids.append(sid)
                 assert status == "scored", status
         finally:
             stop(workers)
@@ -214,20 +219,21 @@ def main() -> None:
         with pipeline.engine.connect() as conn:
             import sqlalchemy as sa
 
-            grading = conn.execute(
-                sa.text("SELECT duration_ms FROM submission WHERE status = 'scored'")
-            ).scalars().all()
+            rows = conn.execute(
+                sa.text("SELECT id, duration_ms FROM submission WHERE status = 'scored'")
+            ).all()
+            grading = [float(d) for i, d in rows if i in set(sequential_ids) and d is not None]
 
     f50 = float(np.median(floors))
     p50, p99 = np.percentile(latencies, [50, 99])
-    g50 = float(np.median([g for g in grading if g is not None]))
+    g50 = float(np.median(grading))
+    u50 = float(np.median(upload_times)) * 1e3
     print(f"rows per submission: {ROWS:,}; file {len(body) / 1e6:.1f} MB; load {os.getloadavg()}")
     print(f"floor (pyarrow parse + AMS in process): p50 {f50 * 1e3:.1f} ms")
-    print(f"sandbox grading alone (duration_ms stored by the worker): p50 {g50:.1f} ms")
-    print(
-        f"upload -> score stored, 1 worker, {len(latencies)} sequential: p50 {p50 * 1e3:.1f} ms, "
-        f"p99 {p99 * 1e3:.1f} ms, x{p50 / f50:.1f} the floor"
-    )
+    print(f"upload -> score stored, 1 worker, {len(latencies)} sequential: p50 {p50 * 1e3:.1f} ms, "
+          f"p99 {p99 * 1e3:.1f} ms, x{p50 / f50:.1f} the floor")
+    print(f"of which: HTTP upload (201 received) p50 {u50:.1f} ms; sandbox grading "
+          f"(duration_ms stored by the worker) p50 {g50:.1f} ms")
     print(
         f"throughput, 2 worker processes, {args.throughput} back to back: "
         f"{args.throughput / elapsed:.2f} submissions/s (uploads alone took {uploaded:.1f} s)"
