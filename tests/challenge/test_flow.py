@@ -203,3 +203,20 @@ def test_api_token_submit_and_poll(client, make_challenge, make_user, settings, 
     assert by_cookie.status_code == 401
     bad = client.get("/api/me", headers={"Authorization": "Bearer pod_nope"})
     assert bad.status_code == 401
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_checkin_form_only_with_an_onsite_code(client, make_challenge, make_user, engine):  # type: ignore[no-untyped-def]
+    from challenge.db import session_scope
+    from challenge.models import Phase
+
+    challenge = make_challenge()
+    make_user("gus")
+    login(client, "gus")
+    assert "Registering on site?" not in client.get(f"/c/{challenge.slug}").text
+    with session_scope(engine) as session:
+        phase = session.exec(select(Phase)).first()
+        assert phase is not None
+        phase.registration_code = "HIGGS-42"
+        session.add(phase)
+    assert "Registering on site?" in client.get(f"/c/{challenge.slug}").text
