@@ -346,3 +346,31 @@ def test_cli_rescore(
         assert sub is not None
         assert sub.score_version == 1
     assert main(["challenge", "rescore", "no-such-challenge"]) != 0
+
+
+def test_participant_page_shows_the_queue_position(
+    client: Any, make_challenge: Any, make_user: Any, settings: Settings, engine: sa.Engine
+) -> None:
+    challenge = make_challenge()
+    other = joined(engine, challenge, make_user("hal"))
+    ahead = submit_frame(settings, engine, challenge, other, random_submission(settings, challenge.slug))
+    tasks.enqueue_scoring(engine, ahead)
+    make_user("ida")
+    login(client, "ida")
+    r = client.post(f"/c/{challenge.slug}/join",
+                    data={"csrf_token": csrf_of(client, f"/c/{challenge.slug}"), "accept": "yes"},
+                    follow_redirects=False)
+    assert r.status_code == 303
+    body = random_submission(settings, challenge.slug).to_csv(index=False).encode()
+    r = client.post(f"/c/{challenge.slug}/submit",
+                    data={"csrf_token": csrf_of(client, f"/c/{challenge.slug}")},
+                    files={"file": ("pred.csv", body, "text/csv")}, follow_redirects=False)
+    assert r.status_code == 303
+    assert "1 ahead in the queue" in client.get(f"/c/{challenge.slug}/submissions").text
+    with session_scope(engine) as session:
+        assert claim_for_scoring(session, ahead, 60)
+    assert "0 ahead in the queue" in client.get(f"/c/{challenge.slug}/submissions").text
+    with session_scope(engine) as session:
+        mine = session.exec(select(Submission).where(Submission.id != ahead)).one()
+        assert claim_for_scoring(session, mine.id, 60)  # type: ignore[arg-type]
+    assert "being scored" in client.get(f"/c/{challenge.slug}/submissions").text
