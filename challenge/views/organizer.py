@@ -12,7 +12,7 @@ from challenge.challenges import get_challenge_by_slug, phases_of, reveal_privat
 from challenge.errors import NotFound
 from challenge.health import worker_statuses
 from challenge.models import Challenge, Submission, User
-from challenge.rescoring import rescore_phase, rescore_submission
+from challenge.rescoring import rescore_phase, rescore_submission, runs_of
 from challenge.tasks import enqueue_rescore
 from challenge.web import db, engine_of, flash, read_form, redirect, render, require_role
 
@@ -40,8 +40,12 @@ def dashboard(request: Request) -> Response:
             ).all()
         )
         rows.append((challenge, counts))
+    # The latest rescore of each challenge: its state, and why it failed if it did.
+    rescores = {c.id: runs_of(session, c, limit=1) for c, _ in rows}
     workers = worker_statuses(request.app.state.ratelimiter.client) if user.role == "admin" else []
-    return render(request, "challenge/organize.html", rows=rows, workers=workers)
+    return render(
+        request, "challenge/organize.html", rows=rows, workers=workers, rescores=rescores
+    )
 
 
 async def reveal(request: Request) -> Response:

@@ -312,6 +312,7 @@ def test_organizer_rescores_from_the_page(
         sub = session.get(Submission, sid)
         assert sub is not None
         assert sub.score_version == 1
+    assert "last rescore: applied — 1 submission(s) rescored." in client.get("/organize").text
     # Another organizer cannot rescore it.
     client.cookies.clear()
     make_user("otto", role="organizer")
