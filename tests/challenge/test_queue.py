@@ -21,7 +21,13 @@ from challenge.challenges import join_challenge, phases_of
 from challenge.db import session_scope
 from challenge.errors import NotFound
 from challenge.models import Challenge, RescoreResult, RescoreRun, Submission, User
-from challenge.rescoring import apply_rescore, rescore_phase, rescore_submission
+from challenge.rescoring import (
+    apply_rescore,
+    claim_rescore,
+    record_rescore,
+    rescore_phase,
+    rescore_submission,
+)
 from challenge.settings import Settings
 from challenge.submissions import (
     claim_for_scoring,
@@ -375,3 +381,41 @@ def test_participant_page_shows_the_queue_position(
         mine = session.exec(select(Submission).where(Submission.id != ahead)).one()
         assert claim_for_scoring(session, mine.id, 60)  # type: ignore[arg-type]
     assert "being scored" in client.get(f"/c/{challenge.slug}/submissions").text
+
+
+def test_reconciler_resends_lost_rescores_and_applies_finished_runs(
+    app: Any, make_challenge: Any, make_user: Any, settings: Settings, engine: sa.Engine,
+    queue_worker: Any,
+) -> None:
+    owner = make_user("opie", role="organizer")
+    challenge = make_challenge(owner=owner)
+    user = joined(engine, challenge, make_user("jo"))
+    ids = [
+        submit_frame(settings, engine, challenge, user, random_submission(settings, challenge.slug, seed=s))
+        for s in range(2)
+    ]
+    for sid in ids:
+        tasks.enqueue_scoring(engine, sid)
+    queue_worker.drain()
+    with session_scope(engine) as session:
+        phase = phases_of(session, challenge)[0]
+        lost = rescore_phase(session, phase_id=phase.id, actor=owner)  # type: ignore[arg-type]
+        stalled = rescore_submission(session, submission_id=ids[0], actor=owner)
+    assert lost.id is not None
+    assert stalled.id is not None
+    # `lost` was never sent (broker down). `stalled` was graded but its worker died before the
+    # switch: its result is in, the run still says running.
+    with session_scope(engine) as session:
+        assert claim_rescore(session, stalled.id, ids[0], 60)
+        record_rescore(session, stalled.id, ids[0], {"status": "scored", "public": 2.0,
+                                                     "private": 3.0})
+    assert tasks.reconcile() == 2  # the two results of `lost`
+    queue_worker.drain()
+    with Session(engine) as session:
+        assert session.get(RescoreRun, lost.id).state == "applied"  # type: ignore[union-attr]
+        assert session.get(RescoreRun, stalled.id).state == "applied"  # type: ignore[union-attr]
+        first = session.get(Submission, ids[0])
+        assert first is not None
+        assert first.score_version == 2
+    # Nothing left to do.
+    assert tasks.reconcile() == 0
