@@ -283,7 +283,8 @@ def _build_ams(
     selected = _submitted_positive(submission, params)
     b_reg = float(params["b_reg"])
     # Cell 0: submitted signal that is signal (s); cell 1: submitted signal that is background (b).
-    cells = np.where(selected, np.where(truth, 0, 1), -1).astype(np.int64)
+    cells = np.full(len(selected), -1, dtype=np.int64)
+    cells[selected] = ~truth[selected]  # True (background) -> 1, False (signal) -> 0
 
     def finish(sums: FloatArray) -> FloatArray:
         return np.asarray(ams(sums[:, 0], sums[:, 1], b_reg), dtype=np.float64)
