@@ -42,7 +42,7 @@ from starlette.routing import Route
 
 from challenge import storage
 from challenge.accounts import create_api_token, find_user_for_login
-from challenge.api import api_user, limit_submission_rate
+from challenge.api import api_user
 from challenge.challenges import (
     challenge_status,
     join_challenge,
@@ -66,6 +66,7 @@ from challenge.submissions import submissions_of
 from challenge.uploads import (
     check_declared_size,
     iter_upload_file,
+    limit_submission_rate,
     store_upload,
     upload_limit_bytes,
 )
