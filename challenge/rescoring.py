@@ -22,7 +22,17 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from challenge.errors import NotFound
-from challenge.models import Challenge, Phase, RescoreResult, RescoreRun, Submission, User, utcnow
+from challenge.leaderboard import refresh_board_entry
+from challenge.models import (
+    Challenge,
+    Phase,
+    RescoreResult,
+    RescoreRun,
+    Submission,
+    Team,
+    User,
+    utcnow,
+)
 
 #: Submissions a rescore may change: those that already have a result. The ones still queued
 #: are graded with the fixed metric anyway.
@@ -254,6 +264,22 @@ def apply_rescore(session: Session, run_id: int) -> str:
                 score_version=col(Submission.score_version) + 1,
             )
         )
+    # The materialized public board follows in the same transaction: readers see the old
+    # board or the new one. Team rows are locked in id order, as record_result's hook does one
+    # at a time, so a fresh score of the same team is folded in before or after, never lost.
+    session.expire_all()
+    teams = session.exec(
+        select(Submission.team_id, Submission.phase_id)
+        .where(col(Submission.id).in_([r.submission_id for r in results]))
+        .distinct()
+    ).all()
+    for team_id, phase_id in sorted((t, p) for t, p in teams if t is not None):
+        session.execute(
+            sa.update(Team)
+            .where(col(Team.id) == team_id)
+            .values(submission_counter=col(Team.submission_counter))
+        )
+        refresh_board_entry(session, team_id=team_id, phase_id=phase_id)
     return state
 
 

@@ -20,7 +20,7 @@ from challenge import storage, tasks
 from challenge.challenges import join_challenge, phases_of
 from challenge.db import session_scope
 from challenge.errors import NotFound
-from challenge.models import Challenge, RescoreResult, RescoreRun, Submission, User
+from challenge.models import BoardEntry, Challenge, RescoreResult, RescoreRun, Submission, User
 from challenge.rescoring import (
     apply_rescore,
     claim_rescore,
@@ -228,6 +228,10 @@ def test_rescoring_a_phase_switches_all_scores_at_once(
             )
         results = session.exec(select(RescoreResult).where(RescoreResult.run_id == run.id)).all()
         assert sorted(r.status for r in results) == ["scored", "scored"]
+        # The materialized public board moved with them: the team's best new score.
+        board = session.exec(select(BoardEntry).where(BoardEntry.phase_id == phase.id)).all()
+        best = max(session.get(Submission, sid).public_score for sid in ids)  # type: ignore[union-attr,type-var]
+        assert [b.score for b in board] == [best]
     # Applying again is a no-op.
     with session_scope(engine) as session:
         assert apply_rescore(session, run.id) == "applied"
