@@ -8,11 +8,13 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 from sqlmodel import Session, col, select
 
 from challenge import storage
-from challenge.bundle import Bundle
+from challenge.bundle import SLUG_RE, Bundle
 from challenge.errors import BadRequest, Conflict, NotFound
 from challenge.models import Challenge, Participation, Phase, User, utcnow
 from challenge.settings import Settings
@@ -20,6 +22,7 @@ from scoring.formats import SubmissionFormat
 from scoring.metrics import MetricSpec, get_metric
 from splitter.formats import file_checksums
 from splitter.split import SplitSpec, split_file
+from splitter.variants import apply_variant
 
 log = logging.getLogger(__name__)
 NON_SUBMITTING_PHASES = {"announcement"}
@@ -49,6 +52,7 @@ def create_challenge(session: Session, *, bundle: Bundle, creator: User | None) 
         submission_format=fmt.to_dict(),
         metric=metric.to_dict(),
         split=bundle.split,
+        variants=bundle.variants,
         limits=bundle.limits,
         leaderboard=bundle.leaderboard,
         created_by=creator.id if creator else None,
@@ -110,11 +114,13 @@ def prepare_challenge(
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
     report = split_file(dataset_path, tmp_public, tmp_hidden, split_spec_for(challenge), progress)
+    names = list(storage.PUBLIC_FILES)
+    names += publish_variants(tmp_public, challenge.variants, progress)
     for tmp, final in ((tmp_public, public), (tmp_hidden, hidden)):
         shutil.rmtree(final, ignore_errors=True)
         tmp.replace(final)
     files = []
-    for name in storage.PUBLIC_FILES:
+    for name in names:
         path = public / name
         md5, sha256 = file_checksums(path)
         files.append({"name": name, "size": path.stat().st_size, "md5": md5, "sha256": sha256})
@@ -123,6 +129,33 @@ def prepare_challenge(
     challenge.state = "ready"
     challenge.state_message = ""
     return challenge.split_report
+
+
+def publish_variants(
+    public: Path,
+    variants: list[dict[str, Any]],
+    progress: Callable[[float, str], None] | None = None,
+) -> list[str]:
+    """Write ``train-<name>.parquet`` for each bundle variant: the training set with that
+    systematic shift or distortion applied (labels and weights kept), so participants can study
+    and train against it. The test set and the solution are never touched."""
+    if not variants:
+        return []
+    train = pd.read_parquet(public / "train.parquet")
+    written = []
+    for spec in variants:
+        name = str(spec.get("name", ""))
+        if not SLUG_RE.match(name):
+            raise ValueError(
+                f"variant name {name!r}: use lowercase letters, digits and hyphens (e.g. tes-up)"
+            )
+        if progress:
+            progress(0.9, f"variant {name}")
+        shifted = apply_variant(train, spec)
+        filename = f"train-{name}.parquet"
+        shifted.to_parquet(public / filename, index=False)
+        written.append(filename)
+    return written
 
 
 def phases_of(session: Session, challenge: Challenge) -> list[Phase]:

@@ -78,6 +78,7 @@ class Challenge(SQLModel, table=True):
     submission_format: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     metric: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     split: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    variants: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)
     limits: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     leaderboard: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     public_files: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)

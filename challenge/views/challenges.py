@@ -139,10 +139,8 @@ def download(request: Request) -> Response:
         raise BadRequest(
             f"Unknown format '{fmt}'; choose one of {', '.join(storage.DOWNLOAD_FORMATS)}."
         )
-    if (
-        name not in storage.PUBLIC_FILES
-        and name.removesuffix(".parquet") + ".parquet" not in storage.PUBLIC_FILES
-    ):
+    published = {f["name"] for f in challenge.public_files}
+    if name not in published and name.removesuffix(".parquet") + ".parquet" not in published:
         raise NotFound(f"No file '{name}' in this challenge.")
     stem = name.removesuffix(".parquet")
     source = storage.public_dir(settings_of(request), challenge.slug) / f"{stem}.parquet"
@@ -172,7 +170,7 @@ def checksums(request: Request) -> Response:
     folder = storage.public_dir(settings_of(request), challenge.slug)
     lines = []
     for fmt in storage.DOWNLOAD_FORMATS:
-        for name in storage.PUBLIC_FILES:
+        for name in (f["name"] for f in challenge.public_files):
             path = _export(folder / name, fmt)
             md5, sha = file_checksums(path)
             lines.append(

@@ -220,3 +220,40 @@ def test_checkin_form_only_with_an_onsite_code(client, make_challenge, make_user
         phase.registration_code = "HIGGS-42"
         session.add(phase)
     assert "Registering on site?" in client.get(f"/c/{challenge.slug}").text
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_bundle_variants_are_published_as_training_files(  # type: ignore[no-untyped-def]
+    client, make_challenge, make_user, settings, engine, tmp_path
+):
+    """A `tes` variant in the bundle gives a downloadable train-<name> file with shifted taus."""
+    import datetime as dt
+
+    from challenge.bundle import parse_bundle
+    from challenge.challenges import create_challenge, prepare_challenge
+    from challenge.db import session_scope
+    from tests.challenge.conftest import bundle_text
+
+    base = make_challenge()  # provides the data file next to its bundle
+    folder = next(tmp_path.glob("bundle-*"))
+    now = dt.datetime.now(dt.UTC)
+    text = bundle_text("tes-higgs", now - dt.timedelta(days=1), now + dt.timedelta(days=9)).replace(
+        "phases:", "variants:\n  - {name: tes-up, kind: tes, scale: 1.05}\nphases:"
+    )
+    (folder / "tes.yaml").write_text(text)
+    with session_scope(engine) as session:
+        challenge = create_challenge(session, bundle=parse_bundle(folder / "tes.yaml"), creator=None)
+        prepare_challenge(settings, challenge, folder / "higgs.csv")
+        session.add(challenge)
+    assert [f["name"] for f in challenge.public_files][-1] == "train-tes-up.parquet"
+    make_user("hal")
+    login(client, "hal")
+    _join(client, "tes-higgs")
+    shifted = pd.read_csv(io.BytesIO(client.get("/c/tes-higgs/data/train-tes-up.parquet?format=csv").content))
+    nominal = pd.read_csv(io.BytesIO(client.get("/c/tes-higgs/data/train.parquet?format=csv").content))
+    both = nominal.merge(shifted, on="EventId", suffixes=("", "_up"))
+    assert len(both) > 0.8 * len(nominal)  # the re-applied tau pT cut may drop a few events
+    ratio = both["PRI_tau_pt_up"] / both["PRI_tau_pt"]
+    assert ratio.round(6).eq(1.05).all()
+    assert base.slug != "tes-higgs"
+    assert client.get("/c/tes-higgs/data/solution.parquet").status_code == 404
