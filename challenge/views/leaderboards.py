@@ -115,11 +115,21 @@ def board_page(request: Request, br: BoardRequest) -> BoardPage:
     )
 
 
-# Rendered public pages per process, keyed by the phase's board_version: any score, merge, rename
-# or disqualification bumps the version in the database, so a stale page is never served.
-_PAGE_CACHE: OrderedDict[tuple[int, int, str], tuple[int, BoardPage, Markup]] = OrderedDict()
+# Rendered public pages per app (so per database), keyed by the phase's board_version: any score,
+# merge, rename or disqualification bumps the version in the database, so a stale page is never
+# served.
+PageCache = OrderedDict[tuple[int, int, str], tuple[int, BoardPage, Markup]]
 _CACHE_SIZE = 512
 _cache_lock = threading.Lock()
+
+
+def _page_cache(request: Request) -> PageCache:
+    with _cache_lock:
+        cache: PageCache | None = getattr(request.app.state, "board_page_cache", None)
+        if cache is None:
+            cache = OrderedDict()
+            request.app.state.board_page_cache = cache
+        return cache
 
 
 def cached_board(request: Request, br: BoardRequest) -> tuple[BoardPage, Markup]:
@@ -127,11 +137,12 @@ def cached_board(request: Request, br: BoardRequest) -> tuple[BoardPage, Markup]
     assert br.phase.id is not None
     key = (br.phase.id, _page_number(request), br.board)
     version = br.phase.board_version
+    page_cache = _page_cache(request)
     if br.board == "public":
         with _cache_lock:
-            hit = _PAGE_CACHE.get(key)
+            hit = page_cache.get(key)
             if hit is not None and hit[0] == version:
-                _PAGE_CACHE.move_to_end(key)
+                page_cache.move_to_end(key)
                 return hit[1], hit[2]
     result = board_page(request, br)
     env: Environment = request.app.state.templates
@@ -141,9 +152,9 @@ def cached_board(request: Request, br: BoardRequest) -> tuple[BoardPage, Markup]
     ))  # fmt: skip
     if br.board == "public":
         with _cache_lock:
-            _PAGE_CACHE[key] = (version, result, html)
-            while len(_PAGE_CACHE) > _CACHE_SIZE:
-                _PAGE_CACHE.popitem(last=False)
+            page_cache[key] = (version, result, html)
+            while len(page_cache) > _CACHE_SIZE:
+                page_cache.popitem(last=False)
     return result, html
 
 
