@@ -120,6 +120,13 @@ def _fmt_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def _markdown(source: str) -> Markup:
+    """Organizer-written Markdown (challenge descriptions), sanitized like forum posts."""
+    from forum.rendering import render_markdown
+
+    return Markup(render_markdown(source).html)  # noqa: S704 - nh3-sanitized HTML
+
+
 def make_templates(extra_dirs: list[str] | None = None) -> Environment:
     from pathlib import Path
 
@@ -132,6 +139,7 @@ def make_templates(extra_dirs: list[str] | None = None) -> Environment:
     )
     env.filters["time"] = _fmt_time
     env.filters["score"] = _fmt_score
+    env.filters["markdown"] = _markdown
     env.filters["bytes"] = _fmt_bytes
     env.filters["isotime"] = lambda v: v.isoformat() if v else ""
     return env

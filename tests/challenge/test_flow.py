@@ -257,3 +257,20 @@ def test_bundle_variants_are_published_as_training_files(  # type: ignore[no-unt
     assert ratio.round(6).eq(1.05).all()
     assert base.slug != "tes-higgs"
     assert client.get("/c/tes-higgs/data/solution.parquet").status_code == 404
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_description_is_sanitized_markdown(client, make_challenge, engine):  # type: ignore[no-untyped-def]
+    from challenge.db import session_scope
+    from challenge.models import Challenge
+
+    challenge = make_challenge()
+    with session_scope(engine) as session:
+        row = session.get(Challenge, challenge.id)
+        assert row is not None
+        row.description_md = "Submit `EventId,RankOrder,Class`.\n\n<script>alert(1)</script>\n\n**bold**"
+        session.add(row)
+    page = client.get(f"/c/{challenge.slug}").text
+    assert "<code>EventId,RankOrder,Class</code>" in page
+    assert "<strong>bold</strong>" in page
+    assert "<script>alert(1)" not in page
