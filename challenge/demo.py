@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
+import secrets
 import textwrap
+from typing import Any
 
+import numpy as np
+import pandas as pd
 from sqlmodel import select
 
+from challenge import storage
 from challenge.accounts import create_user
 from challenge.bundle import parse_bundle
-from challenge.challenges import create_challenge, prepare_challenge
+from challenge.challenges import create_challenge, join_challenge, phases_of, prepare_challenge
 from challenge.db import make_engine, session_scope
 from challenge.models import Challenge, User, utcnow
 from challenge.settings import Settings
+from challenge.submissions import create_submission
 from splitter.generate import generate_higgs
 
 log = logging.getLogger(__name__)
@@ -102,7 +109,16 @@ def seed_demo(settings: Settings, events: int = 50_000) -> dict[str, tuple[str, 
             f"closes: {iso(now + dt.timedelta(days=120))}}}",
             2027,
         ),
+        (
+            "higgsml-replay",
+            "HiggsML replay (finished)",
+            "A finished round: the private leaderboard and the shake-up are public.",
+            f"  - {{name: competition, opens: {iso(now - dt.timedelta(days=20))}, "
+            f"closes: {iso(now - dt.timedelta(days=1))}}}",
+            2015,
+        ),
     ]
+    new_challenge = False
     for slug, title, summary, phases, seed in specs:
         with session_scope(engine) as session:
             if session.exec(select(Challenge).where(Challenge.slug == slug)).first() is not None:
@@ -117,4 +133,81 @@ def seed_demo(settings: Settings, events: int = 50_000) -> dict[str, tuple[str, 
             prepare_challenge(settings, challenge, data)
             session.add(challenge)
             log.info("seeded challenge %s", slug)
+            new_challenge = True
+        if slug in BOT_CHALLENGES and new_challenge:
+            seed_bot_submissions(settings, engine, slug)
+        new_challenge = False
     return DEMO_ACCOUNTS
+
+
+# Demo rivals: simple, honest strategies on public features only, so the boards have life.
+BOTS = {
+    "bot-mt": ("transverse-mass cut", "DER_mass_transverse_met_lep", -1.0, 0.80),
+    "bot-mass": ("visible-mass window", "DER_mass_vis", 0.0, 0.85),
+    "bot-ratio": ("pT-ratio ranking", "DER_pt_ratio_lep_tau", 1.0, 0.82),
+    "bot-random": ("random guess", "", 0.0, 0.85),
+}
+BOT_CHALLENGES = ("higgsml-demo", "higgsml-replay")
+
+
+def _bot_prediction(
+    test: pd.DataFrame, feature: str, sign: float, cut: float, seed: int
+) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0, 1e-6, len(test))
+    if not feature:
+        score = rng.random(len(test))
+    elif sign == 0.0:  # a window around the Higgs visible-mass peak
+        value = test[feature].where(test[feature] > -999, 1e4)
+        score = -np.abs(value - 80.0) + noise * 1e3
+    else:
+        value = test[feature].where(test[feature] > -999, 0.0)
+        score = sign * value + noise
+    rank = pd.Series(score).rank(method="first").astype(int).to_numpy()
+    cls = np.where(rank > cut * len(test), "s", "b")
+    return pd.DataFrame({"EventId": test["EventId"].to_numpy(), "RankOrder": rank, "Class": cls})
+
+
+def seed_bot_submissions(settings: Settings, engine: Any, slug: str) -> None:
+    """Bots join and upload a few predictions; the worker scores them when it starts."""
+    test = pd.read_parquet(storage.public_dir(settings, slug) / "test.parquet")
+    with session_scope(engine) as session:
+        challenge = session.exec(select(Challenge).where(Challenge.slug == slug)).one()
+        phases = [p for p in phases_of(session, challenge) if p.accepts_submissions]
+        opens = min(p.opens_at for p in phases)
+        closes = max((p.closes_at for p in phases if p.closes_at), default=None)
+    # Spread the uploads over the time the challenge has been open (before its close).
+    end = min(closes, utcnow()) if closes is not None else utcnow()
+    n_uploads = 3 * len(BOTS)
+    for i, (name, (title, feature, sign, cut)) in enumerate(BOTS.items()):
+        with session_scope(engine) as session:
+            user = session.exec(select(User).where(User.username == name)).first()
+            if user is None:
+                user = create_user(
+                    session,
+                    username=name,
+                    email=f"{name}@demo.podium.invalid",
+                    password=secrets.token_urlsafe(16),
+                    role="participant",
+                )
+            challenge = session.exec(select(Challenge).where(Challenge.slug == slug)).one()
+            join_challenge(session, challenge=challenge, user=user)
+        for attempt, shift in enumerate((-0.05, 0.0, 0.05)):
+            frame = _bot_prediction(test, feature, sign, cut + shift, seed=100 * i + attempt)
+            path = storage.new_upload_path(settings, slug, "pred.csv")
+            frame.to_csv(path, index=False)
+            when = opens + (end - opens) * (3 * i + attempt + 1) / (n_uploads + 1)
+            with session_scope(engine) as session:
+                challenge = session.exec(select(Challenge).where(Challenge.slug == slug)).one()
+                user = session.exec(select(User).where(User.username == name)).one()
+                create_submission(
+                    session,
+                    challenge=challenge,
+                    user=user,
+                    stored_path=path,
+                    filename=path.name,
+                    size_bytes=path.stat().st_size,
+                    sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                    message=f"{title}, cut at {cut + shift:.2f}",
+                    now=when,
+                )
