@@ -10,7 +10,13 @@ from sqlmodel import Session, col, select
 
 from challenge.errors import BadRequest, Conflict
 from challenge.models import ApiToken, User, utcnow
-from challenge.security import TOKEN_PREFIX, hash_password, hash_token, new_api_token
+from challenge.security import (
+    TOKEN_PREFIX,
+    hash_password,
+    hash_token,
+    new_api_token,
+    verify_password,
+)
 
 ROLES = ("admin", "organizer", "participant")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,39}$")
@@ -59,6 +65,14 @@ def find_user_for_login(session: Session, login: str) -> User | None:
             sa.or_(sa.func.lower(User.username) == login.lower(), col(User.email) == login.lower())
         )
     ).first()
+
+
+def authenticate(session: Session, login: str, password: str) -> User | None:
+    """The active user with this user name (or e-mail) and password, else None."""
+    user = find_user_for_login(session, login)
+    if user is None or not user.is_active or not verify_password(user.password_hash, password):
+        return None
+    return user
 
 
 def create_api_token(session: Session, *, user: User, name: str) -> str:

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from challenge.accounts import create_api_token, find_user_for_login, revoke_api_token
+from challenge.accounts import authenticate, create_api_token, revoke_api_token
 from challenge.challenges import (
     challenge_status,
     join_challenge,
@@ -24,7 +24,6 @@ from challenge.challenges import (
 from challenge.errors import BadRequest, NotAuthenticated, NotFound
 from challenge.leaderboard import Entry, private_leaderboard, public_leaderboard
 from challenge.models import ApiToken, Challenge, Phase, Submission, User
-from challenge.security import verify_password
 from challenge.submissions import access_submission, queue_position, quota_for, submissions_of
 from challenge.uploads import (
     check_declared_size,
@@ -34,7 +33,7 @@ from challenge.uploads import (
 )
 from challenge.views.challenges import download, higher_is_better, visible_challenge
 from challenge.views.organizer import organized_challenge
-from challenge.web import current_user, db, settings_of
+from challenge.web import current_user, db, limit_login_rate, settings_of
 
 
 # Uploads per participant per minute, over every API (native and EvalAI). The daily quota bounds
@@ -137,19 +136,12 @@ async def create_token(request: Request) -> Response:
         raise BadRequest(
             'Send JSON: {"login": "...", "password": "...", "name": "laptop"}.'
         ) from exc
-    client_ip = request.client.host if request.client else "?"
-    request.app.state.ratelimiter.hit(
-        f"login:{client_ip}", settings_of(request).login_rate_per_minute, 60, "login attempts"
-    )
+    limit_login_rate(request)
 
     def _create() -> Response:
         session = db(request)
-        user = find_user_for_login(session, str(body.get("login", "")))
-        if (
-            user is None
-            or not user.is_active
-            or not verify_password(user.password_hash, str(body.get("password", "")))
-        ):
+        user = authenticate(session, str(body.get("login", "")), str(body.get("password", "")))
+        if user is None:
             raise NotAuthenticated("Unknown user name or wrong password.")
         token = create_api_token(session, user=user, name=str(body.get("name") or "cli"))
         session.commit()

@@ -41,7 +41,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from challenge import storage
-from challenge.accounts import create_api_token, find_user_for_login
+from challenge.accounts import authenticate, create_api_token
 from challenge.api import api_user
 from challenge.challenges import (
     challenge_status,
@@ -61,7 +61,7 @@ from challenge.errors import (
 )
 from challenge.leaderboard import private_leaderboard, public_leaderboard
 from challenge.models import Challenge, EvalAIUpload, Phase, Submission, User, utcnow
-from challenge.security import hash_token, verify_password
+from challenge.security import hash_token
 from challenge.submissions import submissions_of
 from challenge.uploads import (
     check_declared_size,
@@ -71,7 +71,7 @@ from challenge.uploads import (
     upload_limit_bytes,
 )
 from challenge.views.challenges import higher_is_better, visible_challenge
-from challenge.web import db, settings_of
+from challenge.web import db, limit_login_rate, settings_of
 from splitter.formats import file_checksums
 
 UPLOAD_TTL = dt.timedelta(minutes=30)  # presigned part URLs stop working after this
@@ -301,19 +301,12 @@ def submission_object(sub: Submission, username: str) -> dict[str, Any]:
 async def login(request: Request) -> Response:
     """``evalai login``: a user name and password (form fields) for an API token."""
     form = await request.form()
-    client_ip = request.client.host if request.client else "?"
-    request.app.state.ratelimiter.hit(
-        f"login:{client_ip}", settings_of(request).login_rate_per_minute, 60, "login attempts"
-    )
+    limit_login_rate(request)
 
     def _login() -> Response:
         session = db(request)
-        user = find_user_for_login(session, str(form.get("username", "")))
-        if (
-            user is None
-            or not user.is_active
-            or not verify_password(user.password_hash, str(form.get("password", "")))
-        ):
+        user = authenticate(session, str(form.get("username", "")), str(form.get("password", "")))
+        if user is None:
             raise BadRequest("Unknown user name or wrong password.")
         token = create_api_token(session, user=user, name="evalai-cli")
         session.commit()

@@ -80,6 +80,14 @@ def require_role(request: Request, *roles: str) -> User:
     return user
 
 
+def limit_login_rate(request: Request) -> None:
+    """Login attempts per client address and minute (browser, API and EvalAI logins alike)."""
+    client_ip = request.client.host if request.client else "?"
+    request.app.state.ratelimiter.hit(
+        f"login:{client_ip}", settings_of(request).login_rate_per_minute, 60, "login attempts"
+    )
+
+
 def csrf_token(request: Request) -> str:
     token = request.session.get("csrf")
     if not token:

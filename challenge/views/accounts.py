@@ -7,11 +7,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from challenge.accounts import create_api_token, create_user, find_user_for_login, revoke_api_token
+from challenge.accounts import authenticate, create_api_token, create_user, revoke_api_token
 from challenge.errors import PodiumError
 from challenge.models import ApiToken
-from challenge.security import verify_password
-from challenge.web import db, flash, read_form, redirect, render, require_user, settings_of
+from challenge.web import db, flash, limit_login_rate, read_form, redirect, render, require_user
 
 
 def _safe_next(value: str | None) -> str:
@@ -55,15 +54,11 @@ async def login(request: Request) -> Response:
     form = await read_form(request)
     login_name = str(form.get("login", ""))
     password = str(form.get("password", ""))
-    client_ip = request.client.host if request.client else "?"
-    settings = settings_of(request)
-    request.app.state.ratelimiter.hit(
-        f"login:{client_ip}", settings.login_rate_per_minute, 60, "login attempts"
-    )
+    limit_login_rate(request)
 
     def _check() -> Response:
-        user = find_user_for_login(db(request), login_name)
-        if user is None or not user.is_active or not verify_password(user.password_hash, password):
+        user = authenticate(db(request), login_name, password)
+        if user is None:
             return render(
                 request,
                 "challenge/login.html",
