@@ -213,9 +213,14 @@ def private_board_visible(
 
 
 def reveal_private_leaderboard(session: Session, *, challenge: Challenge, actor: User) -> None:
+    """Make the private boards public; their intervals are graded once the caller commits."""
     if challenge.revealed_at is None:
+        from challenge.tasks import send_private_intervals_after_commit
+
         challenge.revealed_at = utcnow()
         session.add(challenge)
+        assert challenge.id is not None
+        send_private_intervals_after_commit(session, challenge.id)
         log.info("private leaderboard of %s revealed by %s", challenge.slug, actor.username)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -374,14 +375,11 @@ def _team_names(session: Session, team_ids: set[int]) -> dict[int, tuple[str, bo
     return {int(i): (n, d is not None) for i, n, d in rows if i is not None}
 
 
-def private_leaderboard(
+def _private_pools(
     session: Session, challenge: Challenge, phase: Phase, higher_is_better: bool
-) -> list[Entry]:
-    """Each team is judged on its final selections, or its best public ones when it picked none.
-
-    The team's private score is the best private score among those (at most
-    ``limits.final_selections``); ties go to the earlier submission.
-    """
+) -> tuple[dict[int, tuple[str, bool]], list[tuple[list[Submission], int]]]:
+    """Team names and, per team not disqualified, the submissions its private score is taken
+    from (its final selections, or its best public ones) with its number of entries."""
     n_final = int(challenge.limits.get("final_selections", 2))
     subs = session.exec(
         select(Submission)
@@ -401,6 +399,20 @@ def private_leaderboard(
         assert sub.team_id is not None
         by_team.setdefault(sub.team_id, []).append(sub)
     names = _team_names(session, set(by_team))
+    order = _private_order(higher_is_better)
+    pools = []
+    for team_id, team_subs in by_team.items():
+        if names.get(team_id, ("", True))[1]:
+            continue  # disqualified
+        finals = [s for s in team_subs if s.is_final][:n_final]
+        pool = finals or sorted(team_subs, key=lambda s: order(s.public_score, s))[:n_final]
+        pools.append((pool, len(team_subs)))
+    return names, pools
+
+
+def _private_order(
+    higher_is_better: bool,
+) -> Callable[[float | None, Submission], tuple[float, dt.datetime, int]]:
     sign = -1.0 if higher_is_better else 1.0
 
     def order(value: float | None, sub: Submission) -> tuple[float, dt.datetime, int]:
@@ -408,14 +420,44 @@ def private_leaderboard(
         assert sub.id is not None
         return (sign * value, sub.created_at, sub.id)
 
-    chosen_rows: list[tuple[Submission, int]] = []
-    for team_id, team_subs in by_team.items():
-        if names.get(team_id, ("", True))[1]:
-            continue  # disqualified
-        finals = [s for s in team_subs if s.is_final][:n_final]
-        pool = finals or sorted(team_subs, key=lambda s: order(s.public_score, s))[:n_final]
-        winner = min(pool, key=lambda s: order(s.private_score, s))
-        chosen_rows.append((winner, len(team_subs)))
+    return order
+
+
+def private_board_candidates(
+    session: Session, challenge: Challenge, phase: Phase, higher_is_better: bool
+) -> list[Submission]:
+    """Every submission the private board may show: each team's final selections (or best
+    public ones) and the organizer's baselines. Their private intervals are computed when the
+    board is revealed (:func:`challenge.tasks.compute_private_intervals`)."""
+    _, pools = _private_pools(session, challenge, phase, higher_is_better)
+    out = [sub for pool, _ in pools for sub in pool]
+    out.extend(
+        session.exec(
+            select(Submission).where(
+                Submission.phase_id == phase.id,
+                Submission.status == "scored",
+                col(Submission.baseline_label) > "",
+                col(Submission.private_score).is_not(None),
+            )
+        ).all()
+    )
+    return out
+
+
+def private_leaderboard(
+    session: Session, challenge: Challenge, phase: Phase, higher_is_better: bool
+) -> list[Entry]:
+    """Each team is judged on its final selections, or its best public ones when it picked none.
+
+    The team's private score is the best private score among those (at most
+    ``limits.final_selections``); ties go to the earlier submission. An entry whose private
+    interval is not computed yet has ``ci_low`` None (the page says "computing…").
+    """
+    names, pools = _private_pools(session, challenge, phase, higher_is_better)
+    order = _private_order(higher_is_better)
+    chosen_rows: list[tuple[Submission, int]] = [
+        (min(pool, key=lambda s: order(s.private_score, s)), count) for pool, count in pools
+    ]
     chosen_rows.sort(key=lambda t: order(t[0].private_score, t[0]))
     public_ranks = {
         e.team_id: e.rank for e in public_leaderboard(session, challenge, phase, higher_is_better)

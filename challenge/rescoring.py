@@ -11,6 +11,13 @@ scores stay, the organizer sees why and can ask again). The leaderboard therefor
 all old scores or all new ones, never a mixture.
 
 All writers here are compare-and-set updates, so duplicated or replayed messages are harmless.
+
+Private intervals. The scoring worker grades the Private rows without a bootstrap (the interval
+is shown only once the private board is visible). When a board becomes visible (scheduled close
+or reveal, or an organizer's manual reveal) ``compute_private_intervals`` grades the private
+interval of every submission that board may show (:func:`private_intervals_missing`) and stores
+them all in one transaction (:func:`store_private_intervals`); the reconciler sends it again
+while any is missing.
 """
 
 from __future__ import annotations
@@ -21,8 +28,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
+from challenge.challenges import private_board_visible
 from challenge.errors import NotFound
-from challenge.leaderboard import refresh_board_entry
+from challenge.leaderboard import (
+    bump_board_version,
+    higher_is_better_of,
+    private_board_candidates,
+    refresh_board_entry,
+)
 from challenge.models import (
     Challenge,
     Phase,
@@ -305,3 +318,58 @@ def run_progress(session: Session, run_id: int) -> dict[str, int]:
             .group_by(RescoreResult.status)
         ).all()
     }
+
+
+def private_intervals_missing(
+    session: Session, challenge_id: int, now: dt.datetime | None = None
+) -> list[tuple[int, int, float]]:
+    """``(submission id, score_version, private score)`` of every submission a visible private
+    board of the challenge may show that has no private interval yet, in id order."""
+    challenge = session.get(Challenge, challenge_id)
+    if challenge is None:
+        return []
+    phases = session.exec(
+        select(Phase).where(Phase.challenge_id == challenge_id).order_by(col(Phase.id))
+    ).all()
+    hib = higher_is_better_of(challenge)
+    out = {}
+    for phase in phases:
+        if not private_board_visible(challenge, phase, now):
+            continue
+        for sub in private_board_candidates(session, challenge, phase, hib):
+            if sub.private_ci_low is None and sub.private_score is not None:
+                assert sub.id is not None
+                out[sub.id] = (sub.id, sub.score_version, sub.private_score)
+    return [out[k] for k in sorted(out)]
+
+
+def store_private_intervals(
+    session: Session, intervals: list[tuple[int, int, tuple[float, float]]]
+) -> int:
+    """Store ``(submission id, score_version, interval)`` rows in the caller's transaction.
+
+    Compare-and-set: a submission rescored meanwhile (another ``score_version``) or already
+    holding an interval is left alone. Returns how many were stored; the boards of the phases
+    touched are invalidated so cached pages show the intervals.
+    """
+    stored = 0
+    phases: set[int] = set()
+    for submission_id, version, (low, high) in intervals:
+        updated = session.execute(
+            sa.update(Submission)
+            .where(
+                col(Submission.id) == submission_id,
+                col(Submission.score_version) == version,
+                col(Submission.private_ci_low).is_(None),
+            )
+            .values(private_ci_low=low, private_ci_high=high)
+        )
+        if updated.rowcount:  # type: ignore[attr-defined]
+            stored += 1
+            phase_id = session.exec(
+                select(Submission.phase_id).where(Submission.id == submission_id)
+            ).one()
+            phases.add(phase_id)
+    for phase_id in sorted(phases):
+        bump_board_version(session, phase_id)
+    return stored

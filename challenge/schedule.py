@@ -156,6 +156,14 @@ def advance_schedule(session: Session, *, now: dt.datetime | None = None) -> lis
         if t.kind == "private_revealed" and t.challenge.revealed_at is None:
             t.challenge.revealed_at = now
             session.add(t.challenge)
+        if t.kind == "private_revealed" or (
+            t.kind == "closed" and (t.challenge.leaderboard or {}).get("reveal", "at_close")
+            == "at_close"
+        ):
+            # The private board is visible now: its intervals are graded in the worker.
+            from challenge.tasks import send_private_intervals_after_commit
+
+            send_private_intervals_after_commit(session, t.challenge.id)
         stale = t.kind == "opened" and any(
             o.phase.id == t.phase.id and o.kind == "closed" for o in due
         )

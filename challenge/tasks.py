@@ -16,9 +16,18 @@ from sqlmodel import col, select
 
 from challenge import broker as _broker  # noqa: F401 - sets the broker before any actor exists
 from challenge import rescoring, storage
+from challenge.challenges import private_board_visible
 from challenge.db import make_engine, session_scope
 from challenge.health import publish_worker_status
-from challenge.models import Challenge, RescoreResult, RescoreRun, Submission, utcnow
+from challenge.models import (
+    BoardEntry,
+    Challenge,
+    Phase,
+    RescoreResult,
+    RescoreRun,
+    Submission,
+    utcnow,
+)
 from challenge.settings import Settings, load_settings
 from challenge.submissions import claim_for_scoring, record_result
 from scoring.formats import SubmissionFormat
@@ -80,10 +89,19 @@ class InfrastructureError(Exception):
     """A failure that is not the participant's fault and may pass: retry with backoff."""
 
 
-def _grade(ctx: WorkerContext, submission_id: int, seed: int) -> dict[str, Any]:
+def _grade(
+    ctx: WorkerContext,
+    submission_id: int,
+    seed: int,
+    *,
+    bootstrap_public: bool = True,
+    bootstrap_private: bool = False,
+) -> dict[str, Any]:
     """Grade a stored submission in the sandbox; raise InfrastructureError to be retried.
 
-    Errors of the grading itself (a participant's file, the organizer's metric) come back as a
+    The Public interval is resampled when ``bootstrap_public``, the Private one only when
+    ``bootstrap_private`` (it is computed when the private board becomes visible). Errors of
+    the grading itself (a participant's file, the organizer's metric) come back as a
     result; only a failure of the pool (zygote gone, fork refused) raises, and only while
     dramatiq still has retries left — after that it becomes an ``error`` result.
     """
@@ -98,7 +116,8 @@ def _grade(ctx: WorkerContext, submission_id: int, seed: int) -> dict[str, Any]:
             storage.solution_path(ctx.settings, challenge.slug),
             SubmissionFormat.from_dict(challenge.submission_format),
             MetricSpec.from_dict(challenge.metric),
-            bootstrap=ctx.settings.score_bootstrap,
+            bootstrap=ctx.settings.score_bootstrap if bootstrap_public else 0,
+            bootstrap_private=ctx.settings.score_bootstrap if bootstrap_private else 0,
             seed=seed,
         )
         return result.to_dict()
@@ -163,8 +182,11 @@ def rescore_one(run_id: int, submission_id: int) -> None:
             session, run_id, submission_id, lease_seconds(ctx.settings)
         )
     if claimed:
+        with session_scope(ctx.engine) as session:
+            visible = _private_visible(session, submission_id)
         try:
-            outcome = _grade(ctx, submission_id, seed=submission_id)
+            # After the reveal the new private interval is needed at once (it replaces one).
+            outcome = _grade(ctx, submission_id, seed=submission_id, bootstrap_private=visible)
         except InfrastructureError:
             with session_scope(ctx.engine) as session:
                 rescoring.release_rescore(session, run_id, submission_id)
@@ -177,6 +199,76 @@ def rescore_one(run_id: int, submission_id: int) -> None:
         state = rescoring.apply_rescore(session, run_id)
     if state != "running":
         log.info("rescore run %s is %s", run_id, state)
+
+
+def _private_visible(session: Any, submission_id: int) -> bool:
+    sub = session.get(Submission, submission_id)
+    if sub is None:
+        return False
+    challenge = session.get(Challenge, sub.challenge_id)
+    phase = session.get(Phase, sub.phase_id)
+    return challenge is not None and phase is not None and private_board_visible(challenge, phase)
+
+
+@dramatiq.actor(
+    queue_name="rescoring", max_retries=MAX_INFRA_RETRIES, min_backoff=500, max_backoff=30_000
+)
+def compute_private_intervals(challenge_id: int) -> None:
+    """Grade the missing private intervals of a challenge (:func:`grade_private_intervals`)."""
+    grade_private_intervals(challenge_id)
+
+
+def grade_private_intervals(challenge_id: int) -> int:
+    """Grade the private intervals of what the challenge's visible private boards may show.
+
+    Sent when a private board becomes visible (the scheduler's close or reveal, an organizer's
+    manual reveal) and by the reconciler while some are missing. Each submission is graded in
+    the sandbox with the Private bootstrap only, same seed as its scoring; all intervals are
+    stored in one transaction, so a board shows either none or all of them. A submission whose
+    private score differs from the stored one (its solution changed without a rescore) is
+    skipped and logged. Idempotent; returns how many intervals were stored.
+    """
+    ctx = context()
+    with session_scope(ctx.engine) as session:
+        todo = rescoring.private_intervals_missing(session, challenge_id)
+    intervals = []
+    for submission_id, version, score in todo:
+        outcome = _grade(
+            ctx, submission_id, seed=submission_id, bootstrap_public=False, bootstrap_private=True
+        )
+        ci = outcome.get("private_ci")
+        if outcome.get("status") != "scored" or outcome.get("private") != score or ci is None:
+            log.warning(
+                "private interval of submission %s not stored: grading gave %s, private %s "
+                "(stored %s): %s",
+                submission_id, outcome.get("status"), outcome.get("private"), score,
+                outcome.get("message", ""),
+            )
+            continue
+        intervals.append((submission_id, version, (float(ci[0]), float(ci[1]))))
+    with session_scope(ctx.engine) as session:
+        stored = rescoring.store_private_intervals(session, intervals)
+    if todo:
+        log.info("challenge %s: %d of %d private interval(s) stored", challenge_id, stored, len(todo))
+    return stored
+
+
+def send_private_intervals_after_commit(session: Any, challenge_id: int) -> None:
+    """Send :func:`compute_private_intervals` once ``session`` commits (a reveal's transaction).
+
+    A send that fails is only logged: the reconciler sends it again.
+    """
+
+    def send(_session: Any) -> None:
+        try:
+            compute_private_intervals.send(challenge_id)
+        except Exception:
+            log.exception(
+                "could not send the private intervals of challenge %s; the reconciler will retry",
+                challenge_id,
+            )
+
+    sa.event.listen(session, "after_commit", send, once=True)
 
 
 def enqueue_rescore(engine: sa.Engine, run_id: int) -> int:
@@ -291,6 +383,7 @@ def reconcile() -> int:
                 .values(enqueued_at=now)
             )
         runs = [int(r) for r in session.exec(running).all() if r is not None]
+        interval_challenges = _missing_private_intervals(session, received_deadline)
     for run_id in runs:
         with session_scope(ctx.engine) as session:
             rescoring.apply_rescore(session, run_id)
@@ -298,12 +391,51 @@ def reconcile() -> int:
         score_submission.send(submission_id)
     for run_id, submission_id in pairs:
         rescore_one.send(run_id, submission_id)
+    for challenge_id in interval_challenges:
+        compute_private_intervals.send(challenge_id)
+    if interval_challenges:
+        log.warning(
+            "reconciler re-sent the private intervals of challenge(s) %s", interval_challenges
+        )
     if ids or pairs:
         log.warning(
             "reconciler re-sent %d stuck submission(s) %s and %d rescore(s)",
             len(ids), ids[:20], len(pairs),
         )
-    return len(ids) + len(pairs)
+    return len(ids) + len(pairs) + len(interval_challenges)
+
+
+def _missing_private_intervals(session: Any, deadline: dt.datetime) -> list[int]:
+    """Challenges whose private board has been visible since before ``deadline`` and still
+    lacks private intervals.
+
+    A cheap pre-filter first: a final selection, a baseline or a team's best public submission
+    without a private interval, in a phase closed (or a challenge revealed) before ``deadline``;
+    the reveal job stores all intervals of a challenge at once, so after it ran none matches.
+    """
+    on_board = select(BoardEntry.submission_id).where(BoardEntry.phase_id == Submission.phase_id)
+    rows = session.exec(
+        select(Submission.challenge_id)
+        .join(Phase, col(Phase.id) == col(Submission.phase_id))
+        .join(Challenge, col(Challenge.id) == col(Submission.challenge_id))
+        .where(
+            col(Submission.status) == "scored",
+            col(Submission.private_score).is_not(None),
+            col(Submission.private_ci_low).is_(None),
+            sa.or_(col(Phase.closes_at) < deadline, col(Challenge.revealed_at) < deadline),
+            sa.or_(
+                col(Submission.is_final).is_(True),
+                col(Submission.baseline_label) > "",
+                col(Submission.id).in_(on_board),
+            ),
+        )
+        .distinct()
+    ).all()
+    return [
+        int(cid)
+        for cid in sorted(rows)
+        if rescoring.private_intervals_missing(session, int(cid), now=deadline)
+    ]
 
 
 def enqueue_scoring(engine: sa.Engine, submission_id: int) -> None:

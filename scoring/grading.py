@@ -187,9 +187,20 @@ def score_subsets(
     metric: MetricSpec,
     *,
     bootstrap: int = 200,
+    bootstrap_private: int | None = None,
     seed: int = 0,
 ) -> dict[str, tuple[float, tuple[float, float] | None]]:
-    """Metric value and bootstrap interval on the Public and Private rows (aligned frames)."""
+    """Metric value and bootstrap interval on the Public and Private rows (aligned frames).
+
+    ``bootstrap`` resamples the Public rows (and the Private ones too unless
+    ``bootstrap_private`` says otherwise); 0 gives no interval. Each subset draws from its own
+    generator seeded with ``(seed, subset)``, so one subset's interval does not depend on how
+    many resamples the other one got.
+    """
+    resamples = {
+        "public": bootstrap,
+        "private": bootstrap if bootstrap_private is None else bootstrap_private,
+    }
     params = metric.resolved_params()
     out: dict[str, tuple[float, tuple[float, float] | None]] = {}
     if metric.name != "python":
@@ -212,9 +223,9 @@ def score_subsets(
         kernel = metric.metric.build(sol_part, sub_part, params)
         value = kernel.value()
         interval = None
-        if bootstrap > 0:
+        if resamples[key] > 0:
             rng = np.random.default_rng([seed, index])
-            interval = percentile_interval(kernel.resample(rng, bootstrap))
+            interval = percentile_interval(kernel.resample(rng, resamples[key]))
         out[key] = (value, interval)
     return out
 
@@ -230,10 +241,15 @@ def grade(
     metric: MetricSpec,
     *,
     bootstrap: int = 200,
+    bootstrap_private: int | None = None,
     seed: int = 0,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> GradingResult:
     """Validate and score one submission in this process; never raises for bad input.
+
+    ``bootstrap`` is the number of resamples for the Public interval and, unless
+    ``bootstrap_private`` is given, for the Private one (the scoring worker passes
+    ``bootstrap_private=0``: the Private interval is computed when the board is revealed).
 
     A participant's mistake gives ``status="invalid"`` with a message saying what to change; a
     problem with the solution or the metric gives ``status="error"`` with the trace in
@@ -254,7 +270,14 @@ def grade(
         submission = validate_submission(
             _as_source(submission_path), fmt, solution[fmt.id_column].to_numpy(), max_bytes=max_bytes
         )
-        scores = score_subsets(solution, submission, metric, bootstrap=bootstrap, seed=seed)
+        scores = score_subsets(
+            solution,
+            submission,
+            metric,
+            bootstrap=bootstrap,
+            bootstrap_private=bootstrap_private,
+            seed=seed,
+        )
     except SubmissionInvalid as exc:
         return GradingResult(status="invalid", message=exc.message, duration_ms=elapsed())
     except (SolutionError, MetricError) as exc:

@@ -172,10 +172,14 @@ class SandboxPool:
         metric: MetricSpec,
         *,
         bootstrap: int = 200,
+        bootstrap_private: int | None = None,
         seed: int = 0,
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> GradingResult:
-        """Grade one submission in a fresh jailed child; never raises for what the child does."""
+        """Grade one submission in a fresh jailed child; never raises for what the child does.
+
+        ``bootstrap`` and ``bootstrap_private`` are as in :func:`scoring.grading.grade`.
+        """
         request = {
             "op": "grade",
             "submission": str(Path(submission_path).resolve()),
@@ -183,6 +187,7 @@ class SandboxPool:
             "format": fmt.to_dict(),
             "metric": metric.to_dict(),
             "bootstrap": bootstrap,
+            "bootstrap_private": bootstrap_private,
             "seed": seed,
             "max_bytes": max_bytes,
             "limits": asdict(self.limits),

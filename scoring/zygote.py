@@ -205,6 +205,10 @@ def _run_child(request: dict[str, Any], result_w: int, log_w: int, jail: str, ui
             SubmissionFormat.from_dict(request["format"]),
             metric,
             bootstrap=int(request["bootstrap"]),
+            bootstrap_private=(
+                None if request.get("bootstrap_private") is None
+                else int(request["bootstrap_private"])
+            ),
             seed=int(request["seed"]),
             max_bytes=int(request.get("max_bytes", validation.DEFAULT_MAX_BYTES)),
         )

@@ -9,6 +9,7 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import dramatiq
 import pandas as pd
@@ -17,10 +18,18 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from challenge import storage, tasks
-from challenge.challenges import join_challenge, phases_of
+from challenge.challenges import join_challenge, phases_of, reveal_private_leaderboard
 from challenge.db import session_scope
 from challenge.errors import NotFound
-from challenge.models import BoardEntry, Challenge, RescoreResult, RescoreRun, Submission, User
+from challenge.models import (
+    BoardEntry,
+    Challenge,
+    RescoreResult,
+    RescoreRun,
+    Submission,
+    User,
+    utcnow,
+)
 from challenge.rescoring import (
     apply_rescore,
     claim_rescore,
@@ -28,6 +37,7 @@ from challenge.rescoring import (
     rescore_phase,
     rescore_submission,
 )
+from challenge.schedule import advance_schedule
 from challenge.settings import Settings
 from challenge.submissions import (
     claim_for_scoring,
@@ -422,4 +432,122 @@ def test_reconciler_resends_lost_rescores_and_applies_finished_runs(
         assert first is not None
         assert first.score_version == 2
     # Nothing left to do.
+    assert tasks.reconcile() == 0
+
+
+def _grade_here(
+    settings: Settings, challenge: Challenge, sub: Submission, **bootstrap: int
+) -> Any:
+    fmt = SubmissionFormat.from_dict(challenge.submission_format)
+    metric = MetricSpec.from_dict(challenge.metric)
+    solution = load_solution(storage.solution_path(settings, challenge.slug), fmt, metric)
+    return grade(Path(sub.stored_path), solution, fmt, metric, seed=sub.id or 0, **bootstrap)
+
+
+def _scored_pair(
+    settings: Settings, engine: sa.Engine, challenge: Challenge, make_user: Any, queue_worker: Any
+) -> list[int]:
+    ids = []
+    for name, frame in (
+        ("pia", perfect_submission(settings, challenge.slug)),
+        ("quinn", random_submission(settings, challenge.slug)),
+    ):
+        user = joined(engine, challenge, make_user(name))
+        ids.append(submit_frame(settings, engine, challenge, user, frame))
+    for sid in ids:
+        tasks.enqueue_scoring(engine, sid)
+    queue_worker.drain()
+    return ids
+
+
+def test_private_intervals_are_computed_when_the_board_is_revealed(
+    app: Any, client: Any, make_challenge: Any, make_user: Any, settings: Settings,
+    engine: sa.Engine, queue_worker: Any,
+) -> None:
+    owner = make_user("orla", role="organizer")
+    challenge = make_challenge(owner=owner)
+    ids = _scored_pair(settings, engine, challenge, make_user, queue_worker)
+    with Session(engine) as session:
+        for sid in ids:
+            sub = session.get(Submission, sid)
+            assert sub is not None
+            assert sub.status == "scored", sub.error_detail
+            # Scoring resamples the Public rows only, with the same seed as before the change.
+            full = _grade_here(settings, challenge, sub, bootstrap=settings.score_bootstrap)
+            assert (sub.public_score, sub.private_score) == (full.public, full.private)
+            assert (sub.public_ci_low, sub.public_ci_high) == full.public_ci
+            assert (sub.private_ci_low, sub.private_ci_high) == (None, None)
+    with session_scope(engine) as session:
+        row = session.get(Challenge, challenge.id)
+        assert row is not None
+        # Visible but not computed yet (the job is sent only after this commit).
+        row.revealed_at = utcnow()
+    login(client, "orla")
+    page = client.get(f"/c/{challenge.slug}/leaderboard?board=private")
+    assert page.status_code == 200
+    assert "computing…" in page.text
+    with session_scope(engine) as session:
+        row = session.get(Challenge, challenge.id)
+        assert row is not None
+        row.revealed_at = None
+    with session_scope(engine) as session:
+        row = session.get(Challenge, challenge.id)
+        assert row is not None
+        reveal_private_leaderboard(session, challenge=row, actor=admin(session))
+    queue_worker.drain()
+    with Session(engine) as session:
+        for sid in ids:
+            sub = session.get(Submission, sid)
+            assert sub is not None
+            here = _grade_here(
+                settings, challenge, sub, bootstrap=0, bootstrap_private=settings.score_bootstrap
+            )
+            assert here.private_ci is not None
+            assert (sub.private_ci_low, sub.private_ci_high) == here.private_ci
+            assert sub.private_ci_low < sub.private_ci_high  # type: ignore[operator]
+    page = client.get(f"/c/{challenge.slug}/leaderboard?board=private")
+    assert "computing…" not in page.text
+    # Run again (a duplicate message): nothing left to do, nothing changes.
+    assert tasks.grade_private_intervals(challenge.id) == 0
+
+
+def test_the_scheduled_close_sends_the_job_and_the_reconciler_resends_it(
+    app: Any, make_challenge: Any, make_user: Any, settings: Settings, engine: sa.Engine,
+    queue_worker: Any,
+) -> None:
+    challenge = make_challenge()
+    ids = _scored_pair(settings, engine, challenge, make_user, queue_worker)
+    with session_scope(engine) as session:
+        phase = phases_of(session, challenge)[0]
+        phase.closes_at = utcnow() - dt.timedelta(seconds=5)
+        session.add(phase)
+    # The broker is down when the schedule closes the phase: the message is lost.
+    with (
+        mock.patch.object(tasks.compute_private_intervals, "send", side_effect=OSError("down")),
+        session_scope(engine) as session,
+    ):
+        kinds = {t.kind for t in advance_schedule(session)}
+    assert {"closed", "private_revealed"} <= kinds
+    queue_worker.drain()
+    with Session(engine) as session:
+        assert all(session.get(Submission, sid).private_ci_low is None for sid in ids)  # type: ignore[union-attr]
+    # Too recent for the reconciler, then old enough.
+    assert tasks.reconcile() == 0
+    with session_scope(engine) as session:
+        phase = phases_of(session, challenge)[0]
+        phase.closes_at = utcnow() - dt.timedelta(seconds=settings.reconcile_after_seconds + 60)
+        row = session.get(Challenge, challenge.id)
+        assert row is not None
+        row.revealed_at = phase.closes_at
+        session.add(phase)
+    assert tasks.reconcile() == 1
+    queue_worker.drain()
+    with Session(engine) as session:
+        for sid in ids:
+            sub = session.get(Submission, sid)
+            assert sub is not None
+            here = _grade_here(
+                settings, challenge, sub, bootstrap=0, bootstrap_private=settings.score_bootstrap
+            )
+            assert (sub.private_ci_low, sub.private_ci_high) == here.private_ci
     assert tasks.reconcile() == 0
