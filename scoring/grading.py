@@ -25,6 +25,7 @@ from scoring.metrics import MetricError, MetricSpec
 from scoring.resampling import percentile_interval
 from scoring.validation import (
     DEFAULT_MAX_BYTES,
+    SolutionIds,
     Source,
     SubmissionInvalid,
     validate_submission,
@@ -33,6 +34,7 @@ from scoring.validation import (
 __all__ = [
     "GradingResult",
     "PairedComparison",
+    "PreparedSolution",
     "SolutionError",
     "SubmissionInvalid",
     "grade",
@@ -154,6 +156,24 @@ def load_solution(path: Path | BinaryIO, fmt: SubmissionFormat, metric: MetricSp
     return frame
 
 
+@dataclass(frozen=True)
+class PreparedSolution:
+    """A loaded solution with the id lookup every submission graded against it needs.
+
+    Built once (:meth:`of`) by a process that grades many submissions against the same
+    solution: the sandbox zygote keeps one per cached solution, so its forked children neither
+    re-read the file nor rebuild the lookup.
+    """
+
+    frame: pd.DataFrame
+    ids: SolutionIds
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, fmt: SubmissionFormat) -> PreparedSolution:
+        """Wrap a frame returned by :func:`load_solution`."""
+        return cls(frame, SolutionIds(frame[fmt.id_column].to_numpy()))
+
+
 def _ids_unique(ids: pd.Series) -> bool:
     values = ids.to_numpy()
     if values.dtype.kind in "iu" and values.size:
@@ -236,7 +256,7 @@ def _as_source(value: Any) -> Any:
 
 def grade(
     submission_path: Source,
-    solution_path: Path | BinaryIO | pd.DataFrame,
+    solution_path: Path | BinaryIO | pd.DataFrame | PreparedSolution,
     fmt: SubmissionFormat,
     metric: MetricSpec,
     *,
@@ -254,7 +274,7 @@ def grade(
     A participant's mistake gives ``status="invalid"`` with a message saying what to change; a
     problem with the solution or the metric gives ``status="error"`` with the trace in
     ``detail``. ``solution_path`` may also be a frame already returned by
-    :func:`load_solution` (the sandbox zygote caches them).
+    :func:`load_solution`, or a :class:`PreparedSolution` (the sandbox zygote caches them).
     """
     started = time.perf_counter()
 
@@ -262,13 +282,17 @@ def grade(
         return (time.perf_counter() - started) * 1000.0
 
     try:
-        solution = (
-            solution_path
-            if isinstance(solution_path, pd.DataFrame)
-            else load_solution(_as_source(solution_path), fmt, metric)
-        )
+        if isinstance(solution_path, PreparedSolution):
+            solution, ids = solution_path.frame, solution_path.ids
+        else:
+            solution = (
+                solution_path
+                if isinstance(solution_path, pd.DataFrame)
+                else load_solution(_as_source(solution_path), fmt, metric)
+            )
+            ids = SolutionIds(solution[fmt.id_column].to_numpy())
         submission = validate_submission(
-            _as_source(submission_path), fmt, solution[fmt.id_column].to_numpy(), max_bytes=max_bytes
+            _as_source(submission_path), fmt, ids, max_bytes=max_bytes
         )
         scores = score_subsets(
             solution,

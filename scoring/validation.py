@@ -394,27 +394,52 @@ def _check_permutation(
         )
 
 
-def _positions(
-    solution_ids: NDArray[Any], submitted: NDArray[Any]
-) -> NDArray[np.int64]:
-    """For each submitted id, its row in the solution, or -1 if the solution does not have it."""
-    if solution_ids.dtype.kind in "iu" and submitted.dtype.kind in "iu" and solution_ids.size:
-        lo = int(solution_ids.min())
-        hi = int(solution_ids.max())
-        if hi - lo <= 4 * solution_ids.size + 1024:
-            # A direct lookup table beats hashing by ~10x for the dense ids challenges use.
-            table = np.full(hi - lo + 1, -1, dtype=np.int64)
-            table[solution_ids - lo] = np.arange(solution_ids.size)
+class SolutionIds:
+    """The solution's ids and the lookup that places submitted ids on its rows, built once.
+
+    :func:`validate_submission` accepts it instead of the bare ids: a process that grades many
+    submissions against one solution (the sandbox zygote) then builds the lookup table once,
+    before forking, instead of once per submission.
+    """
+
+    def __init__(
+        self, solution_ids: NDArray[Any] | pd.Index[Any] | pd.Series[Any] | Sequence[Any]
+    ) -> None:
+        ids = np.asarray(solution_ids)
+        if ids.dtype.kind not in "iu":
+            ids = ids.astype(str)
+        self.ids: NDArray[Any] = ids
+        self._lo = 0
+        self._table: NDArray[np.int64] | None = None
+        self._index: pd.Index[Any] | None = None
+        if ids.dtype.kind in "iu" and ids.size:
+            lo = int(ids.min())
+            hi = int(ids.max())
+            if hi - lo <= 4 * ids.size + 1024:
+                # A direct lookup table beats hashing by ~10x for the dense ids challenges use.
+                table = np.full(hi - lo + 1, -1, dtype=np.int64)
+                table[ids - lo] = np.arange(ids.size)
+                self._lo, self._table = lo, table
+        if self._table is None:
+            self._index = pd.Index(ids)
+            self._index.get_indexer(ids[:1])  # builds the hash table now, not per submission
+
+    def positions(self, submitted: NDArray[Any]) -> NDArray[np.int64]:
+        """For each submitted id, its row in the solution, or -1 if the solution lacks it."""
+        if self._table is not None and submitted.dtype.kind in "iu":
+            lo, hi = self._lo, self._lo + self._table.size - 1
             inside = (submitted >= lo) & (submitted <= hi)
             pos = np.full(submitted.size, -1, dtype=np.int64)
-            pos[inside] = table[submitted[inside] - lo]
+            pos[inside] = self._table[submitted[inside] - lo]
             return pos
-    return np.asarray(pd.Index(solution_ids).get_indexer(submitted), dtype=np.int64)
+        index = self._index if self._index is not None else pd.Index(self.ids)
+        return np.asarray(index.get_indexer(submitted), dtype=np.int64)
 
 
 def _ids(
-    array: pa.ChunkedArray, name: str, solution_ids: NDArray[Any], source: _Source
+    array: pa.ChunkedArray, name: str, lookup: SolutionIds, source: _Source
 ) -> NDArray[np.int64]:
+    solution_ids = lookup.ids
     missing = _nulls(array)
     if missing.size:
         raise SubmissionInvalid(
@@ -425,7 +450,7 @@ def _ids(
         values = _integers(_numeric(array, name, source, want), name, source, want)
     else:
         values = array.to_numpy(zero_copy_only=False).astype(str)
-    pos = _positions(solution_ids, values)
+    pos = lookup.positions(values)
     n = solution_ids.size
     unknown = pos < 0
     if unknown.any():
@@ -523,7 +548,7 @@ def read_table(path: Source, fmt: SubmissionFormat, *, id_is_string: bool,
 def validate_submission(
     path: Source,
     fmt: SubmissionFormat,
-    solution_ids: NDArray[Any] | pd.Index[Any] | pd.Series[Any] | Sequence[Any],
+    solution_ids: NDArray[Any] | pd.Index[Any] | pd.Series[Any] | Sequence[Any] | SolutionIds,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> pd.DataFrame:
@@ -532,11 +557,11 @@ def validate_submission(
     The returned frame has the id column and the format's prediction columns (category columns as
     pandas Categoricals, ranks and ints as int64, floats as float64); row ``i`` holds the
     prediction for ``solution_ids[i]``. Raises :class:`SubmissionInvalid` with a participant-facing
-    message naming the first offending lines and how to fix them.
+    message naming the first offending lines and how to fix them. Pass a :class:`SolutionIds`
+    when validating many files against the same ids.
     """
-    ids = np.asarray(solution_ids)
-    if ids.dtype.kind not in "iu":
-        ids = ids.astype(str)
+    lookup = solution_ids if isinstance(solution_ids, SolutionIds) else SolutionIds(solution_ids)
+    ids = lookup.ids
     table, source = read_table(path, fmt, id_is_string=ids.dtype.kind not in "iu",
                                max_bytes=max_bytes)
     names = _check_header(list(table.column_names), fmt, source)
@@ -548,7 +573,7 @@ def validate_submission(
         )
     # Ids first: a file with repeated or missing rows would otherwise get a RankOrder
     # permutation message that hides the real mistake.
-    pos = _ids(table.column(fmt.id_column), fmt.id_column, ids, source)
+    pos = _ids(table.column(fmt.id_column), fmt.id_column, lookup, source)
     columns: dict[str, Any] = {}
     for spec in fmt.columns:
         columns[spec.name] = _check_column(table.column(spec.name), spec, source, ids.size)

@@ -36,7 +36,7 @@ from typing import Any
 
 # Imported here so that every forked child starts with them loaded (the point of the zygote).
 import numpy as np  # noqa: F401
-import pandas as pd
+import pandas as pd  # noqa: F401
 import pyarrow as pa
 import pyarrow.compute
 import pyarrow.csv
@@ -163,20 +163,22 @@ class SolutionCache:
     """Parsed solutions kept in the zygote, so forked children get them for free.
 
     Keyed by path, size, modification time and the columns the metric needs; a rewritten file
-    is read again. Holds at most ``capacity`` solutions (least recently used goes first).
+    is read again. Each is kept with its id lookup (:class:`scoring.grading.PreparedSolution`),
+    built here once instead of in every child. Holds at most ``capacity`` solutions (least
+    recently used goes first).
     """
 
     def __init__(self, capacity: int = 4) -> None:
         self.capacity = capacity
-        self._items: dict[tuple[Any, ...], pd.DataFrame] = {}
+        self._items: dict[tuple[Any, ...], grading.PreparedSolution] = {}
 
-    def get(self, path: str, fmt: SubmissionFormat, metric: MetricSpec) -> pd.DataFrame:
+    def get(self, path: str, fmt: SubmissionFormat, metric: MetricSpec) -> grading.PreparedSolution:
         stat = os.stat(path)
         key = (path, stat.st_size, stat.st_mtime_ns, json.dumps(fmt.to_dict(), sort_keys=True),
                json.dumps(metric.to_dict(), sort_keys=True, default=str))
         frame = self._items.pop(key, None)
         if frame is None:
-            frame = grading.load_solution(Path(path), fmt, metric)
+            frame = grading.PreparedSolution.of(grading.load_solution(Path(path), fmt, metric), fmt)
         self._items[key] = frame
         while len(self._items) > self.capacity:
             self._items.pop(next(iter(self._items)))
@@ -184,7 +186,7 @@ class SolutionCache:
 
 
 def _run_child(request: dict[str, Any], result_w: int, log_w: int, jail: str, uid: int,
-               solution: pd.DataFrame) -> None:
+               solution: grading.PreparedSolution) -> None:
     """Body of the forked child; never returns."""
     code = 0
     me = os.getpid()

@@ -9,7 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scoring.grading import GradingResult, SubmissionInvalid, grade, validate_submission
+from scoring.formats import SubmissionFormat
+from scoring.grading import (
+    GradingResult,
+    PreparedSolution,
+    SubmissionInvalid,
+    grade,
+    load_solution,
+    validate_submission,
+)
+from scoring.validation import SolutionIds
 from tests.scoring.conftest import AMS, HIGGS_FORMAT
 from tests.scoring.test_metrics import reference_ams
 
@@ -175,3 +184,59 @@ def test_repeated_rows_are_reported_as_duplicated_ids_not_ranks(tmp_path: Path) 
     assert "11 first on line 3" in message
     assert "12 first on line 4" in message
     assert "RankOrder" not in message
+
+
+def test_private_bootstrap_can_be_left_out_without_changing_the_public_interval(
+    higgs_files: Files,
+) -> None:
+    sub_path, sol_path, _, _ = higgs_files(3000)
+    full = grade(sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=100, seed=5)
+    public_only = grade(sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=100, bootstrap_private=0,
+                        seed=5)
+    private_only = grade(sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=0, bootstrap_private=100,
+                         seed=5)
+    assert (public_only.public, public_only.private) == (full.public, full.private)
+    assert public_only.public_ci == full.public_ci
+    assert public_only.private_ci is None
+    assert private_only.public_ci is None
+    # Each subset has its own generator: the Private interval does not depend on the Public one.
+    assert private_only.private_ci == full.private_ci
+    assert full.public_ci != full.private_ci
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        np.array([13, 10, 12, 11]),  # dense: the lookup table
+        np.array([13, 10, 10**12, 11]),  # sparse: the hash index
+        np.array(["d", "a", "c", "b"], dtype=object),  # string ids
+    ],
+)
+def test_a_prepared_id_lookup_places_rows_like_the_bare_ids(tmp_path: Path, ids: np.ndarray) -> None:
+    fmt = SubmissionFormat.from_dict({"id": "Id", "columns": {"p": "float"}})
+    rows = [f"{i},{k / 10}" for k, i in enumerate(ids[::-1])]
+    ok = write_lines(tmp_path / "ok.csv", ["Id,p", *rows])
+    stranger = "zz" if ids.dtype == object else "99999"
+    missing = write_lines(tmp_path / "missing.csv", ["Id,p", *rows[:-1], f"{stranger},0.5"])
+    lookup = SolutionIds(ids)
+    for _ in range(2):  # reused, as the zygote reuses it for every submission
+        prepared = validate_submission(ok, fmt, lookup)
+        pd.testing.assert_frame_equal(prepared, validate_submission(ok, fmt, ids))
+        with pytest.raises(SubmissionInvalid) as bare:
+            validate_submission(missing, fmt, ids)
+        with pytest.raises(SubmissionInvalid) as shared:
+            validate_submission(missing, fmt, lookup)
+        assert shared.value.message == bare.value.message
+        assert stranger in bare.value.message
+
+
+def test_grading_a_prepared_solution_gives_the_same_result(higgs_files: Files) -> None:
+    sub_path, sol_path, _, _ = higgs_files(2000)
+    frame = load_solution(sol_path, HIGGS_FORMAT, AMS)
+    prepared = PreparedSolution.of(frame, HIGGS_FORMAT)
+    plain = grade(sub_path, frame, HIGGS_FORMAT, AMS, bootstrap=50, seed=4)
+    again = grade(sub_path, prepared, HIGGS_FORMAT, AMS, bootstrap=50, seed=4)
+    assert again.status == "scored"
+    assert (again.public, again.private, again.public_ci, again.private_ci) == (
+        plain.public, plain.private, plain.public_ci, plain.private_ci
+    )
