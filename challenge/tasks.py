@@ -95,12 +95,14 @@ def _grade(
     seed: int,
     *,
     bootstrap_public: bool = True,
-    bootstrap_private: bool = False,
+    bootstrap_private: bool | None = None,
 ) -> dict[str, Any]:
     """Grade a stored submission in the sandbox; raise InfrastructureError to be retried.
 
-    The Public interval is resampled when ``bootstrap_public``, the Private one only when
-    ``bootstrap_private`` (it is computed when the private board becomes visible). Errors of
+    The Public interval is resampled when ``bootstrap_public``; the Private one when
+    ``bootstrap_private``, by default only if the submission's private board is already visible
+    (otherwise the reveal's job computes it; a submission scored or rescored after the reveal
+    needs it now, since that job has already run). Errors of
     the grading itself (a participant's file, the organizer's metric) come back as a
     result; only a failure of the pool (zygote gone, fork refused) raises, and only while
     dramatiq still has retries left — after that it becomes an ``error`` result.
@@ -110,6 +112,9 @@ def _grade(
         assert sub is not None
         challenge = session.get(Challenge, sub.challenge_id)
         assert challenge is not None
+        if bootstrap_private is None:
+            phase = session.get(Phase, sub.phase_id)
+            bootstrap_private = phase is not None and private_board_visible(challenge, phase)
     try:
         result = ctx.pool.grade(
             Path(sub.stored_path),
@@ -182,11 +187,8 @@ def rescore_one(run_id: int, submission_id: int) -> None:
             session, run_id, submission_id, lease_seconds(ctx.settings)
         )
     if claimed:
-        with session_scope(ctx.engine) as session:
-            visible = _private_visible(session, submission_id)
         try:
-            # After the reveal the new private interval is needed at once (it replaces one).
-            outcome = _grade(ctx, submission_id, seed=submission_id, bootstrap_private=visible)
+            outcome = _grade(ctx, submission_id, seed=submission_id)
         except InfrastructureError:
             with session_scope(ctx.engine) as session:
                 rescoring.release_rescore(session, run_id, submission_id)
@@ -199,15 +201,6 @@ def rescore_one(run_id: int, submission_id: int) -> None:
         state = rescoring.apply_rescore(session, run_id)
     if state != "running":
         log.info("rescore run %s is %s", run_id, state)
-
-
-def _private_visible(session: Any, submission_id: int) -> bool:
-    sub = session.get(Submission, submission_id)
-    if sub is None:
-        return False
-    challenge = session.get(Challenge, sub.challenge_id)
-    phase = session.get(Phase, sub.phase_id)
-    return challenge is not None and phase is not None and private_board_visible(challenge, phase)
 
 
 @dramatiq.actor(

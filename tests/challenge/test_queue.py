@@ -551,3 +551,25 @@ def test_the_scheduled_close_sends_the_job_and_the_reconciler_resends_it(
             )
             assert (sub.private_ci_low, sub.private_ci_high) == here.private_ci
     assert tasks.reconcile() == 0
+
+
+def test_a_submission_scored_after_the_reveal_gets_its_private_interval_at_once(
+    app: Any, make_challenge: Any, make_user: Any, settings: Settings, engine: sa.Engine,
+    queue_worker: Any,
+) -> None:
+    challenge = make_challenge()
+    user = joined(engine, challenge, make_user("rhea"))
+    sid = submit_frame(settings, engine, challenge, user, random_submission(settings, challenge.slug))
+    with session_scope(engine) as session:
+        row = session.get(Challenge, challenge.id)
+        assert row is not None
+        row.revealed_at = utcnow()  # visible while the upload waits in the queue
+    tasks.enqueue_scoring(engine, sid)
+    queue_worker.drain()
+    with Session(engine) as session:
+        sub = session.get(Submission, sid)
+        assert sub is not None
+        full = _grade_here(settings, challenge, sub, bootstrap=settings.score_bootstrap)
+        assert full.private_ci is not None
+        assert (sub.public_ci_low, sub.public_ci_high) == full.public_ci
+        assert (sub.private_ci_low, sub.private_ci_high) == full.private_ci
