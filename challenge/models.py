@@ -181,6 +181,8 @@ class Team(SQLModel, table=True):
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     submission_counter: int = 0
     merged_into_id: int | None = Field(default=None, foreign_key="team.id")
+    # The team's contact (EvalAI's "created_by"); None: the longest-standing member.
+    captain_id: int | None = Field(default=None, foreign_key="user.id")
     disqualified_at: dt.datetime | None = ts_column()
     disqualified_reason: str = Field(default="", max_length=500)
 

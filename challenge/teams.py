@@ -83,13 +83,26 @@ def ensure_team(session: Session, *, challenge: Challenge, user: User) -> Team:
     team = team_of(session, challenge, user)
     if team is not None:
         return team
-    team = Team(challenge_id=challenge.id, name=_free_name(session, challenge.id, user.username))
+    team = Team(
+        challenge_id=challenge.id,
+        name=_free_name(session, challenge.id, user.username),
+        captain_id=user.id,
+    )
     session.add(team)
     session.flush()
     assert team.id is not None
     session.add(TeamMember(team_id=team.id, challenge_id=challenge.id, user_id=user.id))
     session.flush()
     return team
+
+
+def captain_of(session: Session, team: Team) -> User | None:
+    """The team's captain: its recorded captain while a member, else its longest-standing member."""
+    members = members_of(session, team)
+    for member in members:
+        if member.id == team.captain_id:
+            return member
+    return members[0] if members else None
 
 
 def _lock_team(session: Session, team_id: int) -> None:
@@ -321,6 +334,7 @@ def merge_teams(
     session.refresh(into)
     session.refresh(absorbed)
     _check_deadline(session, challenge, now)
+    captain = captain_of(session, into)  # pinned: the newcomers may have joined earlier
     if into.disqualified_at is not None or absorbed.disqualified_at is not None:
         raise PermissionDenied("A disqualified team cannot merge.")
     size = int(challenge.limits.get("team_size", 4))
@@ -331,7 +345,10 @@ def merge_teams(
         )
     a = count_team_submissions(session, into.id, now)
     b = count_team_submissions(session, absorbed.id, now)
-    total, per_day = int(challenge.limits.get("total", 300)), int(challenge.limits.get("per_day", 5))
+    total, per_day = (
+        int(challenge.limits.get("total", 300)),
+        int(challenge.limits.get("per_day", 5)),
+    )
     if a.total + b.total > total:
         raise PermissionDenied(
             f"The merged team would have {a.total + b.total} submissions; a team may make {total}."
@@ -358,10 +375,93 @@ def merge_teams(
     session.execute(sa.delete(BoardEntry).where(col(BoardEntry.team_id) == absorbed.id))
     absorbed.merged_into_id = into.id
     session.add(absorbed)
+    if captain is not None:
+        into.captain_id = captain.id
+        session.add(into)
     session.flush()
     refresh_team_boards(session, team_id=into.id)
     log.info("team %s merged into %s in %s", absorbed.id, into.id, challenge.slug)
     return into
+
+
+def leave_team(
+    session: Session, *, challenge: Challenge, user: User, now: dt.datetime | None = None
+) -> Team:
+    """Leave the user's team for a new team of one; returns the new team.
+
+    The rules (as on Kaggle, see docs/teams.md): only before the merge deadline, never from a
+    disqualified team, never from a team of one (there is nothing to leave), and never once the
+    team has made a submission that counts against its quota: its submissions and quota are shared,
+    so leaving would hand the leaver a fresh quota. Submissions stay with the team. When the
+    captain leaves, the longest-standing remaining member becomes captain.
+    """
+    now = now or utcnow()
+    assert challenge.id is not None
+    assert user.id is not None
+    member = membership_of(session, challenge, user)
+    if member is None:
+        raise NotFound("You are not in a team in this challenge.")
+    team = session.get(Team, member.team_id)
+    assert team is not None
+    assert team.id is not None
+    _lock_team(session, team.id)
+    session.refresh(team)
+    _check_deadline(session, challenge, now)
+    if team.disqualified_at is not None:
+        raise PermissionDenied(
+            f"Team '{team.name}' is disqualified; its members cannot leave it. Ask the organizers."
+        )
+    members = members_of(session, team)
+    if len(members) <= 1:
+        raise Conflict(
+            f"You are the only member of '{team.name}': there is no team to leave. "
+            "To join another team, accept its invitation."
+        )
+    used = count_team_submissions(session, team.id, now).total
+    if used:
+        raise PermissionDenied(
+            f"Team '{team.name}' has made {used} submission(s); members cannot leave a team once "
+            "it has submitted (its submissions and quota are shared). Ask the organizers if you "
+            "must."
+        )
+    captain = captain_of(session, team)
+    if captain is not None and captain.id == user.id:
+        team.captain_id = next(m.id for m in members if m.id != user.id)
+    elif captain is not None:
+        team.captain_id = captain.id
+    session.add(team)
+    own = Team(
+        challenge_id=challenge.id,
+        name=_free_name(session, challenge.id, user.username),
+        captain_id=user.id,
+    )
+    session.add(own)
+    session.flush()
+    assert own.id is not None
+    member.team_id = own.id
+    member.joined_at = now
+    session.add(member)
+    session.flush()
+    log.info("%s left team %s in %s", user.username, team.id, challenge.slug)
+    return own
+
+
+def transfer_captaincy(session: Session, *, team: Team, actor: User, username: str) -> User:
+    """The captain hands the captaincy to another member of the team."""
+    _require_member(session, team, actor)
+    captain = captain_of(session, team)
+    if captain is None or captain.id != actor.id:
+        raise PermissionDenied(
+            f"Only the captain ({captain.username if captain else 'nobody'}) can hand over "
+            "the captaincy."
+        )
+    target = next((m for m in members_of(session, team) if m.username == username.strip()), None)
+    if target is None:
+        raise BadRequest(f"'{username}' is not a member of your team.", field="username")
+    team.captain_id = target.id
+    session.add(team)
+    session.flush()
+    return target
 
 
 def disqualify_team(

@@ -13,15 +13,18 @@ from challenge.errors import NotFound
 from challenge.models import Challenge, Team, TeamInvitation, User, utcnow
 from challenge.teams import (
     accept_invitation,
+    captain_of,
     count_team_submissions,
     decline_invitation,
     invitations_for,
     invite,
+    leave_team,
     members_of,
     merge_deadline_of,
     rename_team,
     set_final_selection,
     team_of,
+    transfer_captaincy,
 )
 from challenge.views.challenges import visible_challenge
 from challenge.web import db, flash, read_form, redirect, render, require_user
@@ -55,6 +58,7 @@ def team_page(request: Request) -> Response:
         challenge=challenge,
         team=team,
         members=members_of(session, team) if team else [],
+        captain=captain_of(session, team) if team else None,
         sent=sent,
         received=invitations_for(session, challenge, user),
         deadline=merge_deadline_of(session, challenge),
@@ -90,11 +94,43 @@ async def invite_member(request: Request) -> Response:
     def _do() -> Response:
         challenge, user, team = _team_action(request)
         row = invite(
-            db(request), challenge=challenge, team=team, inviter=user,
+            db(request),
+            challenge=challenge,
+            team=team,
+            inviter=user,
             invitee_name=str(form.get("username", "")),
         )
         db(request).commit()
         flash(request, f"Invitation #{row.id} sent.")
+        return redirect(f"/c/{challenge.slug}/team")
+
+    return await run_in_threadpool(_do)
+
+
+async def leave(request: Request) -> Response:
+    await read_form(request)
+
+    def _do() -> Response:
+        challenge, user, team = _team_action(request)
+        old_name = team.name
+        own = leave_team(db(request), challenge=challenge, user=user)
+        db(request).commit()
+        flash(request, f"You left {old_name}; you now compete alone as {own.name}.")
+        return redirect(f"/c/{challenge.slug}/team")
+
+    return await run_in_threadpool(_do)
+
+
+async def hand_over_captaincy(request: Request) -> Response:
+    form = await read_form(request)
+
+    def _do() -> Response:
+        challenge, user, team = _team_action(request)
+        target = transfer_captaincy(
+            db(request), team=team, actor=user, username=str(form.get("username", ""))
+        )
+        db(request).commit()
+        flash(request, f"{target.username} is now the captain of {team.name}.")
         return redirect(f"/c/{challenge.slug}/team")
 
     return await run_in_threadpool(_do)
@@ -144,8 +180,8 @@ routes = [
     Route("/c/{slug}/team", team_page, methods=["GET"], name="team"),
     Route("/c/{slug}/team/rename", rename, methods=["POST"]),
     Route("/c/{slug}/team/invite", invite_member, methods=["POST"]),
-    Route(
-        "/c/{slug}/invitations/{id:int}/{answer:str}", answer_invitation, methods=["POST"]
-    ),
+    Route("/c/{slug}/team/leave", leave, methods=["POST"]),
+    Route("/c/{slug}/team/captain", hand_over_captaincy, methods=["POST"]),
+    Route("/c/{slug}/invitations/{id:int}/{answer:str}", answer_invitation, methods=["POST"]),
     Route("/c/{slug}/submissions/{id:int}/final", pick_final, methods=["POST"]),
 ]

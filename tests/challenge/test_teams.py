@@ -15,7 +15,7 @@ from challenge.db import session_scope
 from challenge.errors import PermissionDenied, PodiumError, QuotaExceeded
 from challenge.models import BoardEntry, Challenge, Submission, Team, User
 from challenge.submissions import claim_for_scoring, create_submission, quota_for, record_result
-from challenge.teams import accept_invitation, invite, set_final_selection, team_of
+from challenge.teams import accept_invitation, invite, members_of, set_final_selection, team_of
 
 
 def joined(engine: Any, challenge: Challenge, *users: User) -> None:
@@ -265,3 +265,95 @@ def test_team_pages_over_http(client, make_challenge, make_user, engine):  # typ
     with Session(engine) as s:
         ch = s.get(Challenge, challenge.id)
         assert team_of(s, ch, s.get(User, b.id)).name == "=Quarks"  # type: ignore[arg-type,union-attr]
+
+
+def test_leaving_a_team_rules_and_captaincy(make_challenge, make_user, engine):  # type: ignore[no-untyped-def]
+    from challenge.errors import Conflict
+    from challenge.teams import captain_of, leave_team, transfer_captaincy
+
+    challenge = make_challenge(per_day=5, total=20, team_size=3, closes_days=30)
+    a, b, c = make_user("ann"), make_user("ben"), make_user("cid")
+    joined(engine, challenge, a, b, c)
+    with session_scope(engine) as s, pytest.raises(Conflict, match="only member"):
+        leave_team(s, challenge=s.get(Challenge, challenge.id), user=s.get(User, a.id))  # type: ignore[arg-type]
+    team_up(engine, challenge, a, b)
+    team_up(engine, challenge, a, c)
+    with session_scope(engine) as s:
+        ch = s.get(Challenge, challenge.id)
+        team = team_of(s, ch, a)  # type: ignore[arg-type]
+        assert captain_of(s, team).username == "ann"  # type: ignore[arg-type,union-attr]
+        with pytest.raises(PermissionDenied, match="Only the captain"):
+            transfer_captaincy(s, team=team, actor=s.get(User, b.id), username="cid")  # type: ignore[arg-type]
+    # The captain leaves: the longest-standing member (ben) takes over; ann is alone again.
+    with session_scope(engine) as s:
+        own = leave_team(s, challenge=s.get(Challenge, challenge.id), user=s.get(User, a.id))  # type: ignore[arg-type]
+        assert own.name == "ann (2)"  # her old team of one (merged away) keeps its name
+    with session_scope(engine) as s:
+        ch = s.get(Challenge, challenge.id)
+        old = s.exec(select(Team).where(Team.name == "ann")).one()
+        assert [u.username for u in members_of(s, old)] == [
+            "ben",
+            "cid",
+        ]
+        assert captain_of(s, old).username == "ben"  # type: ignore[union-attr]
+        assert team_of(s, ch, a).name == "ann (2)"  # type: ignore[arg-type,union-attr]
+        transfer_captaincy(s, team=old, actor=s.get(User, b.id), username="cid")  # type: ignore[arg-type]
+    with Session(engine) as s:
+        old = s.exec(select(Team).where(Team.name == "ann")).one()
+        assert captain_of(s, old).username == "cid"  # type: ignore[union-attr]
+    # Once the team has a submission that counts, nobody can leave; it stays with the team.
+    sub = upload(engine, challenge, b)
+    with session_scope(engine) as s, pytest.raises(PermissionDenied, match="once it has submitted"):
+        leave_team(s, challenge=s.get(Challenge, challenge.id), user=s.get(User, c.id))  # type: ignore[arg-type]
+    with Session(engine) as s:
+        kept = s.get(Submission, sub)
+        assert kept is not None
+        assert kept.team_id == s.exec(select(Team).where(Team.name == "ann")).one().id
+
+
+def test_leaving_after_the_merge_deadline_is_refused(make_challenge, make_user, engine):  # type: ignore[no-untyped-def]
+    from challenge.teams import leave_team
+
+    challenge = make_challenge(per_day=5, total=20, closes_days=30)
+    a, b = make_user("ann"), make_user("ben")
+    joined(engine, challenge, a, b)
+    team_up(engine, challenge, a, b)
+    with session_scope(engine) as s:
+        ch = s.get(Challenge, challenge.id)
+        assert ch is not None
+        ch.merge_deadline = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+        s.add(ch)
+    with session_scope(engine) as s, pytest.raises(PermissionDenied, match="merge deadline"):
+        leave_team(s, challenge=s.get(Challenge, challenge.id), user=s.get(User, b.id))  # type: ignore[arg-type]
+
+
+def test_leave_button_over_http_needs_csrf(client, make_challenge, make_user, engine):  # type: ignore[no-untyped-def]
+    from tests.challenge.conftest import csrf_of, login
+
+    challenge = make_challenge(closes_days=30)
+    a, b = make_user("ann"), make_user("ben")
+    joined(engine, challenge, a, b)
+    team_up(engine, challenge, a, b)
+    login(client, "ben")
+    page = client.get(f"/c/{challenge.slug}/team").text
+    assert "Leave the team" in page
+    assert "captain" in page
+    r = client.post(f"/c/{challenge.slug}/team/leave", data={}, follow_redirects=False)
+    assert r.status_code in (400, 403)
+    with Session(engine) as s:
+        assert team_of(s, s.get(Challenge, challenge.id), s.get(User, b.id)).name == "ann"  # type: ignore[arg-type,union-attr]
+    r = client.post(
+        f"/c/{challenge.slug}/team/leave",
+        data={"csrf_token": csrf_of(client, f"/c/{challenge.slug}/team")},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert "compete alone" in client.get(f"/c/{challenge.slug}/team").text
+    with Session(engine) as s:
+        assert team_of(s, s.get(Challenge, challenge.id), s.get(User, b.id)).name == "ben (2)"  # type: ignore[arg-type,union-attr]
+    r = client.post(
+        f"/c/{challenge.slug}/team/leave",
+        data={"csrf_token": csrf_of(client, f"/c/{challenge.slug}/team")},
+    )
+    assert r.status_code == 409
+    assert "only member" in r.text
