@@ -560,6 +560,8 @@ def cmd_class_create(args: argparse.Namespace) -> int:
                 title=args.title,
                 events=args.events,
                 progress=_split_progress,
+                data="held-back" if args.held_back else "simulate",
+                dataset=args.dataset,
             )
             out = {
                 "slug": args.slug,
@@ -953,6 +955,12 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("--events", type=int, help="events to simulate (default: as the source)")
     kc.add_argument("--title")
     kc.add_argument("--owner", help="the instructor's user name (an organizer)")
+    kc.add_argument(
+        "--held-back",
+        action="store_true",
+        help="re-split rows the source never published instead of simulating",
+    )
+    kc.add_argument("--dataset", help="dataset version NAME:N with them (default: the source's)")
     kg = add("grades", cmd_class_grades, "Export a class's grades as CSV.", kls)
     kg.add_argument("slug")
     kg.add_argument("--term", type=int, help="default: the current term")

@@ -76,7 +76,8 @@ async def classes(request: Request) -> Response:
         )
     form = await read_form(request)
     fields = {
-        k: str(form.get(k, "")) for k in ("source", "slug", "title", "opens", "closes", "seed")
+        k: str(form.get(k, ""))
+        for k in ("source", "slug", "title", "opens", "closes", "seed", "data", "dataset")
     }
 
     def _create() -> Response:
@@ -92,6 +93,8 @@ async def classes(request: Request) -> Response:
                 opens=_when(fields["opens"], "opens"),
                 closes=_when(fields["closes"], "closes"),
                 seed=_seed(fields["seed"]),
+                data=fields["data"] or "simulate",
+                dataset=fields["dataset"].strip() or None,
             )
             session.commit()
         except PodiumError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 from pathlib import Path
@@ -341,3 +342,111 @@ def test_grade_rules() -> None:
     ]:
         with pytest.raises(Exception, match=message):
             check_grade_rule(bad)
+
+
+def _higgs_versions(settings: Any, higgs_csv: Path, tmp_path: Path) -> None:
+    """Dataset 'higgs': version 1 is what the source split; version 2 adds 2000 rows it never had."""
+    from splitter.datasets import DatasetStore
+    from splitter.generate import generate_higgs
+
+    store = DatasetStore(settings.datasets_dir)
+    store.add([higgs_csv], "higgs")
+    old = pd.read_csv(higgs_csv)
+    extra = generate_higgs(2000, seed=99)
+    extra["EventId"] = extra["EventId"] - extra["EventId"].min() + old["EventId"].max() + 1
+    v2 = tmp_path / "v2" / "higgs.csv"
+    v2.parent.mkdir()
+    pd.concat([old, extra[old.columns]], ignore_index=True).to_csv(v2, index=False)
+    store.add([v2], "higgs")
+
+
+def test_class_resplit_from_held_back_rows(
+    client: Any,
+    make_challenge: Any,
+    make_user: Any,
+    settings: Any,
+    engine: Any,
+    stub_worker: Any,
+    higgs_csv: Path,
+    tmp_path: Path,
+) -> None:
+    from challenge.models import User
+    from challenge.teaching import join_class, reset_class
+    from tests.challenge.conftest import random_submission
+
+    source = make_challenge("higgs-2026", opens_days=-20, closes_days=-1)
+    _higgs_versions(settings, higgs_csv, tmp_path)
+    with Session(engine) as session:
+        row = session.get(Challenge, source.id)
+        assert row is not None
+        row.dataset_ref = "higgs:1"
+        session.add(row)
+        session.commit()
+    make_user("prof", role="organizer")
+    for name in ("ann", "ben", "cid"):
+        make_user(name)
+    login(client, "prof")
+    times = {"opens": "2026-01-01T00:00", "closes": "2099-01-01T00:00"}
+    # The source split every row of its own dataset: nothing was held back.
+    r = _create_form(client, source=source.slug, slug="ml-201", data="held-back", **times)
+    assert r.status_code == 400
+    assert "0 row(s) that &#39;higgs-2026&#39; never published" in r.text
+    r = _create_form(
+        client, source=source.slug, slug="ml-201", data="held-back", dataset="higgs:2", **times
+    )
+    assert r.status_code == 303, r.text
+
+    released = set(pd.read_csv(higgs_csv, usecols=["EventId"])["EventId"])  # the full release
+    public = storage.public_dir(settings, "ml-201")
+    class_test = set(pd.read_parquet(public / "test.parquet", columns=["EventId"])["EventId"])
+    class_train = set(pd.read_parquet(public / "train.parquet", columns=["EventId"])["EventId"])
+    solution = pd.read_parquet(storage.solution_path(settings, "ml-201"))
+    assert len(class_test) + len(class_train) == 2000
+    assert not class_test & released
+    assert not class_train & released
+    assert set(solution["EventId"]) == class_test
+    with Session(engine) as session:
+        klass = session.exec(select(Challenge).where(Challenge.slug == "ml-201")).one()
+        classroom = session.exec(select(Classroom)).one()
+    assert klass.dataset_ref == "held-back:higgs:2"
+    assert klass.split["train"] == pytest.approx(0.5)
+
+    # Released labels are worth chance on the class's test set; honest work is not.
+    scores = {}
+    for name, frame in [
+        ("ann", _old_label_submission(settings, "ml-201", higgs_csv)),
+        ("ben", perfect_submission(settings, "ml-201")),
+        ("cid", random_submission(settings, "ml-201", seed=3)),
+    ]:
+        with Session(engine) as session:
+            user = session.exec(select(User).where(User.username == name)).one()
+            join_class(session, code=classroom.invite_code, user=user)
+            session.commit()
+        scores[name] = _submit(client, _token(client, name), "ml-201", frame)
+    stub_worker.drain()
+    with Session(engine) as session:
+        got = {n: session.get(Submission, i) for n, i in scores.items()}
+    assert all(s is not None and s.status == "scored" for s in got.values())
+    cheat, honest, chance = (got[n].private_score for n in ("ann", "ben", "cid"))  # type: ignore[union-attr]
+    assert cheat is not None
+    assert honest is not None
+    assert chance is not None
+    assert cheat < 0.2 * honest
+    assert abs(cheat - chance) < 0.2 * honest
+
+    # The next term re-splits the held-back rows minus the training rows term 1 handed out.
+    with Session(engine) as session:
+        room = session.exec(select(Classroom)).one()
+        reset_class(
+            session,
+            settings,
+            classroom=room,
+            opens=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+            closes=dt.datetime(2099, 1, 1, tzinfo=dt.UTC),
+            seed=12,
+        )
+        session.commit()
+    test2 = set(pd.read_parquet(public / "test.parquet", columns=["EventId"])["EventId"])
+    train2 = set(pd.read_parquet(public / "train.parquet", columns=["EventId"])["EventId"])
+    assert len(test2) + len(train2) == 2000 - len(class_train)
+    assert not (test2 | train2) & (released | class_train)
