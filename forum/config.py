@@ -34,5 +34,7 @@ class ForumConfig:
     threads_per_page: int = 30
     # Rendered posts kept per worker process (forum.fragments); each entry holds a post's HTML twice.
     fragment_cache_posts: int = 2000
+    # Thread page bodies kept per worker process (forum.pagecache), ~50-100 KB each; 0 disables.
+    page_cache_pages: int = 300
     # Images in posts: only site-relative URLs unless an admin lists more hosts here.
     image_hosts: frozenset[str] = field(default_factory=frozenset)

@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -62,6 +63,9 @@ class Thread(SQLModel, table=True):
     accepted_post_id: int | None = None
     merged_into_id: int | None = None
     reply_count: int = 0  # visible replies, kept by forum.posting
+    # Bumped (in SQL, in the writer's transaction) by every change to what the thread's pages show:
+    # the thread page cache (forum.pagecache) keys on it, so it holds across worker processes.
+    version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_post_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -195,3 +199,42 @@ class Notification(SQLModel, table=True):
     text: str = Field(default="", max_length=300)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     read_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+# ---------------------------------------------------------------- thread versions
+
+
+def _changed(session: OrmSession, obj: object) -> bool:
+    return obj in session.new or obj in session.deleted or session.is_modified(obj)
+
+
+@sa.event.listens_for(OrmSession, "after_flush")
+def bump_thread_versions(session: OrmSession, flush_context: Any) -> None:
+    """Every flush that adds, changes or removes a post, vote or flag, or changes a thread, bumps
+    the version of the thread(s) concerned in the same transaction, in SQL (``version + 1``, so
+    concurrent writers never end on the same number). Writers need not remember to do it; the
+    thread page cache (``forum.pagecache``) keys on the version.
+    """
+    thread_ids: set[int] = set()
+    post_ids: set[int] = set()
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(obj, Post):
+            if _changed(session, obj):
+                thread_ids.add(obj.thread_id)
+                # A post moved by a merge changes both threads' pages.
+                old = sa.inspect(obj).attrs.thread_id.history.deleted
+                thread_ids.update(t for t in old if t is not None)
+        elif isinstance(obj, Thread):
+            if obj.id is not None and obj not in session.new and _changed(session, obj):
+                thread_ids.add(obj.id)
+        elif isinstance(obj, Vote | Flag) and _changed(session, obj):
+            post_ids.add(obj.post_id)
+    if not thread_ids and not post_ids:
+        return
+    table = Thread.__table__  # type: ignore[attr-defined]
+    post = Post.__table__  # type: ignore[attr-defined]
+    where = table.c.id.in_(sorted(thread_ids))
+    if post_ids:
+        owners = sa.select(post.c.thread_id).where(post.c.id.in_(sorted(post_ids)))
+        where = sa.or_(where, table.c.id.in_(owners))
+    session.connection().execute(sa.update(table).where(where).values(version=table.c.version + 1))

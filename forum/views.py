@@ -10,6 +10,7 @@ import functools
 import inspect
 import math
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,7 +38,16 @@ from forum.access import (
     page_number,
 )
 from forum.config import ForumConfig
-from forum.fragments import POST_COLUMNS, TEMPLATES_DIR, PostFragments, PostRow, PostView, fmt_time
+from forum.fragments import (
+    POST_COLUMNS,
+    TEMPLATES_DIR,
+    PageTemplate,
+    PostFragments,
+    PostRow,
+    PostView,
+    Viewer,
+    fmt_time,
+)
 from forum.interface import ForumHost
 from forum.models import (
     FLAG_KINDS,
@@ -50,11 +60,10 @@ from forum.models import (
     Post,
     PostRevision,
     Sanction,
-    Subscription,
     Thread,
-    Vote,
 )
 from forum.moderation import ACTIONS, run_action
+from forum.pagecache import PageCache, ViewerClass, viewer_facts
 from forum.posting import (
     accept_answer,
     access_post,
@@ -74,6 +83,14 @@ from forum.search import search_posts
 Handler = Callable[[Request], Any]
 
 
+@dataclass(frozen=True)
+class NavView:
+    """What the forum's navigation bar needs of the viewer, in a cached page body."""
+
+    site_moderator: bool
+    moderated: tuple[str, ...] = ()
+
+
 class ForumViews:
     """The views, bound to one host and one policy."""
 
@@ -81,6 +98,7 @@ class ForumViews:
         self.host = host
         self.config = config
         self.fragments = PostFragments(config.fragment_cache_posts)
+        self.page_cache = PageCache(config.page_cache_pages)
 
     # ------------------------------------------------------------ helpers
 
@@ -341,7 +359,8 @@ class ForumViews:
         )
 
     def thread(self, request: Request) -> Response:
-        """One page of a thread: four forum queries, and posts from the fragment cache."""
+        """One page of a thread: the body from the page cache (keyed by the thread's version and
+        the viewer's class), the viewer's own bits filled in from one small query."""
         session = self.session(request)
         actor = self.actor(request)
         thread = access_thread(
@@ -351,36 +370,72 @@ class ForumViews:
             return RedirectResponse(f"/forum/t/{thread.merged_into_id}", status_code=301)
         assert thread.id is not None
         scope_title = self.scope_title(request, thread.challenge_slug)
+        me = actor.id
+        moderator = actor.moderates(thread.challenge_slug)
+        facts = viewer_facts(session, me, thread.id) if me is not None else None
+        viewer = ViewerClass(
+            logged_in=me is not None,
+            moderator=moderator,
+            nav_moderation=me is not None and bool(actor.site_moderator or actor.moderated),
+            can_reply=(
+                me is not None
+                and (not thread.is_locked or moderator)
+                and can_write_in(actor, thread, thread.category)
+            ),
+            can_accept=(
+                me is not None
+                and (me == thread.author_id or moderator)
+                and thread.category != ANNOUNCEMENTS
+            ),
+            scope_title=scope_title,
+        )
+        raw_page = request.query_params.get("page") or "1"
+        key = (thread.id, thread.version, raw_page, viewer)
+        # A participant's own held posts are on their pages only: render those pages for them.
+        shared = moderator or facts is None or not facts.has_pending
+        body = self.page_cache.get(key) if shared else None
+        if body is None:
+            body = self.thread_body(session, actor, thread, raw_page, viewer)
+            if shared:
+                self.page_cache.put(key, body)
+        html = body.fill(
+            Viewer(
+                csrf_field=self.host.csrf_field(request),
+                user_id=me,
+                voted=facts.voted if facts else frozenset(),
+                subscribed=facts.subscribed if facts else False,
+                moderator=moderator,
+                thread_id=thread.id,
+            )
+        )
+        return self.render(
+            request,
+            "forum/thread.html",
+            thread=thread,
+            body=Markup(html),  # noqa: S704 - rendered by Jinja with autoescape; slots are ours
+        )
+
+    def thread_body(
+        self, session: Session, actor: Actor, thread: Thread, raw_page: str, viewer: ViewerClass
+    ) -> PageTemplate:
+        """Render one page of a thread for a viewer class (four queries; posts from fragments)."""
+        assert thread.id is not None
         shown = self.visible_posts_filter(actor, thread)
-        me = actor.user.id if actor.user is not None else None
-        # The count for the pager, the question's id and the subscription in one round trip.
-        total, first_id, subscribed = session.execute(
+        # The count for the pager and the question's id in one round trip.
+        total, first_id = session.execute(
             select(
                 select(func.count())
                 .select_from(Post)
                 .where(Post.thread_id == thread.id, shown)
                 .scalar_subquery(),
                 select(func.min(Post.id)).where(Post.thread_id == thread.id).scalar_subquery(),
-                select(Subscription.thread_id)
-                .where(Subscription.user_id == me, Subscription.thread_id == thread.id)
-                .exists()
-                if me is not None
-                else sa.false(),
             )
         ).one()
         size = self.config.posts_per_page
         last = max(1, math.ceil(total / size))
-        page = Page(page_number(request.query_params.get("page"), last=last), size, total)
+        page = Page(page_number(raw_page, last=last), size, total)
         if page.number > last:
             raise NotFound(f"This thread has {last} page(s); page {page.number} does not exist.")
-        voted_col = (
-            select(Vote.post_id)
-            .where(Vote.post_id == Post.id, Vote.user_id == me)
-            .exists()
-            .label("voted")
-            if me is not None
-            else sa.false().label("voted")
-        )
         page_ids = (
             select(Post.id)
             .where(Post.thread_id == thread.id, shown)
@@ -398,69 +453,51 @@ class ForumViews:
                 in_page, sa.and_(col(Post.id) == answer_id, col(Post.thread_id) == thread.id, shown)
             )
         rows = session.execute(
-            sa.select(*POST_COLUMNS, voted_col, in_page.label("in_page"))
-            .where(wanted)
-            .order_by(col(Post.id))
+            sa.select(*POST_COLUMNS, in_page.label("in_page")).where(wanted).order_by(col(Post.id))
         ).all()
-        posts = [(PostRow.of(r), bool(r.voted)) for r in rows if r.in_page]
-        accepted = next(
-            ((PostRow.of(r), bool(r.voted)) for r in rows if answer_id and r.id == answer_id), None
-        )
+        posts = [PostRow.of(r) for r in rows if r.in_page]
+        accepted = next((PostRow.of(r) for r in rows if answer_id and r.id == answer_id), None)
         names = self.host.display_names(
             session,
-            {p.author_id for p, _ in posts}
-            | ({accepted[0].author_id} if accepted else set())
+            {p.author_id for p in posts}
+            | ({accepted.author_id} if accepted else set())
             | {thread.author_id},
         )
-        moderator = actor.moderates(thread.challenge_slug)
-        can_reply = (
-            actor.user is not None
-            and (not thread.is_locked or moderator)
-            and can_write_in(actor, thread, thread.category)
-        )
-        can_accept = (
-            actor.user is not None
-            and (actor.id == thread.author_id or moderator)
-            and thread.category != ANNOUNCEMENTS
-        )
-        csrf = self.host.csrf_field(request)
 
-        def html(row: PostRow, voted: bool, anchor: str) -> str:
+        def html(row: PostRow, anchor: str) -> str:
             view = PostView(
                 anchor=anchor,
                 name=names.get(row.author_id, "?"),
                 thread_id=thread.id or 0,
-                page_number=page.number if moderator else 0,
+                page_number=page.number if viewer.moderator else 0,
                 accepted=row.id == thread.accepted_post_id,
-                logged_in=me is not None,
-                mine=row.author_id == me,
-                voted=voted,
-                can_reply=can_reply,
-                can_accept=can_accept,
+                logged_in=viewer.logged_in,
+                can_reply=viewer.can_reply,
+                can_accept=viewer.can_accept,
                 is_first=row.id == first_id,
-                moderator=moderator,
+                moderator=viewer.moderator,
             )
-            return self.fragments.render(row, view, csrf)
+            return self.fragments.render(row, view)
 
         parts = []
-        for i, (row, voted) in enumerate(posts):
-            parts.append(html(row, voted, "post"))
+        for i, row in enumerate(posts):
+            parts.append(html(row, "post"))
             if i == 0 and accepted is not None:
                 parts.append(
                     '<section class="accepted-answer" aria-label="Accepted answer">'
-                    "<h2>Accepted answer</h2>\n" + html(*accepted, "answer") + "</section>\n"
+                    "<h2>Accepted answer</h2>\n" + html(accepted, "answer") + "</section>\n"
                 )
-        return self.render(
-            request,
-            "forum/thread.html",
+        return self.fragments.page(
+            "forum/_thread_body.html",
             thread=thread,
             posts_html=Markup("".join(parts)),  # noqa: S704 - fragments are escaped by Jinja
             page=page,
-            names=names,
-            subscribed=bool(subscribed),
-            moderator=moderator,
-            scope_title=scope_title,
-            can_reply=can_reply,
+            me=viewer.logged_in,
+            actor=NavView(site_moderator=viewer.nav_moderation),
+            subscription=self.fragments.subscription_slot,
+            moderator=viewer.moderator,
+            scope_title=viewer.scope_title,
+            can_reply=viewer.can_reply,
             categories=categories_for(thread.challenge_slug),
         )
 

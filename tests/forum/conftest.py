@@ -126,3 +126,28 @@ def seasoned(db: Session, user_id: int, thread_id: int, n: int = 5) -> None:
             )
         )
     db.commit()
+
+
+def new_thread(
+    b: Any,
+    title: str = "How is AMS computed?",
+    body: str = "Question body",
+    where: str = "/forum/c/higgs/general",
+) -> int:
+    r = b.post(f"{where}/new", {"title": title, "body": body})
+    assert r.status_code == 303, r.text
+    return int(r.headers["location"].rsplit("/", 1)[1])
+
+
+def reply(b: Any, thread_id: int, body: str) -> Any:
+    return b.post_json(f"/forum/t/{thread_id}/reply", {"body": body})
+
+
+@pytest.fixture
+def seeded(browser: Any, people: dict[str, int], db: Session) -> dict[str, Any]:
+    """A thread by the organizer, with alice, bob, carol, dave and erin past pre-moderation."""
+    orga = browser("orga")
+    tid = new_thread(orga, "Welcome", "Say hello")
+    for name in ("alice", "bob", "carol", "dave", "erin"):
+        seasoned(db, people[name], tid)
+    return {"tid": tid, "orga": orga}

@@ -10,32 +10,7 @@ from sqlmodel import Session, col, select
 
 from forum.models import AuditEntry, Flag, Notification, Post, PostRevision, Sanction, Thread
 from forum.posting import post_announcement
-from tests.forum.conftest import seasoned
-
-
-def new_thread(
-    b: Any,
-    title: str = "How is AMS computed?",
-    body: str = "Question body",
-    where: str = "/forum/c/higgs/general",
-) -> int:
-    r = b.post(f"{where}/new", {"title": title, "body": body})
-    assert r.status_code == 303, r.text
-    return int(r.headers["location"].rsplit("/", 1)[1])
-
-
-def reply(b: Any, thread_id: int, body: str) -> Any:
-    return b.post_json(f"/forum/t/{thread_id}/reply", {"body": body})
-
-
-@pytest.fixture
-def seeded(browser: Any, people: dict[str, int], db: Session) -> dict[str, Any]:
-    """A thread by the organizer, with alice, bob, carol, dave and erin past pre-moderation."""
-    orga = browser("orga")
-    tid = new_thread(orga, "Welcome", "Say hello")
-    for name in ("alice", "bob", "carol", "dave", "erin"):
-        seasoned(db, people[name], tid)
-    return {"tid": tid, "orga": orga}
+from tests.forum.conftest import new_thread, reply
 
 
 def test_thread_reply_quote_edit_history(

@@ -1,0 +1,101 @@
+"""Whole thread-page bodies, cached per worker process and keyed by the thread's version.
+
+Every write that changes what a thread's pages show bumps ``forum_thread.version`` in its own
+transaction (``forum.models.bump_thread_versions``, an ORM flush hook, so no writer can forget it).
+A page body is keyed by (thread id, version, page, viewer class): a reader that sees version *n*
+reads the body of version *n* or newer, whichever worker process rendered it, and a write is
+visible on the next request everywhere. Nothing is ever invalidated; old versions age out of the LRU.
+
+The viewer class (:class:`ViewerClass`) holds everything about the viewer the body depends on
+(logged in, moderator of this forum, may reply, may accept the answer, ...). What differs between
+viewers of one class (the CSRF field, the subscribe button, each post's vote/edit/flag controls)
+stays in slots (``forum.fragments.PageTemplate``) filled per request from one small query
+(:func:`viewer_facts`). Participants with their own held posts in the thread see a page nobody else
+sees: their pages are rendered for them and not cached.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from forum.fragments import PageTemplate
+from forum.models import PENDING, Post, Subscription, Vote
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerClass:
+    """What a thread page body depends on besides the thread: shared by many viewers."""
+
+    logged_in: bool
+    moderator: bool  # of this thread's forum: sees held and hidden posts, moderation forms
+    nav_moderation: bool  # moderates some forum: the "Moderation" link
+    can_reply: bool
+    can_accept: bool  # the asker (or a moderator) outside Announcements
+    scope_title: str
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerFacts:
+    subscribed: bool
+    voted: frozenset[int]
+    has_pending: bool  # own held posts in the thread (the page is theirs alone)
+
+
+def viewer_facts(session: Session, user_id: int, thread_id: int) -> ViewerFacts:
+    """The viewer's subscription, votes and held posts in this thread, in one round trip."""
+    votes = (
+        select(sa.literal("v"), col(Vote.post_id))
+        .join(Post, col(Post.id) == Vote.post_id)
+        .where(Vote.user_id == user_id, Post.thread_id == thread_id)
+    )
+    subscription = select(sa.literal("s"), col(Subscription.thread_id)).where(
+        Subscription.user_id == user_id, Subscription.thread_id == thread_id
+    )
+    pending = select(sa.literal("p"), col(Post.id)).where(
+        Post.thread_id == thread_id, Post.author_id == user_id, Post.status == PENDING
+    )
+    rows = session.execute(sa.union_all(votes, subscription, pending)).all()
+    return ViewerFacts(
+        subscribed=any(kind == "s" for kind, _ in rows),
+        voted=frozenset(int(i) for kind, i in rows if kind == "v"),
+        has_pending=any(kind == "p" for kind, _ in rows),
+    )
+
+
+class PageCache:
+    """A thread-safe LRU of :class:`PageTemplate` with hit/miss counters."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Hashable, PageTemplate] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable) -> PageTemplate | None:
+        with self._lock:
+            page = self._entries.get(key)
+            if page is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return page
+
+    def put(self, key: Hashable, page: PageTemplate) -> None:
+        if self.max_entries <= 0:
+            return
+        with self._lock:
+            self._entries[key] = page
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
