@@ -77,6 +77,8 @@ class SandboxPool:
         self._buffer = b""
         self.isolation: dict[str, Any] = {}
         self.served = 0
+        #: CPU milliseconds and minor page faults the last grading child reported for itself.
+        self.last_usage: dict[str, float] | None = None
         self._start()
 
     @property
@@ -214,6 +216,7 @@ class SandboxPool:
                 )
             self.served += 1
         answer.pop("max_rss_mb", None)
+        self.last_usage = answer.pop("usage", None)
         return GradingResult.from_dict(answer)
 
     def _kill(self) -> None:

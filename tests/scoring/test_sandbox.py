@@ -147,3 +147,57 @@ def test_attacks_become_organizer_errors_and_the_pool_keeps_serving(
     assert not outside.exists()
     after = pool.grade(sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=0)
     assert after.status == "scored"
+
+
+def _live_processes_of(uid: int) -> list[int]:
+    """Processes running as ``uid``, zombies (killed, not yet reaped) left out."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if (
+                    entry.stat().st_uid == uid
+                    and "\nState:\tZ" not in Path(entry.path, "status").read_text()
+                ):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+@needs_root
+def test_processes_left_behind_by_a_scored_job_are_killed(
+    pool: SandboxPool, higgs_files: Files, tmp_path: Path
+) -> None:
+    # A metric that answers normally but leaves a detached grandchild running: the cleanup
+    # after the answer must still find and kill it (the zygote's no-child fast path must not
+    # skip it).
+    sub_path, sol_path, _, _ = higgs_files(100)
+    body = (
+        "import os, time\n"
+        "def score(solution, submission):\n"
+        "    if os.fork() == 0:\n"
+        "        os.setsid()\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(3600)\n"
+        "        os._exit(0)\n"
+        "    return 1.0\n"
+    )
+    metric = organizer_metric(tmp_path, body)
+    result = pool.grade(sub_path, sol_path, HIGGS_FORMAT, metric, bootstrap=0)
+    assert result.status == "scored", result.detail
+    uid = pool.isolation["uid"]
+    # The cleanup runs after the answer; the zygote finishes it before it reads the next job.
+    after = pool.grade(sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=0)
+    assert after.status == "scored"
+    assert _live_processes_of(uid) == []
+
+
+def test_the_child_reports_its_cpu_and_page_faults(pool: SandboxPool, higgs_files: Files) -> None:
+    sub_path, sol_path, _, _ = higgs_files(500)
+    result = pool.grade(sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=10)
+    assert result.status == "scored", result.detail
+    usage = pool.last_usage
+    assert usage is not None
+    assert usage["user_ms"] + usage["system_ms"] > 0
+    assert usage["minor_faults"] > 0
