@@ -9,8 +9,12 @@ Mapping (see docs/evalai.md):
 * an EvalAI *challenge phase* is a Podium phase (same integer id);
 * an EvalAI *challenge phase split* is a phase's public or private board: split ``2*phase - 1``
   is the public board, ``2*phase`` the private one (visible once revealed);
-* an EvalAI *participant team* is the participant (team id = user id); an organizer is their own
-  *host team*.
+* an EvalAI *participant team* is a Podium team (same integer id; a Podium team belongs to one
+  challenge, so a participant has one per challenge joined, its ``team_url`` the team page); its
+  ``created_by`` is the captain. Before joining anything a participant is listed as a team of one
+  whose id is their user id; ``participate`` takes that id or the id of any team of theirs. The
+  team's name is the one on submissions and boards; a team's submissions are listed to all its
+  members. An organizer is their own *host team*.
 
 The paths are EvalAI's own (``evalai/utils/urls.py``). They are mounted under ``/api`` before
 Podium's routes; none of them has the shape of a Podium route (Podium's challenge routes are
@@ -33,7 +37,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import col, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -60,9 +65,18 @@ from challenge.errors import (
     PodiumError,
 )
 from challenge.leaderboard import private_leaderboard, public_leaderboard
-from challenge.models import Challenge, EvalAIUpload, Phase, Submission, User, utcnow
+from challenge.models import (
+    Challenge,
+    EvalAIUpload,
+    Phase,
+    Submission,
+    Team,
+    TeamMember,
+    User,
+    utcnow,
+)
 from challenge.security import hash_token
-from challenge.submissions import submissions_of
+from challenge.teams import captain_of, members_of, team_of
 from challenge.uploads import (
     check_declared_size,
     iter_upload_file,
@@ -261,12 +275,47 @@ def _team(user: User, host: bool = False) -> dict[str, Any]:
     }
 
 
-def submission_object(sub: Submission, username: str) -> dict[str, Any]:
-    """A Podium submission in the shape of EvalAI's SubmissionSerializer (plus Podium's scores)."""
+def teams_of(session: Session, user: User) -> list[tuple[Team, Challenge]]:
+    """The user's Podium teams, one per challenge joined, by team id."""
+    rows = session.exec(
+        select(Team, Challenge)
+        .join(TeamMember, col(TeamMember.team_id) == Team.id)
+        .join(Challenge, col(Challenge.id) == Team.challenge_id)
+        .where(TeamMember.user_id == user.id)
+        .order_by(col(Team.id))
+    ).all()
+    return [(t, c) for t, c in rows]
+
+
+def team_object(request: Request, team: Team, challenge: Challenge, user: User) -> dict[str, Any]:
+    """A Podium team in the shape of EvalAI's ParticipantTeamSerializer."""
+    session = db(request)
+    captain = captain_of(session, team)
+    return {
+        "id": team.id,
+        "team_name": team.name,
+        "created_by": captain.username if captain else "",
+        "team_url": f"{settings_of(request).base_url}/c/{challenge.slug}/team",
+        "members": [
+            {
+                "member_name": m.username,
+                "member_id": m.id,
+                "status": "Self" if m.id == user.id else "Accepted",
+            }
+            for m in members_of(session, team)
+        ],
+    }
+
+
+def submission_object(sub: Submission, username: str, team: Team | None = None) -> dict[str, Any]:
+    """A Podium submission in the shape of EvalAI's SubmissionSerializer (plus Podium's scores).
+
+    ``username`` is the submitter's; the participant team is the submission's team.
+    """
     return {
         "id": sub.id,
-        "participant_team": sub.user_id,
-        "participant_team_name": username,
+        "participant_team": team.id if team is not None else sub.user_id,
+        "participant_team_name": team.name if team is not None else username,
         "challenge_phase": sub.phase_id,
         "created_by": username,
         "status": STATUS.get(sub.status, sub.status),
@@ -404,7 +453,8 @@ def leaderboard(request: Request) -> Response:
         {
             "id": e.submission_id,
             "submission__id": e.submission_id,
-            "submission__participant_team__team_name": e.username,
+            "submission__participant_team": e.team_id,
+            "submission__participant_team__team_name": e.team_name,
             "submission__participant_team__team_url": "",
             "submission__is_baseline": bool(e.baseline),
             "submission__is_public": True,
@@ -428,7 +478,9 @@ def leaderboard(request: Request) -> Response:
 
 @compat
 def participant_teams(request: Request) -> Response:
-    return _page([_team(api_user(request))])
+    user = api_user(request)
+    teams = [team_object(request, t, c, user) for t, c in teams_of(db(request), user)]
+    return _page(teams or [_team(user)])
 
 
 @compat
@@ -442,15 +494,33 @@ def _own_team(request: Request) -> User:
     if int(request.path_params["team_id"]) != user.id:
         raise NotFound(
             f"Team {request.path_params['team_id']} is not yours; your team id is {user.id} "
-            "(see `evalai teams --participant`)."
+            "(see `evalai teams --host`)."
         )
     return user
 
 
+def _own_participant_team(request: Request) -> tuple[User, tuple[Team, Challenge] | None]:
+    """The caller and the team of theirs the path names; None when it names the caller
+    (their user id: the team of one used before joining, or for joining more challenges)."""
+    user = api_user(request)
+    team_id = int(request.path_params["team_id"])
+    for team, challenge in teams_of(db(request), user):
+        if team.id == team_id:
+            return user, (team, challenge)
+    if team_id == user.id:
+        return user, None
+    # 403, not 404: the CLI prints the message of a 400/401/403/406 only.
+    raise PermissionDenied(
+        f"Team {team_id} is not yours; see your teams with `evalai teams --participant`."
+    )
+
+
 @compat
 def participant_challenges(request: Request) -> Response:
-    user = _own_team(request)
+    user, own = _own_participant_team(request)
     session = db(request)
+    if own is not None:
+        return _page([challenge_object(request, own[1])])
     out = [
         challenge_object(request, c)
         for c in session.exec(select(Challenge).order_by(col(Challenge.id)))
@@ -472,7 +542,9 @@ def host_challenges(request: Request) -> Response:
 
 @compat
 def participate(request: Request) -> Response:
-    user = _own_team(request)
+    """Join the challenge. A Podium team belongs to one challenge, so whichever team of theirs the
+    caller names, they join as a team of one (to be merged by invitation on the team page)."""
+    user, _ = _own_participant_team(request)
     challenge = _challenge_by_id(request, request.path_params["challenge_id"])
     join_challenge(db(request), challenge=challenge, user=user)
     db(request).commit()
@@ -505,11 +577,27 @@ def _message_of(form: Any) -> str:
 
 @compat
 def my_submissions(request: Request) -> Response:
+    """The submissions of the caller's team in the phase (every member's), newest first."""
     user = api_user(request)
+    session = db(request)
     challenge = _challenge_by_id(request, request.path_params["challenge_id"])
     phase = _phase_of(request, challenge, request.path_params["phase_id"])
-    subs = [s for s in submissions_of(db(request), challenge, user) if s.phase_id == phase.id]
-    return _page([submission_object(s, user.username) for s in subs])
+    team = team_of(session, challenge, user)
+    mine = col(Submission.user_id) == user.id
+    rows = session.exec(
+        select(Submission, User.username)
+        .join(User, col(User.id) == Submission.user_id)
+        .where(
+            Submission.phase_id == phase.id,
+            sa.or_(mine, col(Submission.team_id) == team.id) if team is not None else mine,
+        )
+        .order_by(col(Submission.created_at).desc(), col(Submission.id).desc())
+    ).all()
+    return _page([submission_object(s, name, _team_row(session, s)) for s, name in rows])
+
+
+def _team_row(session: Session, sub: Submission) -> Team | None:
+    return session.get(Team, sub.team_id) if sub.team_id is not None else None
 
 
 @compat
@@ -538,16 +626,23 @@ async def make_submission(request: Request) -> Response:
         Path(upload.filename).name,
         _message_of(form),
     )
-    return JSONResponse(submission_object(sub, user.username), status_code=201)
+    team = await run_in_threadpool(_team_row, db(request), sub)
+    return JSONResponse(submission_object(sub, user.username, team), status_code=201)
 
 
 @compat
 def get_submission(request: Request) -> Response:
+    """One submission of the caller's team (any member's)."""
     user = api_user(request)
-    sub = db(request).get(Submission, int(request.path_params["submission_id"]))
-    if sub is None or sub.user_id != user.id:
-        raise NotFound(f"No submission {request.path_params['submission_id']} of yours.")
-    return JSONResponse(submission_object(sub, user.username))
+    session = db(request)
+    sub = session.get(Submission, int(request.path_params["submission_id"]))
+    team = _team_row(session, sub) if sub is not None else None
+    in_team = team is not None and any(m.id == user.id for m in members_of(session, team))
+    if sub is None or (sub.user_id != user.id and not in_team):
+        raise NotFound(f"No submission {request.path_params['submission_id']} of your team.")
+    submitter = session.get(User, sub.user_id)
+    name = submitter.username if submitter is not None else ""
+    return JSONResponse(submission_object(sub, name, team))
 
 
 # ---------------------------------------------------------------- large uploads (--large)
@@ -705,7 +800,8 @@ async def finish_upload(request: Request) -> Response:
         db(request).commit()
 
     await run_in_threadpool(_link)
-    return JSONResponse(submission_object(sub, user.username))
+    team = await run_in_threadpool(_team_row, db(request), sub)
+    return JSONResponse(submission_object(sub, user.username, team))
 
 
 @compat

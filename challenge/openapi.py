@@ -462,7 +462,9 @@ def _evalai_paths() -> dict[str, Any]:
     obj = (200, _ref("EvalAIObject"), "EvalAI's object shape.")
     cid = _path_param("challenge_id", "integer", "Podium's challenge id.")
     pid = _path_param("phase_id", "integer", "Podium's phase id.")
-    team = _path_param("team_id", "integer", "Your own team id (see participant_team).")
+    team = _path_param(
+        "team_id", "integer", "One of your team ids, or your user id (see participant_team)."
+    )
     upload = _path_param("upload_id", "integer", "The `submission_pk` of a large upload.")
     err = {"400": _json(_ref("EvalAIError"), "Refused; `error` says why.")}
 
@@ -520,10 +522,12 @@ def _evalai_paths() -> dict[str, Any]:
             "post": op("EvalAI: participate (accepts the rules)", obj, params=[cid, team])
         },
         "/api/participants/participant_team": {
-            "get": op("EvalAI: your participant team (yourself)", page)
+            "get": op("EvalAI: your participant teams (your Podium teams)", page)
         },
         "/api/participants/participant_team/{team_id}/challenge": {
-            "get": op("EvalAI: challenges you joined", page, params=[team])
+            "get": op(
+                "EvalAI: the team's challenge (your user id: all you joined)", page, params=[team]
+            )
         },
         "/api/hosts/challenge_host_team/": {
             "get": op("EvalAI: your host team (organizers: yourself)", page)

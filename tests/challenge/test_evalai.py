@@ -279,3 +279,89 @@ def test_presigned_urls_are_unguessable_short_lived_and_multipart(
         presign, data={"file_name": "big.csv", "num_file_chunks": "50"}, headers=headers
     )
     assert r.status_code == 413
+
+
+def test_evalai_participant_teams_are_podium_teams(
+    site: tuple[str, Settings],
+    make_challenge: Any,
+    make_user: Any,
+    engine: Any,
+    stub_worker: Any,
+    tmp_path: Path,
+) -> None:
+    """Teams, their captain and members, team submissions and the team's name on the board."""
+    if not EVALAI.is_file():
+        pytest.fail(f"{EVALAI} is missing: run `make evalai-deps` (docs/evalai.md says how)")
+    import httpx
+
+    from challenge.db import session_scope
+    from challenge.models import Challenge, Team, User
+    from challenge.teams import accept_invitation, invite, rename_team, team_of
+    from tests.challenge.test_teams import joined
+
+    url, settings = site
+    challenge = make_challenge()
+    eve, finn, gus = make_user("eve"), make_user("finn"), make_user("gus")
+    joined(engine, challenge, eve, finn, gus)
+    with session_scope(engine) as s:
+        ch = s.get(Challenge, challenge.id)
+        assert ch is not None
+        team = team_of(s, ch, eve)
+        assert team is not None
+        rename_team(s, team=team, actor=s.get(User, eve.id), name="Quarks")  # type: ignore[arg-type]
+        inv = invite(s, challenge=ch, team=team, inviter=s.get(User, eve.id), invitee_name="finn")  # type: ignore[arg-type]
+        inv_id = inv.id
+    with session_scope(engine) as s:
+        accept_invitation(s, invitation_id=inv_id, user=s.get(User, finn.id))  # type: ignore[arg-type]
+    with Session(engine) as s:
+        quarks = s.exec(select(Team).where(Team.name == "Quarks")).one()
+        gus_team = s.exec(select(Team).where(Team.name == "gus")).one()
+        phase = s.exec(select(Phase).where(Phase.challenge_id == challenge.id)).one()
+    with httpx.Client(base_url=url) as http:
+        token = _token(http, "finn")
+        eve_headers = {"Authorization": f"Bearer {_token(http, 'eve')}"}
+        body = perfect_submission(settings, challenge.slug).to_csv(index=False).encode()
+        r = http.post(
+            f"/api/challenges/{challenge.slug}/submissions?filename=eve.csv",
+            content=body,
+            headers=eve_headers,
+        )
+        assert r.status_code == 201, r.text
+        eve_sub = r.json()["id"]
+        teams_json = http.get(
+            "/api/participants/participant_team", headers={"Authorization": f"Bearer {token}"}
+        ).json()["results"]
+    stub_worker.drain()
+    assert [(t["id"], t["team_name"], t["created_by"]) for t in teams_json] == [
+        (quarks.id, "Quarks", "eve")
+    ]
+    assert {m["member_name"]: m["status"] for m in teams_json[0]["members"]} == {
+        "eve": "Accepted",
+        "finn": "Self",
+    }
+    evalai = EvalAI(tmp_path)
+    evalai("host", "-sh", url)
+    evalai("set_token", token)
+    teams = evalai("teams", "--participant")
+    assert "Quarks" in teams
+    assert f"/c/{challenge.slug}/team" in teams
+    assert "eve, finn" in teams
+    assert evalai("challenges", "--participant").count("Test HiggsML") == 1
+    # Another team's id is refused; finn's own team (or user id) is accepted.
+    out = evalai(
+        "challenge", str(challenge.id), "participate", str(gus_team.id), stdin="y\n", code=1
+    )
+    assert "is not yours" in out
+    assert "is now participating" in evalai(
+        "challenge", str(challenge.id), "participate", str(quarks.id), stdin="y\n"
+    )
+    # Finn sees the team's submissions, eve's included, and can open eve's.
+    listing = evalai("challenge", str(challenge.id), "phase", str(phase.id), "submissions")
+    assert str(eve_sub) in listing
+    assert "finished" in evalai("submission", str(eve_sub))
+    board = evalai("challenge", str(challenge.id), "leaderboard", str(phase.id * 2 - 1))
+    assert "Quarks" in board
+    # Gus, not in the team, cannot open it.
+    with httpx.Client(base_url=url) as http:
+        gus_headers = {"Authorization": f"Bearer {_token(http, 'gus')}"}
+        assert http.get(f"/api/jobs/submission/{eve_sub}", headers=gus_headers).status_code == 404
