@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import difflib
 import io
+import mmap
 import os
+import stat
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -89,7 +91,30 @@ def _read_capped(stream: Any, max_bytes: int, what: str) -> bytes:
     return b"".join(chunks)
 
 
-def _gunzip(data: bytes, max_bytes: int) -> bytes:
+def _mapped(stream: Any, max_bytes: int) -> mmap.mmap | None:
+    """A read-only map of an open regular file read from its start, or ``None``.
+
+    The sandbox hands the child an open upload: mapping it costs a page-table entry per 64 KiB
+    read instead of an 8.7 MB copy into fresh memory (about 2,000 page faults in a forked
+    child). Uploads are never rewritten in place (a replaced file is a new inode), so the map
+    cannot shrink under the parser.
+    """
+    try:
+        fd = stream.fileno()
+        if stream.tell() != 0:
+            return None
+        info = os.fstat(fd)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    if not stat.S_ISREG(info.st_mode) or not 0 < info.st_size <= max_bytes:
+        return None
+    try:
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
+
+
+def _gunzip(data: bytes | mmap.mmap, max_bytes: int) -> bytes:
     inflater = zlib.decompressobj(wbits=31)
     out = []
     total = 0
@@ -155,7 +180,9 @@ def _locate_bad_utf8(data: bytes) -> int:
     return -1
 
 
-def _parse_csv(data: bytes | Path, fmt: SubmissionFormat, id_is_string: bool) -> pa.Table:
+def _parse_csv(
+    data: bytes | mmap.mmap | Path, fmt: SubmissionFormat, id_is_string: bool
+) -> pa.Table:
     # Category columns are dictionary-encoded while parsing: checking them then means checking
     # a handful of distinct values, not every row.
     string_columns: dict[str, pa.DataType] = {
@@ -175,7 +202,7 @@ def _parse_csv(data: bytes | Path, fmt: SubmissionFormat, id_is_string: bool) ->
         return "skip"
 
     def read(use_threads: bool) -> pa.Table:
-        source: Any = pa.py_buffer(data) if isinstance(data, bytes) else str(data)
+        source: Any = str(data) if isinstance(data, Path) else pa.py_buffer(data)
         return pacsv.read_csv(
             source,
             read_options=pacsv.ReadOptions(use_threads=use_threads, block_size=1 << 20),
@@ -192,7 +219,7 @@ def _parse_csv(data: bytes | Path, fmt: SubmissionFormat, id_is_string: bool) ->
     except pa.ArrowInvalid as exc:
         text = str(exc)
         if "UTF8" in text or "utf8" in text.lower():
-            raw = data if isinstance(data, bytes) else Path(data).read_bytes()
+            raw = data.read_bytes() if isinstance(data, Path) else bytes(data)
             row = _locate_bad_utf8(raw)
             where = f" (line {row + 2})" if row >= 0 else ""
             raise SubmissionInvalid(
@@ -424,6 +451,18 @@ class SolutionIds:
             self._index = pd.Index(ids)
             self._index.get_indexer(ids[:1])  # builds the hash table now, not per submission
 
+    def in_order(self, submitted: NDArray[Any]) -> bool:
+        """Whether the submitted ids are exactly the solution's, in the solution's order.
+
+        The usual case (participants keep the test file's order): every id is then known and
+        given once, so the lookup and the duplicate count can be skipped.
+        """
+        return (
+            submitted.size == self.ids.size
+            and submitted.dtype.kind == self.ids.dtype.kind
+            and bool(np.array_equal(submitted, self.ids))
+        )
+
     def positions(self, submitted: NDArray[Any]) -> NDArray[np.int64]:
         """For each submitted id, its row in the solution, or -1 if the solution lacks it."""
         if self._table is not None and submitted.dtype.kind in "iu":
@@ -438,7 +477,9 @@ class SolutionIds:
 
 def _ids(
     array: pa.ChunkedArray, name: str, lookup: SolutionIds, source: _Source
-) -> NDArray[np.int64]:
+) -> NDArray[np.int64] | None:
+    """Each submitted row's position in the solution, or ``None`` when the file lists the
+    solution's ids in the solution's order."""
     solution_ids = lookup.ids
     missing = _nulls(array)
     if missing.size:
@@ -450,6 +491,8 @@ def _ids(
         values = _integers(_numeric(array, name, source, want), name, source, want)
     else:
         values = array.to_numpy(zero_copy_only=False).astype(str)
+    if lookup.in_order(values):
+        return None
     pos = lookup.positions(values)
     n = solution_ids.size
     unknown = pos < 0
@@ -494,7 +537,7 @@ Source = Path | BinaryIO
 def read_table(path: Source, fmt: SubmissionFormat, *, id_is_string: bool,
                max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[pa.Table, _Source]:
     """Parse a submission (CSV, gzipped CSV, zip of one CSV, or Parquet) into an Arrow table."""
-    raw: bytes | None = None
+    raw: bytes | mmap.mmap | None = None
     try:
         if isinstance(path, Path):
             size = path.stat().st_size
@@ -502,7 +545,7 @@ def read_table(path: Source, fmt: SubmissionFormat, *, id_is_string: bool,
                 magic = handle.read(4)
         else:
             # read(n) would reserve n bytes up front; read what is there, up to the cap.
-            raw = _read_capped(path, max_bytes, "the file")
+            raw = _mapped(path, max_bytes) or _read_capped(path, max_bytes, "the file")
             size = len(raw)
             magic = raw[:4]
     except OSError as exc:
@@ -518,13 +561,13 @@ def read_table(path: Source, fmt: SubmissionFormat, *, id_is_string: bool,
         )
     if magic == b"PAR1":
         try:
-            source = pa.BufferReader(raw) if raw is not None else path
+            source = pa.BufferReader(pa.py_buffer(raw)) if raw is not None else path
             return pq.read_table(source), _Source("parquet")
         except (pa.ArrowException, OSError) as exc:
             raise SubmissionInvalid(
                 f"the Parquet file cannot be read ({exc}). Write it again, or upload a CSV."
             ) from None
-    data: bytes | Path
+    data: bytes | mmap.mmap | Path
     if raw is not None:
         if magic[:2] == b"\x1f\x8b":
             data = _gunzip(raw, max_bytes)
@@ -539,9 +582,11 @@ def read_table(path: Source, fmt: SubmissionFormat, *, id_is_string: bool,
             data = _unzip(path, max_bytes)
         else:
             data = path
-    if magic[:3] == b"\xef\xbb\xbf" or (isinstance(data, bytes) and data[:3] == b"\xef\xbb\xbf"):
+    if magic[:3] == b"\xef\xbb\xbf" or (
+        not isinstance(data, Path) and data[:3] == b"\xef\xbb\xbf"
+    ):
         # A UTF-8 byte order mark (Excel writes one) is not part of the first column's name.
-        data = (data if isinstance(data, bytes) else data.read_bytes())[3:]
+        data = (data.read_bytes() if isinstance(data, Path) else data)[3:]
     return _parse_csv(data, fmt, id_is_string), _Source("csv")
 
 
@@ -577,7 +622,7 @@ def validate_submission(
     columns: dict[str, Any] = {}
     for spec in fmt.columns:
         columns[spec.name] = _check_column(table.column(spec.name), spec, source, ids.size)
-    if np.array_equal(pos, np.arange(ids.size)):
+    if pos is None or np.array_equal(pos, np.arange(ids.size)):
         order = None
     else:
         order = np.empty(ids.size, dtype=np.int64)

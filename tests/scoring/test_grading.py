@@ -240,3 +240,44 @@ def test_grading_a_prepared_solution_gives_the_same_result(higgs_files: Files) -
     assert (again.public, again.private, again.public_ci, again.private_ci) == (
         plain.public, plain.private, plain.public_ci, plain.private_ci
     )
+
+
+def test_a_file_in_the_solutions_order_and_an_open_file_score_like_a_shuffled_path(
+    higgs_files: Files, tmp_path: Path
+) -> None:
+    # The conftest file is shuffled (the id lookup); the same rows in the solution's order take
+    # the in-order path, and an open handle is mapped instead of read: same numbers.
+    sub_path, sol_path, solution, submission = higgs_files(2000)
+    in_order = tmp_path / "in-order.csv"
+    ordered = submission.set_index("EventId").loc[solution["EventId"]].reset_index()
+    ordered.to_csv(in_order, index=False)
+    shuffled = grade(sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=40, seed=2)
+    assert shuffled.status == "scored"
+    with in_order.open("rb") as first, sub_path.open("rb") as second:
+        results = [
+            grade(source, sol_path, HIGGS_FORMAT, AMS, bootstrap=40, seed=2)
+            for source in (in_order, first, second)
+        ]
+    for again in results:
+        assert (again.public, again.private, again.public_ci, again.private_ci) == (
+            shuffled.public,
+            shuffled.private,
+            shuffled.public_ci,
+            shuffled.private_ci,
+        )
+
+
+def test_an_almost_in_order_file_is_still_checked_row_by_row(tmp_path: Path) -> None:
+    fmt = SubmissionFormat.from_dict({"id": "Id", "columns": {"p": "float"}})
+    ids = np.arange(10, 20)
+    lookup = SolutionIds(ids)
+    assert lookup.in_order(np.arange(10, 20))
+    assert not lookup.in_order(np.array([*range(10, 19), 18]))
+    rows = [f"{i},0.5" for i in ids]
+    repeated = write_lines(tmp_path / "repeated.csv", ["Id,p", *rows[:-1], "18,0.5"])
+    with pytest.raises(SubmissionInvalid, match="duplicated ids"):
+        validate_submission(repeated, fmt, lookup)
+    with repeated.open("rb") as handle, pytest.raises(SubmissionInvalid, match="duplicated ids"):
+        validate_submission(handle, fmt, lookup)
+    prepared = validate_submission(write_lines(tmp_path / "ok.csv", ["Id,p", *rows]), fmt, lookup)
+    assert prepared["Id"].tolist() == ids.tolist()
