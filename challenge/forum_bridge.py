@@ -7,6 +7,7 @@ challenge's forum and may post announcements there. The forum adds its own moder
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,8 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Mount
 
 from challenge.errors import PodiumError
-from challenge.models import Challenge, User
-from challenge.views.challenges import visible_challenge
+from challenge.models import Challenge, Participation, User
 from challenge.web import csrf_token, current_user, db, read_form, render
 from forum.access import ForumError
 from forum.config import ForumConfig
@@ -28,8 +28,28 @@ from forum.posting import post_announcement
 from forum.views import TEMPLATES_DIR, forum_routes
 
 
+@dataclass
+class _RequestFacts:
+    """The hub's answers for one request (the forum asks several times per page)."""
+
+    organized: frozenset[str] | None = None
+    titles: dict[str, str | None] = field(default_factory=dict)  # slug -> title if visible
+
+
+def _facts(request: Request) -> _RequestFacts:
+    facts = getattr(request.state, "forum_hub_facts", None)
+    if not isinstance(facts, _RequestFacts):
+        facts = _RequestFacts()
+        request.state.forum_hub_facts = facts
+    return facts
+
+
 class HubForumHost:
-    """Implements ForumHost with the hub's users, roles, challenges, sessions and templates."""
+    """Implements ForumHost with the hub's users, roles, challenges, sessions and templates.
+
+    Answers are memoized per request; the challenge a page is about and the challenges the user
+    organizes come from one query.
+    """
 
     def current_user(self, request: Request) -> ForumUser | None:
         user = current_user(request)
@@ -45,19 +65,63 @@ class HubForumHost:
         return self.organized_challenges(request)
 
     def organized_challenges(self, request: Request) -> frozenset[str]:
-        user = current_user(request)
-        if user is None:
-            return frozenset()
-        query = select(Challenge.slug)
-        if user.role != "admin":
-            query = query.where(Challenge.created_by == user.id)
-        return frozenset(db(request).exec(query).all())
+        facts = _facts(request)
+        if facts.organized is None:
+            user = current_user(request)
+            if user is None:
+                facts.organized = frozenset()
+            else:
+                query = select(Challenge.slug)
+                if user.role != "admin":
+                    query = query.where(Challenge.created_by == user.id)
+                facts.organized = frozenset(db(request).exec(query).all())
+        return facts.organized
 
     def challenge_title(self, request: Request, challenge_slug: str) -> str | None:
-        try:
-            return visible_challenge(request, challenge_slug).title
-        except PodiumError:
-            return None
+        """The same rule as ``visible_challenge``: listed, or the viewer is an admin, its
+        organizer or a participant. Reads only the columns it needs (not the description)."""
+        facts = _facts(request)
+        if challenge_slug in facts.titles:
+            return facts.titles[challenge_slug]
+        user = current_user(request)
+        me = user.id if user is not None else None
+        joined: Any = (
+            select(Participation.id)
+            .where(Participation.challenge_id == Challenge.id, Participation.user_id == me)
+            .exists()
+            if me is not None
+            else sa.false()
+        )
+        wanted = col(Challenge.slug) == challenge_slug
+        # A logged-in non-admin's organized challenges come with it (the forum asks next).
+        with_organized = user is not None and user.role != "admin" and facts.organized is None
+        if with_organized:
+            wanted = sa.or_(wanted, col(Challenge.created_by) == me)
+        rows = (
+            db(request)
+            .execute(
+                sa.select(
+                    col(Challenge.slug),
+                    col(Challenge.title),
+                    col(Challenge.is_listed),
+                    col(Challenge.created_by),
+                    joined,
+                ).where(wanted)
+            )
+            .all()
+        )
+        if with_organized:
+            facts.organized = frozenset(r[0] for r in rows if r[3] == me)
+        title = None
+        for slug, name, listed, created_by, participates in rows:
+            if slug == challenge_slug and (
+                listed
+                or participates
+                or (user is not None and (user.role == "admin" or created_by == me))
+            ):
+                title = name
+        facts.titles[challenge_slug] = title
+        return title
 
     def display_names(self, session: Session, user_ids: Iterable[int]) -> Mapping[int, str]:
         ids = sorted(set(user_ids))

@@ -9,9 +9,9 @@ visible on the next request everywhere. Nothing is ever invalidated; old version
 The viewer class (:class:`ViewerClass`) holds everything about the viewer the body depends on
 (logged in, moderator of this forum, may reply, may accept the answer, ...). What differs between
 viewers of one class (the CSRF field, the subscribe button, each post's vote/edit/flag controls)
-stays in slots (``forum.fragments.PageTemplate``) filled per request from one small query
-(:func:`viewer_facts`). Participants with their own held posts in the thread see a page nobody else
-sees: their pages are rendered for them and not cached.
+stays in slots (``forum.fragments.PageTemplate``) filled per request from the query that reads the
+thread's row (:func:`thread_and_viewer_facts`). Participants with their own held posts in the
+thread see a page nobody else sees: their pages are rendered for them and not cached.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from forum.fragments import PageTemplate
-from forum.models import PENDING, Post, Subscription, Vote
+from forum.models import PENDING, Post, Subscription, Thread, Vote
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,24 +47,40 @@ class ViewerFacts:
     has_pending: bool  # own held posts in the thread (the page is theirs alone)
 
 
-def viewer_facts(session: Session, user_id: int, thread_id: int) -> ViewerFacts:
-    """The viewer's subscription, votes and held posts in this thread, in one round trip."""
+def thread_and_viewer_facts(
+    session: Session, thread_id: int, user_id: int | None
+) -> tuple[Thread | None, ViewerFacts | None]:
+    """The thread row and, for a logged-in viewer, their subscription, votes and held posts in the
+    thread: one round trip either way. Permission checks are the caller's (``access_thread`` then
+    finds the row in the session)."""
+    if user_id is None:
+        return session.get(Thread, thread_id), None
+    subscribed = (
+        select(Subscription.thread_id)
+        .where(Subscription.user_id == user_id, Subscription.thread_id == thread_id)
+        .exists()
+    )
+    pending = (
+        select(Post.id)
+        .where(Post.thread_id == thread_id, Post.author_id == user_id, Post.status == PENDING)
+        .exists()
+    )
     votes = (
-        select(sa.literal("v"), col(Vote.post_id))
+        select(sa.func.aggregate_strings(sa.cast(col(Vote.post_id), sa.String), ","))
         .join(Post, col(Post.id) == Vote.post_id)
         .where(Vote.user_id == user_id, Post.thread_id == thread_id)
+        .scalar_subquery()
     )
-    subscription = select(sa.literal("s"), col(Subscription.thread_id)).where(
-        Subscription.user_id == user_id, Subscription.thread_id == thread_id
-    )
-    pending = select(sa.literal("p"), col(Post.id)).where(
-        Post.thread_id == thread_id, Post.author_id == user_id, Post.status == PENDING
-    )
-    rows = session.execute(sa.union_all(votes, subscription, pending)).all()
-    return ViewerFacts(
-        subscribed=any(kind == "s" for kind, _ in rows),
-        voted=frozenset(int(i) for kind, i in rows if kind == "v"),
-        has_pending=any(kind == "p" for kind, _ in rows),
+    row = session.execute(
+        select(Thread, subscribed, pending, votes).where(Thread.id == thread_id)
+    ).one_or_none()
+    if row is None:
+        return None, None
+    thread, is_subscribed, has_pending, voted = row
+    return thread, ViewerFacts(
+        subscribed=bool(is_subscribed),
+        voted=frozenset(int(i) for i in voted.split(",")) if voted else frozenset(),
+        has_pending=bool(has_pending),
     )
 
 

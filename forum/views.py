@@ -63,7 +63,7 @@ from forum.models import (
     Thread,
 )
 from forum.moderation import ACTIONS, run_action
-from forum.pagecache import PageCache, ViewerClass, viewer_facts
+from forum.pagecache import PageCache, ViewerClass, thread_and_viewer_facts
 from forum.posting import (
     accept_answer,
     access_post,
@@ -363,16 +363,18 @@ class ForumViews:
         the viewer's class), the viewer's own bits filled in from one small query."""
         session = self.session(request)
         actor = self.actor(request)
-        thread = access_thread(
-            session, actor, self.int_param(request.path_params["thread_id"], "Thread")
-        )
+        me = actor.id
+        thread_id = self.int_param(request.path_params["thread_id"], "Thread")
+        row, facts = thread_and_viewer_facts(session, thread_id, me)
+        if row is None:
+            raise NotFound("That thread does not exist or was removed.")
+        # The forum's title first: the host then knows the challenge when asked about roles.
+        scope_title = self.scope_title(request, row.challenge_slug)
+        thread = access_thread(session, actor, thread_id)  # the row is in the session already
         if thread.status == MERGED and thread.merged_into_id:
             return RedirectResponse(f"/forum/t/{thread.merged_into_id}", status_code=301)
         assert thread.id is not None
-        scope_title = self.scope_title(request, thread.challenge_slug)
-        me = actor.id
         moderator = actor.moderates(thread.challenge_slug)
-        facts = viewer_facts(session, me, thread.id) if me is not None else None
         viewer = ViewerClass(
             logged_in=me is not None,
             moderator=moderator,
