@@ -62,29 +62,51 @@ def make_bare_app() -> object:
 
     env = make_templates()
     template = env.get_template("challenge/leaderboard.html")
-    table = env.get_template("challenge/_board_table.html")
+    body = env.get_template("challenge/_leaderboard_body.html")
     now = dt.datetime.now(dt.UTC)
     rng = random.Random(1)
     entries = []
     for i in range(100):
         score = 3.5 - i * 0.001
-        entries.append(Entry(i + 1, i + 1, f"team-{i:05d}", score, score - 0.1, score + 0.1,
-                             i + 1, now, rng.randint(1, 40), tied_with_above=i > 0))
+        entries.append(
+            Entry(
+                i + 1,
+                i + 1,
+                f"team-{i:05d}",
+                score,
+                score - 0.1,
+                score + 0.1,
+                i + 1,
+                now,
+                rng.randint(1, 40),
+                tied_with_above=i > 0,
+            )
+        )
     challenge = Challenge(id=1, slug=SLUG, title="Leaderboard benchmark", metric=METRIC)
     phase = Phase(id=1, challenge_id=1, name="competition", opens_at=now)
     context = {
-        "challenge": challenge, "phase": phase, "phases": [phase], "board": "public",
-        "private_ok": False, "higher_is_better": True,
-        "result": BoardPage(entries, TEAMS, 1, TEAMS // 100), "entries": entries,
-        "my_team_id": None, "phase_state": "open", "ladder": False,
-        "settings": load_settings(), "user": None, "csrf": Markup(""), "csrf_value": "",
+        "challenge": challenge,
+        "phase": phase,
+        "phases": [phase],
+        "board": "public",
+        "private_ok": False,
+        "higher_is_better": True,
+        "result": BoardPage(entries, TEAMS, 1, TEAMS // 100),
+        "my_team_id": None,
+        "phase_state": "open",
+        "ladder": False,
+        "settings": load_settings(),
+        "user": None,
+        "csrf": Markup(""),
+        "csrf_value": "",
         "flashes": [],
     }
 
     def board(request: Any) -> HTMLResponse:
-        # The same two templates the site uses, rendered afresh from the list on every request.
-        html = Markup(table.render(**context))  # noqa: S704 - autoescaped template output
-        return HTMLResponse(template.render(request=request, table_html=html, **context))
+        # The same templates the site uses (page, body, table), rendered afresh from the list on
+        # every request.
+        html = Markup(body.render(**context))  # noqa: S704 - autoescaped template output
+        return HTMLResponse(template.render(request=request, body_html=html, **context))
 
     return Starlette(routes=[Route("/lb", board, methods=["GET"])])
 
@@ -104,13 +126,22 @@ def seed(url: str) -> float:
     meta = sa.MetaData()
     meta.reflect(engine, only=["user", "team", "team_member", "submission"])
     with Session(engine) as session:
-        challenge = Challenge(slug=SLUG, title="Leaderboard benchmark", metric=METRIC,
-                              state="ready", limits={"per_day": 5, "total": 300})
+        challenge = Challenge(
+            slug=SLUG,
+            title="Leaderboard benchmark",
+            metric=METRIC,
+            state="ready",
+            limits={"per_day": 5, "total": 300},
+        )
         session.add(challenge)
         session.flush()
         assert challenge.id is not None
-        phase = Phase(challenge_id=challenge.id, name="competition",
-                      opens_at=now - dt.timedelta(days=40), closes_at=now + dt.timedelta(days=40))
+        phase = Phase(
+            challenge_id=challenge.id,
+            name="competition",
+            opens_at=now - dt.timedelta(days=40),
+            closes_at=now + dt.timedelta(days=40),
+        )
         session.add(phase)
         session.commit()
         cid, pid = challenge.id, phase.id
@@ -133,15 +164,31 @@ def seed(url: str) -> float:
         for n in range(SUBMISSIONS):
             team = rng.randint(1, TEAMS)
             score = rng.gauss(3.0, 0.3)
-            rows.append({
-                "challenge_id": cid, "phase_id": pid, "user_id": team, "team_id": team,
-                "filename": "p.csv", "stored_path": "unused", "size_bytes": 1, "sha256": "",
-                "message": "", "status": "scored", "public_score": score,
-                "private_score": score + rng.gauss(0, 0.05), "public_ci_low": score - 0.1,
-                "public_ci_high": score + 0.1, "error_message": "", "error_detail": "",
-                "attempts": 1, "is_late": False, "is_final": False, "baseline_label": "",
-                "created_at": now - dt.timedelta(seconds=SUBMISSIONS - n),
-            })
+            rows.append(
+                {
+                    "challenge_id": cid,
+                    "phase_id": pid,
+                    "user_id": team,
+                    "team_id": team,
+                    "filename": "p.csv",
+                    "stored_path": "unused",
+                    "size_bytes": 1,
+                    "sha256": "",
+                    "message": "",
+                    "status": "scored",
+                    "public_score": score,
+                    "private_score": score + rng.gauss(0, 0.05),
+                    "public_ci_low": score - 0.1,
+                    "public_ci_high": score + 0.1,
+                    "error_message": "",
+                    "error_detail": "",
+                    "attempts": 1,
+                    "is_late": False,
+                    "is_final": False,
+                    "baseline_label": "",
+                    "created_at": now - dt.timedelta(seconds=SUBMISSIONS - n),
+                }
+            )
             if len(rows) == 20_000:
                 conn.execute(meta.tables["submission"].insert(), rows)
                 rows = []
@@ -154,11 +201,11 @@ def seed(url: str) -> float:
     rebuild = time.perf_counter() - started
     with engine.connect() as conn:  # brute force: the best score of a few teams
         for team in rng.sample(range(1, TEAMS + 1), 20):
-            best = conn.execute(sa.text(
-                "SELECT max(public_score) FROM submission WHERE team_id = :t"), {"t": team}
+            best = conn.execute(
+                sa.text("SELECT max(public_score) FROM submission WHERE team_id = :t"), {"t": team}
             ).scalar()
-            shown = conn.execute(sa.text(
-                "SELECT score FROM board_entry WHERE team_id = :t"), {"t": team}
+            shown = conn.execute(
+                sa.text("SELECT score FROM board_entry WHERE team_id = :t"), {"t": team}
             ).scalar()
             assert best == shown, (team, best, shown)
     print(f"board rows: {built} (teams with a score)")
@@ -230,13 +277,21 @@ def main() -> None:
     try:
         started = time.perf_counter()
         rebuild = seed(url)
-        print(f"seeded {TEAMS} teams / {SUBMISSIONS} submissions in "
-              f"{time.perf_counter() - started:.1f}s; rebuild_boards {rebuild:.1f}s ({args.db})")
+        print(
+            f"seeded {TEAMS} teams / {SUBMISSIONS} submissions in "
+            f"{time.perf_counter() - started:.1f}s; rebuild_boards {rebuild:.1f}s ({args.db})"
+        )
         runs = [
-            ("bare Starlette, same table from a list", "bench.bench_leaderboard:make_bare_app",
-             ["/lb"]),
-            ("podium public board", "bench.bench_leaderboard:make_podium_app",
-             [f"/c/{SLUG}/leaderboard", f"/c/{SLUG}/leaderboard?page=73"]),
+            (
+                "bare Starlette, same table from a list",
+                "bench.bench_leaderboard:make_bare_app",
+                ["/lb"],
+            ),
+            (
+                "podium public board",
+                "bench.bench_leaderboard:make_podium_app",
+                [f"/c/{SLUG}/leaderboard", f"/c/{SLUG}/leaderboard?page=73"],
+            ),
         ]
         for label, factory, paths in runs:
             port = 18000 + random.Random().randint(0, 999)
@@ -267,8 +322,10 @@ def main() -> None:
         if label.startswith("podium"):
             ratio = r["rps"] / bare["rps"]
             verdict = "OK" if ratio >= 0.6 and r["p99"] < 100 else "MISSED"
-            print(f"{label}: {ratio:.2f} x bare req/s (target >= 0.60), p99 {r['p99']:.1f} ms "
-                  f"(target < 100) -> {verdict}")
+            print(
+                f"{label}: {ratio:.2f} x bare req/s (target >= 0.60), p99 {r['p99']:.1f} ms "
+                f"(target < 100) -> {verdict}"
+            )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -484,43 +484,170 @@ def private_leaderboard(
     return mark_ties(entries)
 
 
+# ---------------------------------------------------------------- what a participant sees
+
+
+@dataclass(frozen=True)
+class ShownScore:
+    """A submission's public score as its team may see it.
+
+    Without the Ladder that is the exact score. Under the Ladder (Blum & Hardt 2015) it is the
+    value the Ladder released when the submission was scored: its own score if it beat the team's
+    shown score by more than the margin, else the shown score it failed to beat (``exact`` False:
+    "not better than your best by the margin"). The interval goes with the value shown, since the
+    midpoint of a submission's own interval would give its score away.
+    """
+
+    score: float | None
+    ci_low: float | None
+    ci_high: float | None
+    exact: bool = True
+
+
+def ladder_on(challenge: Challenge) -> bool:
+    return bool((challenge.leaderboard or {}).get("ladder"))
+
+
+def _exact(sub: Submission) -> ShownScore:
+    return ShownScore(sub.public_score, sub.public_ci_low, sub.public_ci_high)
+
+
+def _ladder_releases(
+    subs: list[Submission], higher_is_better: bool, challenge: Challenge
+) -> dict[int, ShownScore]:
+    """Replay the Ladder over one team's scored submissions of one phase, in submission order.
+
+    On-time submissions move the shown one exactly as :func:`best_for_board` does; a late one is
+    compared with the shown one but never replaces it (it is not ranked).
+    """
+    shown: Submission | None = None
+    out: dict[int, ShownScore] = {}
+    for sub in subs:
+        assert sub.id is not None
+        assert sub.public_score is not None
+        if shown is None:
+            better = True
+        else:
+            assert shown.public_score is not None
+            gain = (sub.public_score - shown.public_score) * (1 if higher_is_better else -1)
+            margin = ladder_margin(challenge, sub)
+            better = gain > (margin or 0.0)
+        if better or shown is None:
+            out[sub.id] = _exact(sub)
+            if not sub.is_late:
+                shown = sub
+        else:
+            out[sub.id] = ShownScore(
+                shown.public_score, shown.public_ci_low, shown.public_ci_high, exact=False
+            )
+    return out
+
+
+def participant_scores(session: Session, subs: list[Submission]) -> dict[int, ShownScore]:
+    """The public score of each submission as its participants may see it (submission lists,
+    the API, the team's history plot). See :class:`ShownScore`; organizers' baselines and
+    challenges without the Ladder show exact scores."""
+    out: dict[int, ShownScore] = {}
+    replay: dict[tuple[int, int], Challenge] = {}
+    for sub in subs:
+        assert sub.id is not None
+        challenge = session.get(Challenge, sub.challenge_id)
+        if (
+            challenge is None
+            or not ladder_on(challenge)
+            or sub.public_score is None
+            or sub.baseline_label
+            or sub.team_id is None
+        ):
+            out[sub.id] = _exact(sub)
+        else:
+            replay[(sub.team_id, sub.phase_id)] = challenge
+    for (team_id, phase_id), challenge in replay.items():
+        rows = list(
+            session.exec(
+                select(Submission)
+                .where(
+                    Submission.team_id == team_id,
+                    Submission.phase_id == phase_id,
+                    Submission.status == "scored",
+                    Submission.baseline_label == "",
+                    col(Submission.public_score).is_not(None),
+                )
+                .order_by(col(Submission.created_at), col(Submission.id))
+            )
+        )
+        released = _ladder_releases(rows, higher_is_better_of(challenge), challenge)
+        for sub in subs:
+            if sub.id is not None and (sub.team_id, sub.phase_id) == (team_id, phase_id):
+                out[sub.id] = released.get(sub.id, _exact(sub))
+    return out
+
+
+def participant_score(session: Session, sub: Submission) -> ShownScore:
+    """:func:`participant_scores` for one submission."""
+    assert sub.id is not None
+    return participant_scores(session, [sub])[sub.id]
+
+
 # ---------------------------------------------------------------- histories for the plots
 
 
 def team_score_history(
     session: Session, team_id: int, phase: Phase
 ) -> list[tuple[dt.datetime, float, bool]]:
-    """(time, public score, late) for each scored submission of a team in a phase."""
-    rows = session.exec(
-        select(Submission.created_at, Submission.public_score, Submission.is_late)
-        .where(
-            Submission.team_id == team_id,
-            Submission.phase_id == phase.id,
-            Submission.status == "scored",
-            col(Submission.public_score).is_not(None),
+    """(time, public score as the team sees it, late) for each scored submission of a team."""
+    subs = list(
+        session.exec(
+            select(Submission)
+            .where(
+                Submission.team_id == team_id,
+                Submission.phase_id == phase.id,
+                Submission.status == "scored",
+                col(Submission.public_score).is_not(None),
+            )
+            .order_by(col(Submission.created_at), col(Submission.id))
         )
-        .order_by(col(Submission.created_at))
-    ).all()
-    return [(t, float(s), bool(late)) for t, s, late in rows if s is not None]
+    )
+    shown = participant_scores(session, subs)
+    out = []
+    for sub in subs:
+        assert sub.id is not None
+        score = shown[sub.id].score
+        if score is not None:
+            out.append((sub.created_at, float(score), bool(sub.is_late)))
+    return out
 
 
 def best_score_over_time(
-    session: Session, phase: Phase, higher_is_better: bool
+    session: Session, challenge: Challenge, phase: Phase, higher_is_better: bool
 ) -> list[tuple[dt.datetime, float]]:
-    """The top public score of the phase after each improvement (a step function's corners)."""
-    rows = session.exec(
-        select(Submission.created_at, Submission.public_score)
-        .join(Team, col(Team.id) == Submission.team_id)
-        .where(
-            Submission.phase_id == phase.id,
-            Submission.status == "scored",
-            col(Submission.is_late).is_(False),
-            Submission.baseline_label == "",
-            col(Submission.public_score).is_not(None),
-            col(Team.disqualified_at).is_(None),
-        )
-        .order_by(col(Submission.created_at))
-    ).all()
+    """The top public score of the phase after each improvement (a step function's corners).
+
+    Under the Ladder only the scores the board shows are used (each team's current shown
+    submission), so the plot gives away no score the Ladder held back.
+    """
+    rows: Sequence[tuple[dt.datetime, float | None]]
+    if ladder_on(challenge):
+        rows = session.exec(
+            select(BoardEntry.submitted_at, BoardEntry.score)
+            .join(Team, col(Team.id) == BoardEntry.team_id)
+            .where(BoardEntry.phase_id == phase.id, col(Team.disqualified_at).is_(None))
+            .order_by(col(BoardEntry.submitted_at))
+        ).all()
+    else:
+        rows = session.exec(
+            select(Submission.created_at, Submission.public_score)
+            .join(Team, col(Team.id) == Submission.team_id)
+            .where(
+                Submission.phase_id == phase.id,
+                Submission.status == "scored",
+                col(Submission.is_late).is_(False),
+                Submission.baseline_label == "",
+                col(Submission.public_score).is_not(None),
+                col(Team.disqualified_at).is_(None),
+            )
+            .order_by(col(Submission.created_at))
+        ).all()
     out: list[tuple[dt.datetime, float]] = []
     for when, score in rows:
         if score is None:

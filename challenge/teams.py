@@ -521,6 +521,9 @@ def set_final_selection(
     sub.is_final = final
     session.add(sub)
     session.flush()
+    from challenge.leaderboard import bump_board_version
+
+    bump_board_version(session, sub.phase_id)  # the private board (and its cached pages) changed
     return sub
 
 

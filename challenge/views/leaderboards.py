@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import hashlib
 import io
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from jinja2 import Environment
 from markupsafe import Markup
+from sqlmodel import col
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -30,11 +36,11 @@ from challenge.leaderboard import (
     public_leaderboard,
     team_score_history,
 )
-from challenge.models import Challenge, Phase, User
+from challenge.models import Challenge, Phase, User, utcnow
 from challenge.plots import shakeup_svg, time_series_svg
 from challenge.teams import team_of
 from challenge.views.challenges import visible_challenge
-from challenge.web import current_user, db, render, settings_of
+from challenge.web import current_user, db, engine_of, render, settings_of
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -93,16 +99,17 @@ def _page_number(request: Request) -> int:
         raise BadRequest("page must be a whole number, e.g. ?page=2.") from exc
 
 
-def board_page(request: Request, br: BoardRequest) -> BoardPage:
+def board_page(request: Request, br: BoardRequest, head: BoardHead | None = None) -> BoardPage:
     session = db(request)
     page = _page_number(request)
     if br.board == "public":
         return public_board_page(
             session, br.challenge, br.phase, page=page, higher_is_better=br.higher_is_better
         )
-    entries = private_leaderboard(session, br.challenge, br.phase, br.higher_is_better)
+    entries = private_entries(request, br, head)
     pages = max(1, math.ceil(len(entries) / PER_PAGE))
     page = min(page, pages)
+
     def better(e: Entry, b: Entry) -> bool:
         return e.score > b.score if br.higher_is_better else e.score < b.score
 
@@ -115,84 +122,320 @@ def board_page(request: Request, br: BoardRequest) -> BoardPage:
     )
 
 
-# Rendered public pages per app (so per database), keyed by the phase's board_version: any score,
-# merge, rename or disqualification bumps the version in the database, so a stale page is never
-# served.
-PageCache = OrderedDict[tuple[int, int, str], tuple[int, BoardPage, Markup]]
-_CACHE_SIZE = 512
+# ---------------------------------------------------------------- caching
+#
+# Every board change (a score, a rescore, a merge, a rename, a disqualification, a final pick, a
+# private interval) bumps ``phase.board_version`` in the same transaction. A request reads the
+# versions of the challenge's phases together with everything else a board page depends on (the
+# challenge's title, metric, settings and reveal, the phases' names and times, and which phases
+# have opened or closed by now) in ONE small query, and hashes that into ``BoardHead.key``. Pages
+# are cached per app (so per database) under that key: a cache entry can never outlive the state
+# it was rendered from, in this process or any other, and nothing has to be invalidated.
+
+
+@dataclass(frozen=True)
+class BoardHead:
+    key: str  # a digest of everything but the viewer that a board page is rendered from
+    listed: bool
+
+
+def _head_query() -> sa.Select[Any]:
+    c, p = Challenge, Phase
+    columns: list[Any] = [
+        *(c.id, c.is_listed, c.title, c.metric, c.leaderboard, c.limits, c.revealed_at),
+        *(c.created_by, p.id, p.name, p.position, p.opens_at, p.closes_at),
+        *(p.accepts_submissions, p.board_version),
+    ]
+    return (
+        sa.select(*columns)
+        .select_from(c)
+        .outerjoin(p, col(p.challenge_id) == col(c.id))
+        .where(col(c.slug) == sa.bindparam("slug"))
+        .order_by(col(p.position), col(p.id))
+    )
+
+
+# Built once: constructing the statement costs more than running it (it is on every request).
+_HEAD_QUERY = _head_query()
+
+
+def board_head(conn: sa.Connection, slug: str, now: dt.datetime | None = None) -> BoardHead | None:
+    """The cache key of a challenge's boards, from one indexed query (None: no such challenge)."""
+    now = now or utcnow()
+    rows = conn.execute(_HEAD_QUERY, {"slug": slug}).all()
+    if not rows:
+        return None
+    parts: list[Any] = [slug, tuple(rows[0][:8])]
+    for row in rows:
+        opens, closes = row[11], row[12]
+        # Which phases are open or closed decides the default phase and the private reveal.
+        opened = opens is not None and now >= opens
+        closed = closes is not None and now >= closes
+        parts.append((*row[8:], opened, closed))
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
+    return BoardHead(digest, bool(rows[0][1]))
+
+
+class BoardCache:
+    """A bounded LRU of rendered board responses and computed rows, for one app."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._data: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Any:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[Any, ...], value: Any) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
 _cache_lock = threading.Lock()
 
 
-def _page_cache(request: Request) -> PageCache:
-    with _cache_lock:
-        cache: PageCache | None = getattr(request.app.state, "board_page_cache", None)
-        if cache is None:
-            cache = OrderedDict()
-            request.app.state.board_page_cache = cache
-        return cache
-
-
-def cached_board(request: Request, br: BoardRequest) -> tuple[BoardPage, Markup]:
-    """The page's rows and its rendered table, from the cache when the board has not changed."""
-    assert br.phase.id is not None
-    key = (br.phase.id, _page_number(request), br.board)
-    version = br.phase.board_version
-    page_cache = _page_cache(request)
-    if br.board == "public":
+def board_cache(request: Request) -> BoardCache:
+    """The app's cache (two apps on two databases never share pages keyed by the same ids)."""
+    cache: BoardCache | None = getattr(request.app.state, "board_cache", None)
+    if cache is None:
         with _cache_lock:
-            hit = page_cache.get(key)
-            if hit is not None and hit[0] == version:
-                page_cache.move_to_end(key)
-                return hit[1], hit[2]
-    result = board_page(request, br)
-    env: Environment = request.app.state.templates
-    html = Markup(env.get_template("challenge/_board_table.html").render(  # noqa: S704 - autoescaped
-        challenge=br.challenge, phase=br.phase, board=br.board, result=result,
-        entries=result.entries,
-    ))  # fmt: skip
-    if br.board == "public":
+            cache = getattr(request.app.state, "board_cache", None)
+            if cache is None:
+                cache = BoardCache()
+                request.app.state.board_cache = cache
+    return cache
+
+
+def is_anonymous(request: Request) -> bool:
+    """A viewer whose page is the same as everyone else's: no login, no token, no flash."""
+    if request.headers.get("authorization"):
+        return False
+    session = request.session if "session" in request.scope else {}
+    return not session.get("user_id") and not session.get("flash")
+
+
+def _query_key(request: Request, *names: str) -> tuple[str | None, ...]:
+    return tuple(request.query_params.get(n) for n in names)
+
+
+def _etag(key: tuple[Any, ...]) -> str:
+    return '"' + hashlib.blake2b(repr(key).encode(), digest_size=12).hexdigest() + '"'
+
+
+def _not_modified(request: Request, etag: str) -> bool:
+    given = request.headers.get("if-none-match", "")
+    return etag in [t.strip().removeprefix("W/") for t in given.split(",")]
+
+
+# Shared caches may keep the anonymous page but must ask again (ETag) and never hand it to a
+# logged-in browser, whose page shows its name and team.
+ANONYMOUS_HEADERS = {"Cache-Control": "no-cache", "Vary": "Cookie, Authorization"}
+
+
+def private_entries(request: Request, br: BoardRequest, head: BoardHead | None) -> list[Entry]:
+    """The whole private board of the phase, computed once per board version and process."""
+    if head is None:
+        return private_leaderboard(db(request), br.challenge, br.phase, br.higher_is_better)
+    key = ("private", head.key, br.phase.id)
+    cache = board_cache(request)
+    entries: list[Entry] | None = cache.get(key)
+    if entries is None:
+        entries = private_leaderboard(db(request), br.challenge, br.phase, br.higher_is_better)
+        cache.put(key, entries)
+    return entries
+
+
+def board_body(request: Request, br: BoardRequest, head: BoardHead | None) -> Markup:
+    """The viewer-independent part of the board page (title, phase links, table, plots)."""
+    key = (
+        "body",
+        head.key if head else None,
+        br.phase.id,
+        br.board,
+        _page_number(request),
+        br.private_ok,
+    )
+    cache = board_cache(request)
+    body: Markup | None = cache.get(key) if head is not None else None
+    if body is None:
+        result = board_page(request, br, head)
+        env: Environment = request.app.state.templates
+        html = env.get_template("challenge/_leaderboard_body.html").render(
+            challenge=br.challenge,
+            phase=br.phase,
+            phases=br.phases,
+            board=br.board,
+            private_ok=br.private_ok,
+            higher_is_better=br.higher_is_better,
+            result=result,
+            ladder=bool((br.challenge.leaderboard or {}).get("ladder")),
+        )
+        body = Markup(html)  # noqa: S704 - autoescaped template output
+        if head is not None:
+            cache.put(key, body)
+    return body
+
+
+def _head_engine(request: Request) -> sa.Engine:
+    """A one-connection engine for ``board_head`` on the event loop, apart from the app's pool.
+
+    The loop must never wait for the shared pool: its connections are handed back by the
+    middleware, which runs on the loop. Autocommit: each read sees the latest committed board.
+    """
+    engine: sa.Engine | None = getattr(request.app.state, "board_head_engine", None)
+    if engine is None:
         with _cache_lock:
-            page_cache[key] = (version, result, html)
-            while len(page_cache) > _CACHE_SIZE:
-                page_cache.popitem(last=False)
-    return result, html
+            engine = getattr(request.app.state, "board_head_engine", None)
+            if engine is None:
+                url = engine_of(request).url
+                sqlite = url.get_backend_name() == "sqlite"
+                engine = sa.create_engine(
+                    url,
+                    pool_size=1,
+                    max_overflow=0,
+                    pool_timeout=0,  # in use (a second loop): the caller takes the slow path
+                    isolation_level="AUTOCOMMIT",
+                    connect_args={"check_same_thread": False, "timeout": 0.5} if sqlite else {},
+                )
+                request.app.state.board_head_engine = engine
+    return engine
 
 
-def leaderboard(request: Request) -> Response:
+def _head_on_loop(request: Request) -> BoardHead | None:
+    with _head_engine(request).connect() as conn:
+        return board_head(conn, request.path_params["slug"])
+
+
+async def leaderboard(request: Request) -> Response:
+    """The board page. Anonymous viewers get the whole page from the cache (with an ETag, and
+    304 when it has not changed); logged-in ones get the cached body inside their own header.
+
+    ``async`` on purpose (the one exception to "database-bound views are plain def"): a cache hit
+    costs one indexed read of ~20 values (``board_head``) on a connection of its own, cheaper
+    than the hop to the thread pool, and it is the pool's 40 threads fighting for the GIL that
+    made the latency tail at 64 connections (docs/benchmarks.md). Everything else runs in the
+    pool, and so does the whole page when that connection is busy or broken.
+    """
+    try:
+        head = _head_on_loop(request)
+    except (sa.exc.DBAPIError, sa.exc.TimeoutError):
+        return await run_in_threadpool(_page, request, None, False)
+    if head is not None and head.listed and is_anonymous(request):
+        key = ("page", head.key, *_query_key(request, "phase", "board", "page"))
+        etag = _etag(key)
+        if _not_modified(request, etag):
+            return Response(status_code=304, headers={**ANONYMOUS_HEADERS, "ETag": etag})
+        page: bytes | None = board_cache(request).get(key)
+        if page is not None:
+            return HTMLResponse(page, headers={**ANONYMOUS_HEADERS, "ETag": etag})
+    return await run_in_threadpool(_page, request, head, True)
+
+
+def _page(request: Request, head: BoardHead | None, head_known: bool) -> Response:
+    if not head_known:
+        head = board_head(db(request).connection(), request.path_params["slug"])
+    if head is not None and head.listed and is_anonymous(request):
+        key = ("page", head.key, *_query_key(request, "phase", "board", "page"))
+        etag = _etag(key)
+        headers = {**ANONYMOUS_HEADERS, "ETag": etag}
+        if _not_modified(request, etag):
+            return Response(status_code=304, headers=headers)
+        page: bytes | None = board_cache(request).get(key)
+        if page is None:
+            page = _anonymous_page(request, head, key)
+        return HTMLResponse(page, headers=headers)
+    return _viewer_page(request, head)
+
+
+def _anonymous_page(request: Request, head: BoardHead, key: tuple[Any, ...]) -> bytes:
     br = board_request(request)
-    result, table_html = cached_board(request, br)
-    user = current_user(request)
-    team = team_of(db(request), br.challenge, user)
+    env: Environment = request.app.state.templates
+    page = (
+        env.get_template("challenge/leaderboard.html")
+        .render(
+            request=request,
+            user=None,
+            settings=settings_of(request),
+            csrf="",
+            csrf_value="",
+            flashes=[],
+            challenge=br.challenge,
+            phase=br.phase,
+            body_html=board_body(request, br, head),
+            my_team_id=None,
+        )
+        .encode()
+    )
+    board_cache(request).put(key, page)
+    return page
+
+
+def _viewer_page(request: Request, head: BoardHead | None) -> Response:
+    br = board_request(request)
+    team = team_of(db(request), br.challenge, current_user(request))
     return render(
         request,
         "challenge/leaderboard.html",
         challenge=br.challenge,
         phase=br.phase,
-        phases=br.phases,
-        board=br.board,
-        private_ok=br.private_ok,
-        higher_is_better=br.higher_is_better,
-        result=result,
-        table_html=table_html,
+        body_html=board_body(request, br, head),
         my_team_id=team.id if team else None,
-        phase_state=phase_state(br.phase),
-        ladder=bool((br.challenge.leaderboard or {}).get("ladder")),
     )
 
 
-def leaderboard_csv(request: Request) -> Response:
-    """The whole board as CSV; text cells are escaped against formula injection."""
+T = TypeVar("T")
+
+
+def _shared(
+    request: Request, kind: str, head: BoardHead | None, build: Callable[[], T], *query: str
+) -> T:
+    """A viewer-independent response body, from the cache when the boards have not changed.
+
+    Only for listed challenges, whose boards every visitor may see: the caller has either
+    checked the viewer (``board_request``) or knows the output does not depend on them.
+    """
+    if head is None or not head.listed:
+        return build()
+    key = (kind, head.key, *_query_key(request, *query))
+    cache = board_cache(request)
+    value: T | None = cache.get(key)
+    if value is None:
+        value = build()
+        cache.put(key, value)
+    return value
+
+
+def _csv(request: Request, head: BoardHead | None) -> tuple[bytes, str]:
     br = board_request(request)
     session = db(request)
     entries: list[Entry] = (
         public_leaderboard(session, br.challenge, br.phase, br.higher_is_better)
         if br.board == "public"
-        else private_leaderboard(session, br.challenge, br.phase, br.higher_is_better)
+        else private_entries(request, br, head)
     )
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    header = ["rank", "team", "score", "ci_low", "ci_high", "tied_with_above", "entries",
-              "submitted_at"]
+    header = [
+        "rank",
+        "team",
+        "score",
+        "ci_low",
+        "ci_high",
+        "tied_with_above",
+        "entries",
+        "submitted_at",
+    ]
     if br.board == "private":
         header.append("public_rank")
     writer.writerow(header)
@@ -210,9 +453,18 @@ def leaderboard_csv(request: Request) -> Response:
         if br.board == "private":
             row.append(e.public_rank or "")
         writer.writerow(row)
-    name = f"{br.challenge.slug}-{br.phase.name}-{br.board}.csv"
+    return out.getvalue().encode(), f"{br.challenge.slug}-{br.phase.name}-{br.board}.csv"
+
+
+def leaderboard_csv(request: Request) -> Response:
+    """The whole board as CSV; text cells are escaped against formula injection."""
+    head = board_head(db(request).connection(), request.path_params["slug"])
+    if is_anonymous(request):
+        body, name = _shared(request, "csv", head, lambda: _csv(request, head), "phase", "board")
+    else:  # an organizer may preview the private board: not the anonymous file
+        body, name = _csv(request, head)
     return Response(
-        out.getvalue(),
+        body,
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
@@ -226,14 +478,24 @@ def _render_plain(request: Request, template: str, **context: Any) -> str:
 
 def embed(request: Request) -> Response:
     """The public board, read-only, for an iframe on any site: no cookies, framing allowed."""
-    br = board_request(request, allow_private=False)
-    result, _ = cached_board(request, br)
-    html = _render_plain(
-        request, "challenge/leaderboard_embed.html", challenge=br.challenge, phase=br.phase,
-        result=result, base_url=settings_of(request).base_url,
-    )
+    head = board_head(db(request).connection(), request.path_params["slug"])
+
+    def build() -> bytes:
+        br = board_request(request, allow_private=False)
+        result = public_board_page(
+            db(request), br.challenge, br.phase, page=1, higher_is_better=br.higher_is_better
+        )
+        return _render_plain(
+            request,
+            "challenge/leaderboard_embed.html",
+            challenge=br.challenge,
+            phase=br.phase,
+            result=result,
+            base_url=settings_of(request).base_url,
+        ).encode()
+
     return HTMLResponse(
-        html,
+        _shared(request, "embed", head, build, "phase"),
         headers={
             "Content-Security-Policy": "frame-ancestors *; default-src 'none'; style-src "
             "'unsafe-inline'",
@@ -244,19 +506,34 @@ def embed(request: Request) -> Response:
 
 def room(request: Request) -> Response:
     """A projector view of a phase's board (hackathon room): large type, refreshes by itself."""
-    br = board_request(request, allow_private=False)
-    result = public_board_page(
-        db(request), br.challenge, br.phase, page=1, per_page=20,
-        higher_is_better=br.higher_is_better,
+    head = board_head(db(request).connection(), request.path_params["slug"])
+
+    def build() -> bytes:
+        br = board_request(request, allow_private=False)
+        result = public_board_page(
+            db(request),
+            br.challenge,
+            br.phase,
+            page=1,
+            per_page=20,
+            higher_is_better=br.higher_is_better,
+        )
+        return _render_plain(
+            request,
+            "challenge/room.html",
+            challenge=br.challenge,
+            phase=br.phase,
+            result=result,
+            state=phase_state(br.phase),
+            refresh=15,
+        ).encode()
+
+    return HTMLResponse(
+        _shared(request, "room", head, build, "phase"), headers={"Cache-Control": "no-store"}
     )
-    html = _render_plain(
-        request, "challenge/room.html", challenge=br.challenge, phase=br.phase, result=result,
-        state=phase_state(br.phase), refresh=15,
-    )
-    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
-def _svg(body: str) -> Response:
+def _svg(body: str | bytes) -> Response:
     return Response(
         body,
         media_type="image/svg+xml",
@@ -265,13 +542,19 @@ def _svg(body: str) -> Response:
 
 
 def plot_best(request: Request) -> Response:
-    br = board_request(request, allow_private=False)
-    points = best_score_over_time(db(request), br.phase, br.higher_is_better)
-    return _svg(time_series_svg(points, title=f"Best public score, {br.phase.name}", step=True))
+    head = board_head(db(request).connection(), request.path_params["slug"])
+
+    def build() -> bytes:
+        br = board_request(request, allow_private=False)
+        points = best_score_over_time(db(request), br.challenge, br.phase, br.higher_is_better)
+        title = f"Best public score, {br.phase.name}"
+        return time_series_svg(points, title=title, step=True).encode()
+
+    return _svg(_shared(request, "best", head, build, "phase"))
 
 
 def plot_history(request: Request) -> Response:
-    """The current user's team history (public scores; late ones in red)."""
+    """The current user's team history (public scores as the team sees them; late ones red)."""
     br = board_request(request, allow_private=False)
     team = team_of(db(request), br.challenge, current_user(request))
     if team is None or team.id is None:
@@ -287,10 +570,11 @@ def plot_history(request: Request) -> Response:
 
 
 def plot_shakeup(request: Request) -> Response:
+    head = board_head(db(request).connection(), request.path_params["slug"])
     br = board_request(request)
     if not br.private_ok:
         raise NotFound("The shake-up is shown when the private leaderboard is revealed.")
-    entries = private_leaderboard(db(request), br.challenge, br.phase, br.higher_is_better)
+    entries = private_entries(request, br, head)
     pairs = [(e.public_rank, e.rank, e.team_name) for e in entries if e.public_rank and e.rank]
     return _svg(shakeup_svg(pairs, title=f"Shake-up, {br.phase.name}"))
 
