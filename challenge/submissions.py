@@ -222,12 +222,19 @@ def claim_for_scoring(session: Session, submission_id: int, lease_seconds: float
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def record_result(session: Session, submission_id: int, result: dict[str, Any]) -> bool:
-    """Store a grading result in one UPDATE, only if the submission is still being scored."""
+def record_result(
+    session: Session, submission_id: int, result: dict[str, Any], *, interval_pending: bool = False
+) -> bool:
+    """Store a grading result in one UPDATE, only if the submission is still being scored.
+
+    ``interval_pending``: the scores came ahead of their bootstrap intervals, which
+    :func:`record_interval` stores next; ``finished_at`` stays empty until then (that is what
+    the reconciler looks for if the worker dies in between).
+    """
     status = result["status"]
     values: dict[str, Any] = {
         "status": status,
-        "finished_at": utcnow(),
+        "finished_at": None if interval_pending and status == "scored" else utcnow(),
         "duration_ms": result.get("duration_ms"),
         # Counts stored results: the queue-fault tests prove "exactly once" with it.
         "results_recorded": col(Submission.results_recorded) + 1,
@@ -256,4 +263,78 @@ def record_result(session: Session, submission_id: int, result: dict[str, Any]) 
     )
     if updated.rowcount and status == "scored":  # type: ignore[attr-defined]
         record_score_on_board(session, submission_id)  # the materialized public board
+    elif updated.rowcount:  # type: ignore[attr-defined]
+        from challenge.mail import notify_scoring_failure
+
+        notify_scoring_failure(session, submission_id)  # e-mail, in this transaction
     return bool(updated.rowcount)  # type: ignore[attr-defined]
+
+
+def record_interval(session: Session, submission_id: int, result: dict[str, Any]) -> bool:
+    """Finish a submission whose scores were stored ahead of their intervals.
+
+    Stores the intervals of a ``scored`` result whose scores equal the stored ones (the same
+    seed, so always, unless the solution changed in between) and sets ``finished_at``; any
+    other result only ends the wait (``finished_at``), the intervals stay empty and the reason
+    goes to ``error_detail`` for the organizers. One UPDATE, only while the interval is still
+    pending, so a duplicate completes nothing twice.
+    """
+    pending = sa.and_(
+        col(Submission.id) == submission_id,
+        col(Submission.status) == "scored",
+        col(Submission.finished_at).is_(None),
+    )
+    values: dict[str, Any] = {"finished_at": utcnow()}
+    same_scores = result["status"] == "scored"
+    stored: tuple[Any, ...] = ()
+    if same_scores:
+        row = session.execute(
+            sa.select(col(Submission.public_score), col(Submission.private_score)).where(pending)
+        ).first()
+        if row is None:
+            return False
+        stored = tuple(row)
+        same_scores = stored == (result.get("public"), result.get("private"))
+    if same_scores:
+        pub_ci = result.get("public_ci") or (None, None)
+        priv_ci = result.get("private_ci") or (None, None)
+        values.update(
+            public_ci_low=pub_ci[0],
+            public_ci_high=pub_ci[1],
+            private_ci_low=priv_ci[0],
+            private_ci_high=priv_ci[1],
+        )
+    elif result["status"] == "scored":
+        values["error_detail"] = (
+            f"bootstrap interval not stored: the scores came out as {result.get('public')!r} / "
+            f"{result.get('private')!r} against {stored!r} stored (solution changed?)"
+        )
+    else:
+        values["error_detail"] = (
+            f"bootstrap interval failed: {result.get('message', '')}\n{result.get('detail', '')}"
+        )
+    updated = session.execute(sa.update(Submission).where(pending).values(**values))
+    if updated.rowcount and same_scores:  # type: ignore[attr-defined]
+        record_score_on_board(session, submission_id)  # the board row shows the interval
+    return bool(updated.rowcount)  # type: ignore[attr-defined]
+
+
+def claim_interval(session: Session, submission_id: int, lease_seconds: float) -> bool:
+    """Take over a submission scored ahead of its intervals whose worker is gone.
+
+    Compare-and-set on the scoring lease (``scoring_started_at``), like
+    :func:`claim_for_scoring`; ``attempts`` is left alone (the upload was scored once).
+    """
+    now = utcnow()
+    stale = now - dt.timedelta(seconds=lease_seconds)
+    result = session.execute(
+        sa.update(Submission)
+        .where(
+            col(Submission.id) == submission_id,
+            col(Submission.status) == "scored",
+            col(Submission.finished_at).is_(None),
+            col(Submission.scoring_started_at) < stale,
+        )
+        .values(scoring_started_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,14 @@ from challenge.models import (
     utcnow,
 )
 from challenge.settings import Settings, load_settings
-from challenge.submissions import claim_for_scoring, record_result
+from challenge.submissions import (
+    claim_for_scoring,
+    claim_interval,
+    record_interval,
+    record_result,
+)
 from scoring.formats import SubmissionFormat
+from scoring.grading import GradingResult
 from scoring.metrics import MetricSpec
 from scoring.sandbox import Limits, SandboxPool
 
@@ -96,6 +103,7 @@ def _grade(
     *,
     bootstrap_public: bool = True,
     bootstrap_private: bool | None = None,
+    on_score: Callable[[GradingResult], None] | None = None,
 ) -> dict[str, Any]:
     """Grade a stored submission in the sandbox; raise InfrastructureError to be retried.
 
@@ -124,6 +132,7 @@ def _grade(
             bootstrap=ctx.settings.score_bootstrap if bootstrap_public else 0,
             bootstrap_private=ctx.settings.score_bootstrap if bootstrap_private else 0,
             seed=seed,
+            on_score=on_score,
         )
         return result.to_dict()
     except Exception as exc:
@@ -157,9 +166,19 @@ def score_submission(submission_id: int) -> None:
         if not claim_for_scoring(session, submission_id, lease_seconds(ctx.settings)):
             log.info("submission %s already claimed or finished; skipping", submission_id)
             return
+    score_stored = False
+
+    def store_score(scores: GradingResult) -> None:
+        # The participant sees the score while the child computes the interval.
+        nonlocal score_stored
+        with session_scope(ctx.engine) as session:
+            score_stored = record_result(
+                session, submission_id, scores.to_dict(), interval_pending=True
+            )
+
     try:
         # The seed is the submission id: a rescore of an unchanged file gives the same interval.
-        outcome = _grade(ctx, submission_id, seed=submission_id)
+        outcome = _grade(ctx, submission_id, seed=submission_id, on_score=store_score)
     except InfrastructureError:
         with session_scope(ctx.engine) as session:
             session.execute(
@@ -167,9 +186,42 @@ def score_submission(submission_id: int) -> None:
                 .where(col(Submission.id) == submission_id, col(Submission.status) == "scoring")
                 .values(status="received")
             )
+        # A score already stored keeps its row 'scored'; the reconciler finishes its interval.
         raise
     with session_scope(ctx.engine) as session:
-        record_result(session, submission_id, outcome)
+        if score_stored:
+            record_interval(session, submission_id, outcome)
+        else:
+            record_result(session, submission_id, outcome)
+
+
+@dramatiq.actor(
+    queue_name="scoring", max_retries=MAX_INFRA_RETRIES, min_backoff=500, max_backoff=30_000
+)
+def finish_interval(submission_id: int) -> None:
+    """Compute the intervals of a submission whose worker died after storing its scores.
+
+    Sent by the reconciler once the scoring lease has expired. Grades again with the same seed
+    (so the same scores and intervals as the lost run would have given) and stores the
+    intervals with :func:`~challenge.submissions.record_interval`. Idempotent.
+    """
+    ctx = context()
+    with session_scope(ctx.engine) as session:
+        if not claim_interval(session, submission_id, lease_seconds(ctx.settings)):
+            log.info("interval of submission %s not pending or being computed", submission_id)
+            return
+    try:
+        outcome = _grade(ctx, submission_id, seed=submission_id)
+    except InfrastructureError:
+        with session_scope(ctx.engine) as session:  # let the retry claim it again at once
+            session.execute(
+                sa.update(Submission)
+                .where(col(Submission.id) == submission_id, col(Submission.finished_at).is_(None))
+                .values(scoring_started_at=utcnow() - dt.timedelta(days=1))
+            )
+        raise
+    with session_scope(ctx.engine) as session:
+        record_interval(session, submission_id, outcome)
 
 
 @dramatiq.actor(
@@ -346,6 +398,18 @@ def reconcile() -> int:
             session.execute(
                 sa.update(Submission).where(col(Submission.id).in_(ids)).values(enqueued_at=now)
             )
+        # Scored ahead of their intervals by a worker that died before storing them.
+        intervals = [
+            int(i)
+            for i in session.exec(
+                select(Submission.id).where(
+                    col(Submission.status) == "scored",
+                    col(Submission.finished_at).is_(None),
+                    col(Submission.scoring_started_at) < scoring_deadline,
+                )
+            ).all()
+            if i is not None
+        ]
         running = select(RescoreRun.id).where(col(RescoreRun.state) == "running")
         stuck_rescores = session.exec(
             select(RescoreResult.run_id, RescoreResult.submission_id).where(
@@ -382,6 +446,10 @@ def reconcile() -> int:
             rescoring.apply_rescore(session, run_id)
     for submission_id in ids:
         score_submission.send(submission_id)
+    for submission_id in intervals:
+        finish_interval.send(submission_id)
+    if intervals:
+        log.warning("reconciler re-sent the intervals of submission(s) %s", intervals[:20])
     for run_id, submission_id in pairs:
         rescore_one.send(run_id, submission_id)
     for challenge_id in interval_challenges:
@@ -395,7 +463,7 @@ def reconcile() -> int:
             "reconciler re-sent %d stuck submission(s) %s and %d rescore(s)",
             len(ids), ids[:20], len(pairs),
         )
-    return len(ids) + len(pairs) + len(interval_challenges)
+    return len(ids) + len(intervals) + len(pairs) + len(interval_challenges)
 
 
 def _missing_private_intervals(session: Any, deadline: dt.datetime) -> list[int]:

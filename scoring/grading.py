@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from scoring.formats import SubmissionFormat
 from scoring.metrics import MetricError, MetricSpec
-from scoring.resampling import percentile_interval
+from scoring.resampling import Kernel, percentile_interval
 from scoring.validation import (
     DEFAULT_MAX_BYTES,
     SolutionIds,
@@ -217,12 +217,43 @@ def score_subsets(
     generator seeded with ``(seed, subset)``, so one subset's interval does not depend on how
     many resamples the other one got.
     """
+    subsets = _subset_kernels(solution, submission, metric)
+    values = {key: kernel.value() for key, _, kernel in subsets}
+    return _with_intervals(subsets, values, bootstrap, bootstrap_private, seed)
+
+
+def _with_intervals(
+    subsets: list[tuple[str, int, Kernel]],
+    values: dict[str, float],
+    bootstrap: int,
+    bootstrap_private: int | None,
+    seed: int,
+) -> dict[str, tuple[float, tuple[float, float] | None]]:
+    """Add each subset's bootstrap interval to its value (see :func:`score_subsets`)."""
     resamples = {
         "public": bootstrap,
         "private": bootstrap if bootstrap_private is None else bootstrap_private,
     }
-    params = metric.resolved_params()
     out: dict[str, tuple[float, tuple[float, float] | None]] = {}
+    for key, index, kernel in subsets:
+        interval = None
+        if resamples[key] > 0:
+            rng = np.random.default_rng([seed, index])
+            interval = percentile_interval(kernel.resample(rng, resamples[key]))
+        out[key] = (values[key], interval)
+    return out
+
+
+def _subset_kernels(
+    solution: pd.DataFrame, submission: pd.DataFrame, metric: MetricSpec
+) -> list[tuple[str, int, Kernel]]:
+    """The metric bound to the Public and the Private rows: ``(subset, stream index, kernel)``.
+
+    The stream index seeds the subset's bootstrap (it is the subset's place among the usage
+    masks, whether or not the other subset has rows).
+    """
+    params = metric.resolved_params()
+    out: list[tuple[str, int, Kernel]] = []
     if metric.name != "python":
         # Split only the columns the metric reads; the others would be copied for nothing.
         solution = solution[
@@ -240,13 +271,7 @@ def score_subsets(
         else:
             sol_part = solution.loc[mask].reset_index(drop=True)
             sub_part = submission.loc[mask].reset_index(drop=True)
-        kernel = metric.metric.build(sol_part, sub_part, params)
-        value = kernel.value()
-        interval = None
-        if resamples[key] > 0:
-            rng = np.random.default_rng([seed, index])
-            interval = percentile_interval(kernel.resample(rng, resamples[key]))
-        out[key] = (value, interval)
+        out.append((key, index, metric.metric.build(sol_part, sub_part, params)))
     return out
 
 
@@ -264,6 +289,7 @@ def grade(
     bootstrap_private: int | None = None,
     seed: int = 0,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    on_score: Callable[[GradingResult], None] | None = None,
 ) -> GradingResult:
     """Validate and score one submission in this process; never raises for bad input.
 
@@ -275,6 +301,11 @@ def grade(
     problem with the solution or the metric gives ``status="error"`` with the trace in
     ``detail``. ``solution_path`` may also be a frame already returned by
     :func:`load_solution`, or a :class:`PreparedSolution` (the sandbox zygote caches them).
+
+    ``on_score``, when given and an interval is asked for, is called with the scores (a
+    ``"scored"`` result without intervals) as soon as they are known, before the resampling
+    starts: the scoring worker stores the score at once and the interval a moment later. The
+    returned result is the same as without it.
     """
     started = time.perf_counter()
 
@@ -294,14 +325,21 @@ def grade(
         submission = validate_submission(
             _as_source(submission_path), fmt, ids, max_bytes=max_bytes
         )
-        scores = score_subsets(
-            solution,
-            submission,
-            metric,
-            bootstrap=bootstrap,
-            bootstrap_private=bootstrap_private,
-            seed=seed,
-        )
+        subsets = _subset_kernels(solution, submission, metric)
+        values = {key: kernel.value() for key, _, kernel in subsets}
+        private_resamples = bootstrap if bootstrap_private is None else bootstrap_private
+        wants_interval = bootstrap > 0 or private_resamples > 0
+        if on_score is not None and wants_interval and subsets:
+            on_score(
+                GradingResult(
+                    status="scored",
+                    public=values.get("public"),
+                    private=values.get("private"),
+                    rows=len(submission),
+                    duration_ms=elapsed(),
+                )
+            )
+        scores = _with_intervals(subsets, values, bootstrap, bootstrap_private, seed)
     except SubmissionInvalid as exc:
         return GradingResult(status="invalid", message=exc.message, duration_ms=elapsed())
     except (SolutionError, MetricError) as exc:

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -177,10 +178,14 @@ class SandboxPool:
         bootstrap_private: int | None = None,
         seed: int = 0,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        on_score: Callable[[GradingResult], None] | None = None,
     ) -> GradingResult:
         """Grade one submission in a fresh jailed child; never raises for what the child does.
 
-        ``bootstrap`` and ``bootstrap_private`` are as in :func:`scoring.grading.grade`.
+        ``bootstrap``, ``bootstrap_private`` and ``on_score`` are as in
+        :func:`scoring.grading.grade`: ``on_score`` is called in this thread with the scores
+        (no intervals) while the child goes on with the bootstrap. An exception it raises is
+        logged and does not stop the grading.
         """
         request = {
             "op": "grade",
@@ -193,6 +198,7 @@ class SandboxPool:
             "seed": seed,
             "max_bytes": max_bytes,
             "limits": asdict(self.limits),
+            "stream_score": on_score is not None,
         }
         with self._lock:
             started = time.perf_counter()
@@ -202,6 +208,13 @@ class SandboxPool:
             try:
                 self._send(request)
                 answer = self._receive(self.limits.wall_seconds + 30.0)
+                while answer is not None and answer.get("partial"):
+                    if on_score is not None:
+                        try:
+                            on_score(GradingResult.from_dict(answer))
+                        except Exception:
+                            log.exception("storing the score ahead of its interval failed")
+                    answer = self._receive(self.limits.wall_seconds + 30.0)
             except (OSError, ValueError) as exc:
                 answer = None
                 log.error("sandbox zygote failed: %s", exc)

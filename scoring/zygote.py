@@ -200,6 +200,11 @@ def _run_child(request: dict[str, Any], result_w: int, log_w: int, jail: str, ui
         metric = MetricSpec.from_dict(request["metric"])
         metric = custom.load_source(metric)
         enter_jail(jail, uid, request["limits"])
+
+        def send_score(scores: grading.GradingResult) -> None:
+            # The scores before the bootstrap: one line of its own, marked as the first stage.
+            _write_all(result_w, json.dumps({**scores.to_dict(), "stage": "score"}).encode() + b"\n")
+
         # The jail cannot see the files' paths any more; grading reads the open handles.
         result = grading.grade(
             submission,
@@ -213,6 +218,7 @@ def _run_child(request: dict[str, Any], result_w: int, log_w: int, jail: str, ui
             ),
             seed=int(request["seed"]),
             max_bytes=int(request.get("max_bytes", validation.DEFAULT_MAX_BYTES)),
+            on_score=send_score if request.get("stream_score") else None,
         )
         answer = result.to_dict()
         answer["usage"] = _own_usage()
@@ -232,12 +238,16 @@ def _run_child(request: dict[str, Any], result_w: int, log_w: int, jail: str, ui
         os._exit(1)
     try:
         # The newline tells the zygote the answer is complete before the child has exited.
-        view = memoryview(payload + b"\n")
-        while view:
-            written = os.write(result_w, view)
-            view = view[written:]
+        _write_all(result_w, payload + b"\n")
     finally:
         os._exit(code)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 def _own_usage() -> dict[str, float]:
@@ -346,12 +356,20 @@ def serve_one(request: dict[str, Any], jail: str, uid: int,
     return answer
 
 
-def start_one(request: dict[str, Any], jail: str, uid: int,
-              cache: SolutionCache | None = None) -> tuple[dict[str, Any], Callable[[], None]]:
+def start_one(
+    request: dict[str, Any],
+    jail: str,
+    uid: int,
+    cache: SolutionCache | None = None,
+    forward: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[dict[str, Any], Callable[[], None]]:
     """Fork a jailed child for one request; return its answer and the cleanup still to do.
 
     A child that answered "scored" or "invalid" is torn down after the answer has been sent
-    (tearing down its network namespace and killing its uid's processes takes ~30 ms).
+    (tearing down its network namespace and killing its uid's processes takes ~30 ms). With
+    ``"stream_score"`` in the request, the child first sends its scores alone (before the
+    bootstrap); the first such line is passed to ``forward`` as soon as it arrives, marked
+    ``"partial": true``.
     """
     limits = request["limits"]
     started = time.perf_counter()
@@ -383,6 +401,7 @@ def start_one(request: dict[str, Any], jail: str, uid: int,
     log = bytearray()
     open_fds = {result_r, log_r}
     killed_for_time = False
+    forwarded = False
     early: dict[str, Any] | None = None
     while open_fds and early is None:
         remaining = deadline - time.perf_counter()
@@ -398,11 +417,26 @@ def start_one(request: dict[str, Any], jail: str, uid: int,
                 open_fds.discard(fd)
             elif fd == result_r and len(reply) < _MAX_REPLY:
                 reply += chunk
-                if reply.endswith(b"\n"):
-                    with contextlib.suppress(ValueError):
-                        parsed = json.loads(reply)
-                        if parsed.get("status") in ("scored", "invalid"):
+                while b"\n" in reply and early is None:
+                    line, _, rest = bytes(reply).partition(b"\n")
+                    try:
+                        parsed = json.loads(line)
+                    except ValueError:
+                        break
+                    if not isinstance(parsed, dict):
+                        break
+                    if parsed.get("stage") != "score":
+                        if parsed.get("status") in ("scored", "invalid") and not rest:
                             early = parsed
+                        break
+                    # The scores ahead of the interval: passed on once, then the final line.
+                    reply = bytearray(rest)
+                    if forward is not None and not forwarded and parsed.get("status") == "scored":
+                        forwarded = True
+                        parsed.pop("stage", None)
+                        parsed["partial"] = True
+                        parsed["duration_ms"] = (time.perf_counter() - started) * 1000.0
+                        forward(parsed)
             elif fd == log_r and len(log) < _MAX_LOG * 4:
                 log += chunk
 
@@ -500,8 +534,12 @@ def main() -> None:
         request = json.loads(line)
         if request.get("op") == "exit":
             break
+        def forward(partial: dict[str, Any]) -> None:
+            out.write(json.dumps(partial) + "\n")
+            out.flush()
+
         try:
-            answer, cleanup = start_one(request, jail, uid, cache)
+            answer, cleanup = start_one(request, jail, uid, cache, forward)
         except Exception as exc:  # the zygote must keep serving
             answer = {
                 "status": "error",

@@ -15,7 +15,7 @@ import dramatiq
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from challenge import storage, tasks
 from challenge.challenges import join_challenge, phases_of, reveal_private_leaderboard
@@ -43,6 +43,7 @@ from challenge.submissions import (
     claim_for_scoring,
     create_submission,
     queue_position,
+    record_interval,
     record_result,
 )
 from scoring.formats import SubmissionFormat
@@ -436,7 +437,7 @@ def test_reconciler_resends_lost_rescores_and_applies_finished_runs(
 
 
 def _grade_here(
-    settings: Settings, challenge: Challenge, sub: Submission, **bootstrap: int
+    settings: Settings, challenge: Challenge, sub: Submission, **bootstrap: Any
 ) -> Any:
     fmt = SubmissionFormat.from_dict(challenge.submission_format)
     metric = MetricSpec.from_dict(challenge.metric)
@@ -573,3 +574,84 @@ def test_a_submission_scored_after_the_reveal_gets_its_private_interval_at_once(
         assert full.private_ci is not None
         assert (sub.public_ci_low, sub.public_ci_high) == full.public_ci
         assert (sub.private_ci_low, sub.private_ci_high) == full.private_ci
+
+
+def test_the_score_is_stored_before_its_interval(
+    app: Any, make_challenge: Any, make_user: Any, settings: Settings, engine: sa.Engine,
+    queue_worker: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    challenge = make_challenge()
+    user = joined(engine, challenge, make_user("ivy"))
+    sid = submit_frame(settings, engine, challenge, user, random_submission(settings, challenge.slug))
+    seen: list[tuple[Any, ...]] = []
+    real = record_interval
+
+    def look_then_record(session: Session, submission_id: int, result: dict[str, Any]) -> bool:
+        # What a page shows between the two writes: the score, no interval yet.
+        with Session(engine) as other:
+            sub = other.get(Submission, submission_id)
+            assert sub is not None
+            entry = other.exec(select(BoardEntry).where(BoardEntry.submission_id == sid)).first()
+            seen.append((sub.status, sub.public_score, sub.public_ci_low, sub.finished_at,
+                         entry.score if entry else None, entry.ci_low if entry else "no row"))
+        return real(session, submission_id, result)
+
+    monkeypatch.setattr(tasks, "record_interval", look_then_record)
+    tasks.enqueue_scoring(engine, sid)
+    queue_worker.drain()
+    with Session(engine) as session:
+        sub = session.get(Submission, sid)
+        assert sub is not None
+        clean = _grade_here(settings, challenge, sub, bootstrap=settings.score_bootstrap,
+                             bootstrap_private=0)
+        assert seen == [("scored", clean.public, None, None, clean.public, None)]
+        assert sub.status == "scored"
+        assert sub.results_recorded == 1
+        assert sub.finished_at is not None
+        assert (sub.public_score, sub.private_score) == (clean.public, clean.private)
+        assert (sub.public_ci_low, sub.public_ci_high) == clean.public_ci
+        entry = session.exec(select(BoardEntry).where(BoardEntry.submission_id == sid)).one()
+        assert (entry.ci_low, entry.ci_high) == clean.public_ci
+
+
+def test_the_reconciler_finishes_an_interval_lost_with_its_worker(
+    app: Any, make_challenge: Any, make_user: Any, settings: Settings, engine: sa.Engine,
+    queue_worker: Any,
+) -> None:
+    challenge = make_challenge()
+    user = joined(engine, challenge, make_user("jon"))
+    sid = submit_frame(settings, engine, challenge, user, random_submission(settings, challenge.slug))
+    tasks.enqueue_scoring(engine, sid)
+    queue_worker.drain()
+    with Session(engine) as session:
+        done = session.get(Submission, sid)
+        assert done is not None
+        assert done.public_ci_low is not None
+        expected = (done.public_ci_low, done.public_ci_high)
+    # The worker died between the score and the interval.
+    with session_scope(engine) as session:
+        session.execute(
+            sa.update(Submission)
+            .where(col(Submission.id) == sid)
+            .values(public_ci_low=None, public_ci_high=None, finished_at=None)
+        )
+    assert tasks.reconcile() == 0  # the lease is still running
+    with session_scope(engine) as session:
+        session.execute(
+            sa.update(Submission)
+            .where(col(Submission.id) == sid)
+            .values(scoring_started_at=utcnow() - dt.timedelta(hours=1))
+        )
+    assert tasks.reconcile() == 1
+    queue_worker.drain()
+    tasks.finish_interval.send(sid)  # a duplicate finds nothing left to do
+    queue_worker.drain()
+    assert tasks.reconcile() == 0
+    with Session(engine) as session:
+        sub = session.get(Submission, sid)
+        assert sub is not None
+        assert (sub.public_ci_low, sub.public_ci_high) == expected
+        assert sub.finished_at is not None
+        assert (sub.results_recorded, sub.attempts) == (1, 1)
+        entry = session.exec(select(BoardEntry).where(BoardEntry.submission_id == sid)).one()
+        assert (entry.ci_low, entry.ci_high) == expected

@@ -180,11 +180,16 @@ def sender(url: str) -> Callable[..., None]:
 
 
 def statuses(engine: sa.Engine, ids: list[int]) -> dict[str, int]:
+    """How many rows are in each state; a score whose interval is still pending is counted as
+    ``"interval"``, not ``"scored"`` (the worker stores the score first, the interval next)."""
     with Session(engine) as session:
-        rows = session.exec(select(Submission.status).where(col(Submission.id).in_(ids))).all()
+        rows = session.exec(
+            select(Submission.status, Submission.finished_at).where(col(Submission.id).in_(ids))
+        ).all()
     out: dict[str, int] = {}
-    for status in rows:
-        out[status] = out.get(status, 0) + 1
+    for status, finished_at in rows:
+        state = "interval" if status == "scored" and finished_at is None else status
+        out[state] = out.get(state, 0) + 1
     return out
 
 
@@ -206,12 +211,18 @@ def make_batch(
 
 
 def age_everything(engine: sa.Engine) -> None:
-    """Make every pending row look old enough for the reconciler (leases are 60 s here)."""
+    """Make every pending row (intervals included) look old enough for the reconciler (leases
+    are 60 s here)."""
     past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     with session_scope(engine) as session:
         session.execute(
             sa.update(Submission)
-            .where(col(Submission.status).in_(("received", "scoring")))
+            .where(
+                sa.or_(
+                    col(Submission.status).in_(("received", "scoring")),
+                    col(Submission.finished_at).is_(None),
+                )
+            )
             .values(enqueued_at=past, scoring_started_at=past)
         )
 

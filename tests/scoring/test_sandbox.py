@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scoring.grading import grade
+from scoring.grading import GradingResult, grade
 from scoring.metrics import MetricSpec
 from scoring.sandbox import Limits, SandboxPool
 from tests.scoring.conftest import AMS, HIGGS_FORMAT
@@ -201,3 +201,50 @@ def test_the_child_reports_its_cpu_and_page_faults(pool: SandboxPool, higgs_file
     assert usage is not None
     assert usage["user_ms"] + usage["system_ms"] > 0
     assert usage["minor_faults"] > 0
+
+
+def test_the_scores_come_ahead_of_the_intervals(pool: SandboxPool, higgs_files: Files) -> None:
+    sub_path, sol_path, _, _ = higgs_files(1500)
+    early: list[GradingResult] = []
+    plain = pool.grade(sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=50, seed=3)
+    full = pool.grade(
+        sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=50, seed=3, on_score=early.append
+    )
+    assert full.status == "scored", full.detail
+    assert (full.public, full.private, full.public_ci, full.private_ci) == (
+        plain.public,
+        plain.private,
+        plain.public_ci,
+        plain.private_ci,
+    )
+    assert len(early) == 1
+    assert early[0].status == "scored"
+    assert (early[0].public, early[0].private) == (full.public, full.private)
+    assert (early[0].public_ci, early[0].private_ci) == (None, None)
+    assert 0 < early[0].duration_ms <= full.duration_ms
+    # Nothing to send ahead without an interval, nor for a file that is not valid.
+    pool.grade(sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=0, on_score=early.append)
+    assert len(early) == 1
+
+
+def test_a_failure_after_the_scores_still_ends_the_job(
+    pool: SandboxPool, higgs_files: Files, tmp_path: Path
+) -> None:
+    # An organizer metric that scores the two subsets and then hangs in the bootstrap: the
+    # score comes through, the final answer is the wall-clock error.
+    sub_path, sol_path, _, _ = higgs_files(200)
+    body = (
+        "import time\n"
+        "calls = []\n"
+        "def score(solution, submission):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) > 2:\n"
+        "        time.sleep(3600)\n"
+        "    return 1.0\n"
+    )
+    early: list[GradingResult] = []
+    metric = organizer_metric(tmp_path, body)
+    result = pool.grade(sub_path, sol_path, HIGGS_FORMAT, metric, bootstrap=5, on_score=early.append)
+    assert [r.public for r in early] == [1.0]
+    assert result.status == "error"
+    assert "wall-clock" in result.detail
