@@ -80,12 +80,13 @@ def run_scheduler_forever(interval: float, stop: threading.Event) -> None:
     Ticks missed while nothing ran are caught up by the first one: advance_schedule applies every
     transition that is due.
     """
+    from challenge.mail import deliver_outbox
     from challenge.schedule import advance_schedule_job
     from challenge.tasks import reconcile
 
     log = logging.getLogger("podium.scheduler")
     while True:
-        for job in (advance_schedule_job, reconcile):
+        for job in (advance_schedule_job, reconcile, deliver_outbox):
             try:
                 job.send()
             except Exception:

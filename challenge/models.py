@@ -366,3 +366,42 @@ class ClassMember(SQLModel, table=True):
     term: int
     user_id: int = Field(foreign_key="user.id", index=True)
     joined_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+MAIL_STATES = ("pending", "sending", "sent", "skipped", "failed")
+
+
+class MailOutbox(SQLModel, table=True):
+    """An e-mail notice, written in the transaction of its event and sent by a worker actor.
+
+    ``dedupe_key`` is unique, so an event noticed twice queues one message; the sender claims a
+    row (pending -> sending) before it talks to SMTP and marks it sent after, so a retried or
+    duplicated job never sends it twice (see challenge/mail.py).
+    """
+
+    __tablename__ = "mail_outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    kind: str = Field(max_length=24)
+    dedupe_key: str = Field(max_length=160, unique=True)
+    to_addr: str = Field(max_length=254)
+    subject: str = Field(max_length=250)
+    body: str = Field(default="", sa_type=sa.Text)
+    state: str = Field(default="pending", max_length=12, index=True)
+    attempts: int = 0
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    claimed_at: dt.datetime | None = ts_column()
+    sent_at: dt.datetime | None = ts_column()
+    last_error: str = Field(default="", sa_type=sa.Text)
+
+
+class MailOptOut(SQLModel, table=True):
+    """A kind of notice a user does not want by e-mail (absent: they get it)."""
+
+    __tablename__ = "mail_opt_out"
+    __table_args__ = (sa.UniqueConstraint("user_id", "kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    kind: str = Field(max_length=24)

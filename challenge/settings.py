@@ -32,11 +32,22 @@ class Settings(BaseSettings):
     reconcile_after_seconds: int = Field(default=120, ge=5)
     login_rate_per_minute: int = Field(default=20, ge=1)
     secure_cookies: bool = False
+    # E-mail notices (challenge/mail.py): SMTP when smtp_host is set, else .eml files in mail_dir.
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "Podium <podium@localhost>"
+    smtp_starttls: bool = True
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    mail_dir: Path | None = None  # default: var/mail (beside data_dir)
 
     @model_validator(mode="after")
     def _defaults_and_guards(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir.parent / 'podium.db'}"
+        if self.mail_dir is None:
+            self.mail_dir = self.data_dir.parent / "mail"
         if self.env == "production" and (
             self.secret_key == PLACEHOLDER_SECRET or len(self.secret_key) < 32
         ):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
+from challenge import mail as _mail  # noqa: F401 - installs the e-mail outbox listeners
 from challenge.errors import BadRequest, Conflict, NotFound, PermissionDenied
 from challenge.models import (
     BoardEntry,

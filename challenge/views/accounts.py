@@ -113,7 +113,15 @@ async def account(request: Request) -> Response:
             )
             .all()
         )
-        return render(request, "challenge/account.html", tokens=tokens, new_token=new_token)
+        from challenge.mail import preferences
+
+        return render(
+            request,
+            "challenge/account.html",
+            tokens=tokens,
+            new_token=new_token,
+            mail_kinds=preferences(db(request), user),
+        )
 
     return await run_in_threadpool(_page)
 

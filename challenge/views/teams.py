@@ -27,6 +27,7 @@ from challenge.teams import (
     transfer_captaincy,
 )
 from challenge.views.challenges import visible_challenge
+from challenge.views.mail import routes as mail_routes
 from challenge.web import db, flash, read_form, redirect, render, require_user
 
 
@@ -184,4 +185,5 @@ routes = [
     Route("/c/{slug}/team/captain", hand_over_captaincy, methods=["POST"]),
     Route("/c/{slug}/invitations/{id:int}/{answer:str}", answer_invitation, methods=["POST"]),
     Route("/c/{slug}/submissions/{id:int}/final", pick_final, methods=["POST"]),
+    *mail_routes,  # the account page's e-mail preferences (mounted with the team pages)
 ]
