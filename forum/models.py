@@ -208,12 +208,31 @@ def _changed(session: OrmSession, obj: object) -> bool:
     return obj in session.new or obj in session.deleted or session.is_modified(obj)
 
 
+# Threads whose version this transaction has bumped already (or will, see mark_versioned): one bump
+# per transaction is enough, since readers only ever see committed states.
+_VERSIONED = "forum_versioned_threads"
+
+
+def mark_versioned(session: OrmSession, thread_id: int) -> None:
+    """The caller bumps the thread's version itself in this transaction (e.g. together with other
+    columns in one UPDATE): flushes need not."""
+    session.info.setdefault(_VERSIONED, set()).add(thread_id)
+
+
+@sa.event.listens_for(OrmSession, "after_transaction_end")
+def _forget_versioned(session: OrmSession, transaction: Any) -> None:
+    # The end of the transaction or of a savepoint forgets (at worst a thread is bumped twice);
+    # the subtransactions each flush runs in do not.
+    if transaction.parent is None or transaction.nested:
+        session.info.pop(_VERSIONED, None)
+
+
 @sa.event.listens_for(OrmSession, "after_flush")
 def bump_thread_versions(session: OrmSession, flush_context: Any) -> None:
     """Every flush that adds, changes or removes a post, vote or flag, or changes a thread, bumps
     the version of the thread(s) concerned in the same transaction, in SQL (``version + 1``, so
-    concurrent writers never end on the same number). Writers need not remember to do it; the
-    thread page cache (``forum.pagecache``) keys on the version.
+    concurrent writers never end on the same number), once per transaction. Writers need not
+    remember to do it; the thread page cache (``forum.pagecache``) keys on the version.
     """
     thread_ids: set[int] = set()
     post_ids: set[int] = set()
@@ -229,6 +248,8 @@ def bump_thread_versions(session: OrmSession, flush_context: Any) -> None:
                 thread_ids.add(obj.id)
         elif isinstance(obj, Vote | Flag) and _changed(session, obj):
             post_ids.add(obj.post_id)
+    done: set[int] = session.info.setdefault(_VERSIONED, set())
+    thread_ids -= done
     if not thread_ids and not post_ids:
         return
     table = Thread.__table__  # type: ignore[attr-defined]
@@ -238,3 +259,4 @@ def bump_thread_versions(session: OrmSession, flush_context: Any) -> None:
         owners = sa.select(post.c.thread_id).where(post.c.id.in_(sorted(post_ids)))
         where = sa.or_(where, table.c.id.in_(owners))
     session.connection().execute(sa.update(table).where(where).values(version=table.c.version + 1))
+    done |= thread_ids

@@ -48,7 +48,9 @@ from forum.models import (
     PostRevision,
     Subscription,
     Thread,
+    UTCDateTime,
     Vote,
+    mark_versioned,
     utcnow,
 )
 from forum.rendering import count_links, mentioned_names, quote_depth, render_markdown
@@ -122,9 +124,12 @@ class AuthorCounts:
     last_hour: int
     from_ip_last_minute: int
     approved: int
+    subscribed: bool = False  # to the thread given to author_counts
 
 
-def author_counts(session: Session, user_id: int, ip: str) -> AuthorCounts:
+def author_counts(
+    session: Session, user_id: int, ip: str, thread_id: int | None = None
+) -> AuthorCounts:
     now = utcnow()
     minute, hour = now - dt.timedelta(minutes=1), now - dt.timedelta(hours=1)
 
@@ -137,9 +142,17 @@ def author_counts(session: Session, user_id: int, ip: str) -> AuthorCounts:
             count(Post.author_id == user_id, col(Post.created_at) > hour),
             count(Post.author_ip == ip, col(Post.created_at) > minute) if ip else sa.literal(0),
             count(Post.author_id == user_id, Post.status != PENDING),
+            select(Subscription.thread_id)
+            .where(Subscription.user_id == user_id, Subscription.thread_id == thread_id)
+            .exists()
+            if thread_id is not None
+            else sa.false(),
         )
     ).one()
-    return AuthorCounts(*(int(v) for v in row))
+    minute_count, hour_count, ip_count, approved, subscribed = row
+    return AuthorCounts(
+        int(minute_count), int(hour_count), int(ip_count), int(approved), bool(subscribed)
+    )
 
 
 def check_rate(
@@ -273,14 +286,15 @@ def create_reply(
     if not can_write_in(actor, thread, thread.category):
         raise Forbidden("Only the organizers and moderators post in Announcements.")
     body = check_body(body_md, config)
-    counts = None if actor.moderates(thread.challenge_slug) else author_counts(session, user.id, ip)
-    check_rate(session, actor, config, ip, thread.challenge_slug, counts)
-    held = hold_reason(session, actor, config, body, thread.challenge_slug, counts)
-    html, mentions = _render(session, users, body, config)
     assert thread.id is not None
-    subscribers = session.exec(
-        select(Subscription.user_id).where(Subscription.thread_id == thread.id)
-    ).all()
+    # Rate limits, trust and whether the author follows the thread: one query.
+    counts = author_counts(session, user.id, ip, thread.id)
+    moderator = actor.moderates(thread.challenge_slug)
+    check_rate(session, actor, config, ip, thread.challenge_slug, None if moderator else counts)
+    held = hold_reason(
+        session, actor, config, body, thread.challenge_slug, None if moderator else counts
+    )
+    html, mentions = _render(session, users, body, config)
     post = Post(
         thread_id=thread.id,
         author_id=user.id,
@@ -291,23 +305,32 @@ def create_reply(
         author_ip=ip,
     )
     session.add(post)
-    if user.id not in subscribers:
+    if not counts.subscribed:
         session.add(Subscription(user_id=user.id, thread_id=thread.id))
+    if post.status != VISIBLE:
+        session.flush()  # bumps the thread's version: the author and moderators see it held
+        return post
+    # The thread row is updated last (counters and version in one statement), so concurrent
+    # replies to one thread wait for each other's row lock for as short a time as possible.
+    mark_versioned(session, thread.id)
     session.flush()
-    if post.status == VISIBLE:
-        # A reply is never the thread's first post, and it is the newest: the thread's counters
-        # move by one (in SQL, so concurrent replies do not lose each other's increments).
-        assert post.id is not None
-        index_post(session, post_id=post.id, title="", body=post.body_md, new=True)
-        session.execute(
-            sa.update(Thread)
-            .where(col(Thread.id) == thread.id)
-            .values(reply_count=col(Thread.reply_count) + 1, last_post_at=post.created_at)
-            .execution_options(synchronize_session=False)
+    assert post.id is not None
+    index_post(session, post_id=post.id, title="", body=post.body_md, new=True)
+    _notify(session, post, thread, mentions)
+    # A reply is never the thread's first post, and it is the newest: the thread's counters move
+    # by one (in SQL, so concurrent replies do not lose each other's increments).
+    session.execute(
+        sa.update(Thread)
+        .where(col(Thread.id) == thread.id)
+        .values(
+            reply_count=col(Thread.reply_count) + 1,
+            last_post_at=post.created_at,
+            version=col(Thread.version) + 1,
         )
-        set_committed_value(thread, "reply_count", thread.reply_count + 1)
-        set_committed_value(thread, "last_post_at", post.created_at)
-        _notify(session, post, thread, mentions, {*subscribers, user.id})
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(thread, "reply_count", thread.reply_count + 1)
+    set_committed_value(thread, "last_post_at", post.created_at)
     return post
 
 
@@ -405,49 +428,47 @@ def _published(session: Session, post: Post, thread: Thread, mentions: Iterable[
     is_first = first_post_id(session, thread.id) == post.id
     index_post(session, post_id=post.id, title=thread.title if is_first else "", body=post.body_md)
     refresh_thread(session, thread)
-    subscribers = session.exec(
-        select(Subscription.user_id).where(Subscription.thread_id == thread.id)
-    ).all()
-    _notify(session, post, thread, mentions, subscribers)
+    _notify(session, post, thread, mentions)
 
 
-def _notify(
-    session: Session,
-    post: Post,
-    thread: Thread,
-    mentions: Iterable[int],
-    subscribers: Iterable[int],
-) -> None:
-    """Tell mentioned users and the thread's subscribers (not the author) about a new post."""
+def _notify(session: Session, post: Post, thread: Thread, mentions: Iterable[int]) -> None:
+    """Tell mentioned users and the thread's subscribers (not the author) about a new post: one
+    INSERT for the mentions, one INSERT ... SELECT for the subscribers, however many there are."""
     assert post.id is not None
     assert thread.id is not None
-    notified = {post.author_id}
-    for user_id in sorted(set(mentions) - notified):
-        session.add(
-            Notification(
-                user_id=user_id,
-                kind="mention",
-                thread_id=thread.id,
-                post_id=post.id,
-                actor_id=post.author_id,
-                text=f"mentioned you in “{thread.title}”"[:300],
+    session.flush()  # the author's own new subscription, if any, is excluded below
+    table = Notification.__table__  # type: ignore[attr-defined]
+    now = utcnow()
+    mentioned = sorted(set(mentions) - {post.author_id})
+    common = {"thread_id": thread.id, "post_id": post.id, "actor_id": post.author_id}
+    if mentioned:
+        text = f"mentioned you in “{thread.title}”"[:300]
+        session.execute(
+            sa.insert(table).values(
+                [
+                    {"user_id": u, "kind": "mention", "text": text, "created_at": now, **common}
+                    for u in mentioned
+                ]
             )
         )
-        notified.add(user_id)
-    for user_id in sorted(set(subscribers)):
-        if user_id in notified:
-            continue
-        session.add(
-            Notification(
-                user_id=user_id,
-                kind="reply",
-                thread_id=thread.id,
-                post_id=post.id,
-                actor_id=post.author_id,
-                text=f"new post in “{thread.title}”"[:300],
-            )
+    subscribers = sa.select(
+        col(Subscription.user_id),
+        sa.literal("reply"),
+        sa.literal(thread.id),
+        sa.literal(post.id),
+        sa.literal(post.author_id),
+        sa.literal(f"new post in “{thread.title}”"[:300]),
+        sa.literal(now, UTCDateTime()),
+    ).where(
+        col(Subscription.thread_id) == thread.id,
+        col(Subscription.user_id).not_in([post.author_id, *mentioned]),
+    )
+    session.execute(
+        sa.insert(table).from_select(
+            ["user_id", "kind", "thread_id", "post_id", "actor_id", "text", "created_at"],
+            subscribers,
         )
-    session.flush()
+    )
 
 
 def post_announcement(

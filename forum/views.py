@@ -142,6 +142,26 @@ class ForumViews:
             raise NotFound("That thread does not exist or was removed.")
         return title
 
+    def thread_for(self, request: Request, actor: Actor, thread_id: int) -> Thread:
+        """``access_thread``, and the thread's challenge must be one the viewer may see (asked
+        first, so that the host reads the challenge and the viewer's roles together)."""
+        session = self.session(request)
+        row = session.get(Thread, thread_id)
+        if row is None:
+            raise NotFound("That thread does not exist or was removed.")
+        self.scope_title(request, row.challenge_slug)
+        return access_thread(session, actor, thread_id)
+
+    def post_for(self, request: Request, actor: Actor, post_id: int) -> tuple[Post, Thread]:
+        """``access_post``, and the post's challenge must be one the viewer may see."""
+        session = self.session(request)
+        row = session.get(Post, post_id)
+        thread = session.get(Thread, row.thread_id) if row is not None else None
+        if thread is None:
+            raise NotFound("That post does not exist or was removed.")
+        self.scope_title(request, thread.challenge_slug)
+        return access_post(session, actor, post_id)
+
     def render(
         self, request: Request, template: str, status_code: int = 200, **context: Any
     ) -> Response:
@@ -512,10 +532,10 @@ class ForumViews:
 
             def _form() -> Response:
                 session = self.session(request)
-                thread = access_thread(session, actor, thread_id)
+                thread = self.thread_for(request, actor, thread_id)
                 body = ""
                 if quote:
-                    post, _ = access_post(session, actor, self.int_param(quote, "Quoted post"))
+                    post, _ = self.post_for(request, actor, self.int_param(quote, "Quoted post"))
                     name = self.host.display_names(session, [post.author_id]).get(
                         post.author_id, "someone"
                     )
@@ -528,7 +548,7 @@ class ForumViews:
 
         def _post() -> Response:
             session = self.session(request)
-            thread = access_thread(session, actor, thread_id)
+            thread = self.thread_for(request, actor, thread_id)
             try:
                 post = create_reply(
                     session,
@@ -562,8 +582,8 @@ class ForumViews:
         """Redirect to the page of the thread that shows the post."""
         session = self.session(request)
         actor = self.actor(request)
-        post, thread = access_post(
-            session, actor, self.int_param(request.path_params["post_id"], "Post")
+        post, thread = self.post_for(
+            request, actor, self.int_param(request.path_params["post_id"], "Post")
         )
         before = session.exec(
             select(func.count())
@@ -585,7 +605,7 @@ class ForumViews:
 
         def _edit() -> Response:
             session = self.session(request)
-            post, thread = access_post(session, actor, post_id)
+            post, thread = self.post_for(request, actor, post_id)
             if post.author_id != actor.id and not actor.moderates(thread.challenge_slug):
                 raise NotFound("That post does not exist or was removed.")
             is_first = first_post_id(session, thread.id or 0) == post.id
@@ -633,8 +653,8 @@ class ForumViews:
     def history(self, request: Request) -> Response:
         session = self.session(request)
         actor = self.actor(request)
-        post, thread = access_post(
-            session, actor, self.int_param(request.path_params["post_id"], "Post")
+        post, thread = self.post_for(
+            request, actor, self.int_param(request.path_params["post_id"], "Post")
         )
         if post.author_id != actor.id and not actor.moderates(thread.challenge_slug):
             raise NotFound("Only the author and moderators see a post's edit history.")
@@ -662,10 +682,8 @@ class ForumViews:
             def _form() -> Response:
                 actor = self.actor(request)
                 actor.require_user()
-                post, thread = access_post(
-                    self.session(request),
-                    actor,
-                    self.int_param(request.path_params["post_id"], "Post"),
+                post, thread = self.post_for(
+                    request, actor, self.int_param(request.path_params["post_id"], "Post")
                 )
                 return self.render(
                     request, "forum/flag.html", post=post, thread=thread, flag_kinds=FLAG_KINDS
@@ -682,7 +700,7 @@ class ForumViews:
             session = self.session(request)
             actor = self.actor(request)
             actor.require_user()
-            post, thread = access_post(session, actor, post_id)
+            post, thread = self.post_for(request, actor, post_id)
             result: dict[str, Any] = {"post": post_id}
             if what == "vote":
                 result["voted"] = toggle_vote(session, actor=actor, post=post, thread=thread)
@@ -713,10 +731,10 @@ class ForumViews:
         def _act() -> Response:
             session = self.session(request)
             actor = self.actor(request)
-            thread = access_thread(session, actor, thread_id)
+            thread = self.thread_for(request, actor, thread_id)
             post = None
             if raw:
-                post, _ = access_post(session, actor, self.int_param(raw, "Post"))
+                post, _ = self.post_for(request, actor, self.int_param(raw, "Post"))
             accept_answer(session, actor=actor, thread=thread, post=post)
             session.commit()
             return RedirectResponse(self.thread_url(thread), status_code=303)
@@ -730,7 +748,7 @@ class ForumViews:
         def _act() -> Response:
             session = self.session(request)
             actor = self.actor(request)
-            thread = access_thread(session, actor, thread_id)
+            thread = self.thread_for(request, actor, thread_id)
             set_subscription(session, actor=actor, thread=thread, subscribed=form.get("on") == "1")
             session.commit()
             return RedirectResponse(self.thread_url(thread), status_code=303)
@@ -741,10 +759,9 @@ class ForumViews:
         """The thread's visible posts as an Atom feed (newest first, at most 50)."""
         session = self.session(request)
         actor = self.actor(request)
-        thread = access_thread(
-            session, actor, self.int_param(request.path_params["thread_id"], "Thread")
+        thread = self.thread_for(
+            request, actor, self.int_param(request.path_params["thread_id"], "Thread")
         )
-        self.scope_title(request, thread.challenge_slug)
         if thread.status != VISIBLE:
             raise NotFound("That thread does not exist or was removed.")
         posts = session.exec(
