@@ -22,7 +22,12 @@ from challenge.challenges import (
     reveal_private_leaderboard,
 )
 from challenge.errors import BadRequest, NotAuthenticated, NotFound
-from challenge.leaderboard import Entry, private_leaderboard, public_leaderboard
+from challenge.leaderboard import (
+    Entry,
+    participant_score,
+    private_leaderboard,
+    public_leaderboard,
+)
 from challenge.models import ApiToken, Challenge, Phase, Submission, User
 from challenge.submissions import access_submission, queue_position, quota_for, submissions_of
 from challenge.uploads import (
@@ -94,6 +99,7 @@ def challenge_json(request: Request, challenge: Challenge, user: User | None) ->
 
 
 def submission_json(request: Request, sub: Submission) -> dict[str, Any]:
+    shown = participant_score(db(request), sub)
     out: dict[str, Any] = {
         "id": sub.id,
         "challenge_id": sub.challenge_id,
@@ -105,10 +111,9 @@ def submission_json(request: Request, sub: Submission) -> dict[str, Any]:
         "sha256": sub.sha256,
         "created_at": sub.created_at.isoformat(),
         "finished_at": sub.finished_at.isoformat() if sub.finished_at else None,
-        "public_score": sub.public_score,
-        "public_ci": [sub.public_ci_low, sub.public_ci_high]
-        if sub.public_ci_low is not None
-        else None,
+        # Under the Ladder, the score the Ladder released, not the exact one (docs/leaderboards.md).
+        "public_score": shown.score,
+        "public_ci": [shown.ci_low, shown.ci_high] if shown.ci_low is not None else None,
         "is_late": sub.is_late,
         "error": sub.error_message or None,
         "queue_position": queue_position(db(request), sub),
@@ -361,6 +366,10 @@ def all_submissions(request: Request) -> Response:
         item.update(
             participant=username,
             phase=phase_name,
+            public_score=sub.public_score,  # organizers see exact scores, Ladder or not
+            public_ci=[sub.public_ci_low, sub.public_ci_high]
+            if sub.public_ci_low is not None
+            else None,
             private_score=sub.private_score,
             private_ci=[sub.private_ci_low, sub.private_ci_high]
             if sub.private_ci_low is not None

@@ -64,7 +64,7 @@ from challenge.errors import (
     PermissionDenied,
     PodiumError,
 )
-from challenge.leaderboard import private_leaderboard, public_leaderboard
+from challenge.leaderboard import participant_score, private_leaderboard, public_leaderboard
 from challenge.models import (
     Challenge,
     EvalAIUpload,
@@ -338,7 +338,7 @@ def submission_object(sub: Submission, username: str, team: Team | None = None) 
         "when_made_public": None,
         "submission_metadata": None,
         "podium_status": sub.status,
-        "public_score": sub.public_score,
+        "public_score": participant_score(None, sub).score,  # the Ladder's value under the Ladder
         "error": sub.error_message or None,
     }
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 from sqlmodel import Session, col, func, select
 
 from challenge.models import BoardEntry, Challenge, Phase, Submission, Team
@@ -543,10 +544,10 @@ def _ladder_releases(
     return out
 
 
-def participant_scores(session: Session, subs: list[Submission]) -> dict[int, ShownScore]:
+def participant_scores(session: orm.Session, subs: list[Submission]) -> dict[int, ShownScore]:
     """The public score of each submission as its participants may see it (submission lists,
-    the API, the team's history plot). See :class:`ShownScore`; organizers' baselines and
-    challenges without the Ladder show exact scores."""
+    the API, the EvalAI API, the team's history plot). See :class:`ShownScore`; organizers'
+    baselines and challenges without the Ladder show exact scores."""
     out: dict[int, ShownScore] = {}
     replay: dict[tuple[int, int], Challenge] = {}
     for sub in subs:
@@ -564,7 +565,7 @@ def participant_scores(session: Session, subs: list[Submission]) -> dict[int, Sh
             replay[(sub.team_id, sub.phase_id)] = challenge
     for (team_id, phase_id), challenge in replay.items():
         rows = list(
-            session.exec(
+            session.execute(
                 select(Submission)
                 .where(
                     Submission.team_id == team_id,
@@ -574,7 +575,7 @@ def participant_scores(session: Session, subs: list[Submission]) -> dict[int, Sh
                     col(Submission.public_score).is_not(None),
                 )
                 .order_by(col(Submission.created_at), col(Submission.id))
-            )
+            ).scalars()
         )
         released = _ladder_releases(rows, higher_is_better_of(challenge), challenge)
         for sub in subs:
@@ -583,8 +584,13 @@ def participant_scores(session: Session, subs: list[Submission]) -> dict[int, Sh
     return out
 
 
-def participant_score(session: Session, sub: Submission) -> ShownScore:
-    """:func:`participant_scores` for one submission."""
+def participant_score(session: orm.Session | None, sub: Submission) -> ShownScore:
+    """:func:`participant_scores` for one submission (``session`` None: the one it was loaded
+    in)."""
+    if sub.public_score is None:
+        return _exact(sub)  # nothing to hide (a fresh upload may be detached already)
+    session = session or orm.object_session(sub)
+    assert session is not None, "a scored submission attached to a session"
     assert sub.id is not None
     return participant_scores(session, [sub])[sub.id]
 

@@ -21,6 +21,7 @@ from challenge.challenges import (
     phases_of,
 )
 from challenge.errors import BadRequest, NotFound
+from challenge.leaderboard import participant_scores
 from challenge.models import Challenge, User
 from challenge.schedule import challenge_page_extras, require_data_access
 from challenge.submissions import queue_position, quota_for, submissions_of
@@ -94,6 +95,7 @@ def overview(request: Request) -> Response:
         participation=participation,
         submissions=subs,
         positions=positions,
+        shown=participant_scores(session, subs),
         quota=quota,
         fmt=challenge.submission_format,
         **challenge_page_extras(session, challenge, user, participation),
@@ -217,6 +219,7 @@ def submission_rows(request: Request) -> Response:
         challenge=challenge,
         submissions=subs,
         positions=positions,
+        shown=participant_scores(session, subs),
         quota=quota_for(session, challenge, user),
     )
 
