@@ -136,7 +136,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from challenge.app import create_app
     from challenge.db import migrate
-    from challenge.demo import seed_demo
+    from challenge.demo import hackathon_info, seed_demo
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -154,6 +154,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Podium demo running at {url}")
     for role, (name, password) in accounts.items():
         print(f"  {role:12s} user: {name:12s} password: {password}")
+    hackathon = hackathon_info(settings)
+    if hackathon:
+        print(
+            f"Hackathon '{hackathon['phase']}' of {hackathon['challenge']} runs until "
+            f"{hackathon['closes']}: room {url}{hackathon['room']}\n"
+            f"  on-site check-in code: {hackathon['code']} (challenge page, 'Registering on site?')"
+        )
     print("Press Ctrl-C to stop.")
     print("=" * 70 + "\n", flush=True)
     try:

@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlmodel import select
+from sqlmodel import col, select
 
 from challenge import storage
 from challenge.accounts import create_user
 from challenge.bundle import parse_bundle
 from challenge.challenges import create_challenge, join_challenge, phases_of, prepare_challenge
 from challenge.db import make_engine, session_scope
-from challenge.models import Challenge, User, utcnow
+from challenge.models import Challenge, Phase, Submission, User, utcnow
 from challenge.settings import Settings
 from challenge.submissions import create_submission
 from splitter.generate import generate_higgs
@@ -87,6 +87,7 @@ def seed_demo(settings: Settings, events: int = 50_000) -> dict[str, tuple[str, 
     (demo_dir / "description.md").write_text(DESCRIPTION, encoding="utf-8")
 
     now = utcnow().replace(minute=0, second=0, microsecond=0)
+    hack_opens, hack_closes = hackathon_window(now)
 
     def iso(t: dt.datetime) -> str:
         return t.strftime("%Y-%m-%dT%H:%MZ")
@@ -97,7 +98,9 @@ def seed_demo(settings: Settings, events: int = 50_000) -> dict[str, tuple[str, 
             "HiggsML demo",
             "Find the Higgs boson in simulated ATLAS-like events.",
             f"  - {{name: competition, opens: {iso(now - dt.timedelta(days=2))}, "
-            f"closes: {iso(now + dt.timedelta(days=30))}}}",
+            f"closes: {iso(now + dt.timedelta(days=30))}}}\n"
+            f"  - {{name: {HACKATHON_PHASE}, opens: {iso(hack_opens)}, "
+            f"closes: {iso(hack_closes)}}}",
             2014,
         ),
         (
@@ -137,7 +140,87 @@ def seed_demo(settings: Settings, events: int = 50_000) -> dict[str, tuple[str, 
         if slug in BOT_CHALLENGES and new_challenge:
             seed_bot_submissions(settings, engine, slug)
         new_challenge = False
+    seed_hackathon(settings, engine, now)
     return DEMO_ACCOUNTS
+
+
+# A day-long hackathon inside the running demo challenge: its own boards, the projector room and
+# an on-site check-in code, so the feature can be seen (docs/lifecycle.md, "Hackathon").
+HACKATHON_CHALLENGE = "higgsml-demo"
+HACKATHON_PHASE = "hackathon"
+
+
+def hackathon_window(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """24 hours that started three hours ago: running whenever the demo is started."""
+    return now - dt.timedelta(hours=3), now + dt.timedelta(hours=21)
+
+
+def seed_hackathon(settings: Settings, engine: Any, now: dt.datetime) -> None:
+    """Give the demo challenge its hackathon phase (added to a demo seeded before it existed),
+    an on-site check-in code, and one honest upload per bot during it. Idempotent."""
+    with session_scope(engine) as session:
+        challenge = session.exec(
+            select(Challenge).where(Challenge.slug == HACKATHON_CHALLENGE)
+        ).first()
+        if challenge is None:
+            return
+        assert challenge.id is not None
+        phases = phases_of(session, challenge)
+        phase = next((p for p in phases if p.name == HACKATHON_PHASE), None)
+        if phase is None:
+            opens, closes = hackathon_window(now)
+            phase = Phase(
+                challenge_id=challenge.id,
+                name=HACKATHON_PHASE,
+                position=max(p.position for p in phases) + 1,
+                opens_at=opens,
+                closes_at=closes,
+            )
+        if not phase.registration_code:
+            phase.registration_code = f"HACK-{secrets.token_hex(3).upper()}"
+        session.add(phase)
+        session.flush()
+        seeded = session.exec(
+            select(Submission.id).where(
+                Submission.phase_id == phase.id, col(Submission.message).endswith("(hackathon)")
+            )
+        ).first()
+        window = (phase.opens_at, min(phase.closes_at or utcnow(), utcnow()))
+    if seeded is not None or window[1] <= window[0]:
+        return
+    test = pd.read_parquet(storage.public_dir(settings, HACKATHON_CHALLENGE) / "test.parquet")
+    for i, (name, (title, feature, sign, cut)) in enumerate(BOTS.items()):
+        frame = _bot_prediction(test, feature, sign, cut, seed=1000 + i)
+        when = window[0] + (window[1] - window[0]) * (i + 1) / (len(BOTS) + 1)
+        _bot_upload(
+            settings, engine, HACKATHON_CHALLENGE, name, frame, f"{title} (hackathon)", when
+        )
+
+
+def hackathon_info(settings: Settings) -> dict[str, str] | None:
+    """What the demo prints about its hackathon: the room's address and the check-in code."""
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(engine) as session:
+            challenge = session.exec(
+                select(Challenge).where(Challenge.slug == HACKATHON_CHALLENGE)
+            ).first()
+            phase = (
+                next((p for p in phases_of(session, challenge) if p.name == HACKATHON_PHASE), None)
+                if challenge is not None
+                else None
+            )
+            if phase is None:
+                return None
+            return {
+                "challenge": HACKATHON_CHALLENGE,
+                "phase": phase.name,
+                "code": phase.registration_code,
+                "room": f"/c/{HACKATHON_CHALLENGE}/room?phase={phase.name}",
+                "closes": f"{phase.closes_at:%Y-%m-%d %H:%M} UTC" if phase.closes_at else "",
+            }
+    finally:
+        engine.dispose()
 
 
 # Demo rivals: simple, honest strategies on public features only, so the boards have life.
@@ -176,38 +259,54 @@ def seed_bot_submissions(settings: Settings, engine: Any, slug: str) -> None:
         phases = [p for p in phases_of(session, challenge) if p.accepts_submissions]
         opens = min(p.opens_at for p in phases)
         closes = max((p.closes_at for p in phases if p.closes_at), default=None)
-    # Spread the uploads over the time the challenge has been open (before its close).
-    end = min(closes, utcnow()) if closes is not None else utcnow()
+        hackathon = [p.opens_at for p in phases if p.name == HACKATHON_PHASE]
+    # Spread the uploads over the time the challenge has been open (before its close, and before
+    # the demo's hackathon, whose uploads seed_hackathon makes).
+    end = min([utcnow(), *hackathon, *([closes] if closes is not None else [])])
     n_uploads = 3 * len(BOTS)
     for i, (name, (title, feature, sign, cut)) in enumerate(BOTS.items()):
-        with session_scope(engine) as session:
-            user = session.exec(select(User).where(User.username == name)).first()
-            if user is None:
-                user = create_user(
-                    session,
-                    username=name,
-                    email=f"{name}@demo.podium.invalid",
-                    password=secrets.token_urlsafe(16),
-                    role="participant",
-                )
-            challenge = session.exec(select(Challenge).where(Challenge.slug == slug)).one()
-            join_challenge(session, challenge=challenge, user=user)
         for attempt, shift in enumerate((-0.05, 0.0, 0.05)):
             frame = _bot_prediction(test, feature, sign, cut + shift, seed=100 * i + attempt)
-            path = storage.new_upload_path(settings, slug, "pred.csv")
-            frame.to_csv(path, index=False)
             when = opens + (end - opens) * (3 * i + attempt + 1) / (n_uploads + 1)
-            with session_scope(engine) as session:
-                challenge = session.exec(select(Challenge).where(Challenge.slug == slug)).one()
-                user = session.exec(select(User).where(User.username == name)).one()
-                create_submission(
-                    session,
-                    challenge=challenge,
-                    user=user,
-                    stored_path=path,
-                    filename=path.name,
-                    size_bytes=path.stat().st_size,
-                    sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-                    message=f"{title}, cut at {cut + shift:.2f}",
-                    now=when,
-                )
+            message = f"{title}, cut at {cut + shift:.2f}"
+            _bot_upload(settings, engine, slug, name, frame, message, when)
+
+
+def _bot_upload(
+    settings: Settings,
+    engine: Any,
+    slug: str,
+    name: str,
+    frame: pd.DataFrame,
+    message: str,
+    when: dt.datetime,
+) -> None:
+    """The bot joins (once) and uploads ``frame`` as if at ``when``."""
+    with session_scope(engine) as session:
+        user = session.exec(select(User).where(User.username == name)).first()
+        if user is None:
+            user = create_user(
+                session,
+                username=name,
+                email=f"{name}@demo.podium.invalid",
+                password=secrets.token_urlsafe(16),
+                role="participant",
+            )
+        challenge = session.exec(select(Challenge).where(Challenge.slug == slug)).one()
+        join_challenge(session, challenge=challenge, user=user)
+    path = storage.new_upload_path(settings, slug, "pred.csv")
+    frame.to_csv(path, index=False)
+    with session_scope(engine) as session:
+        challenge = session.exec(select(Challenge).where(Challenge.slug == slug)).one()
+        user = session.exec(select(User).where(User.username == name)).one()
+        create_submission(
+            session,
+            challenge=challenge,
+            user=user,
+            stored_path=path,
+            filename=path.name,
+            size_bytes=path.stat().st_size,
+            sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+            message=message,
+            now=when,
+        )
