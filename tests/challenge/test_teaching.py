@@ -450,3 +450,27 @@ def test_class_resplit_from_held_back_rows(
     train2 = set(pd.read_parquet(public / "train.parquet", columns=["EventId"])["EventId"])
     assert len(test2) + len(train2) == 2000 - len(class_train)
     assert not (test2 | train2) & (released | class_train)
+
+
+def test_cli_held_back_class_names_the_dataset_problem(
+    cli_env: None,
+    make_challenge: Any,
+    make_user: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make_challenge("higgs-2026", opens_days=-20, closes_days=-1)  # its dataset is a bare file
+    make_user("prof", role="organizer")
+    args = [
+        "higgs-2026",
+        "stat-301",
+        "--opens",
+        "2026-01-01T00:00Z",
+        "--closes",
+        "2099-01-01T00:00Z",
+    ]
+    assert main(["class", "create", *args, "--held-back", "--owner", "prof"]) == 4
+    err = capsys.readouterr().err
+    assert "Dataset 'higgs.csv' cannot be read" in err
+    assert "NAME:N" in err
+    assert main(["class", "create", *args, "--held-back", "--dataset", "nope:1"]) == 4
+    assert "Dataset 'nope:1' cannot be read" in capsys.readouterr().err
