@@ -115,19 +115,27 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from challenge.app import create_app
-
     settings = load_settings()
     _ensure_redis(settings)
+    # Several worker processes need the app as an import string; uvloop and httptools (project
+    # dependencies) are picked by uvicorn's "auto" settings. docs/benchmarks.md, Leaderboard.
     uvicorn.run(
-        create_app(settings),
+        "challenge.cli:web_app",
+        factory=True,
         host=args.host,
         port=args.port,
         log_level="info",
-        workers=None,
+        workers=args.workers,
         proxy_headers=True,
     )
     return EXIT_OK
+
+
+def web_app() -> Any:
+    """uvicorn factory for ``podium serve``: the site, built from the environment's settings."""
+    from challenge.app import create_app
+
+    return create_app(load_settings())
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -919,6 +927,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("serve", cmd_serve, "Serve the web site (production: behind a proxy).")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--workers", type=int, default=2, help="web worker processes (default 2)")
     w = add("worker", cmd_worker, "Run the scoring worker (dramatiq).")
     w.add_argument("--processes", type=int, default=2)
     sc = add("scheduler", cmd_scheduler, "Send periodic jobs (reconciler, phase changes).")

@@ -176,6 +176,9 @@ def board_head(conn: sa.Connection, slug: str, now: dt.datetime | None = None) -
     return BoardHead(digest, bool(rows[0][1]))
 
 
+T = TypeVar("T")
+
+
 class BoardCache:
     """A bounded LRU of rendered board responses and computed rows, for one app."""
 
@@ -183,6 +186,7 @@ class BoardCache:
         self.size = size
         self._data: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
+        self._building: dict[tuple[Any, ...], threading.Lock] = {}
 
     def get(self, key: tuple[Any, ...]) -> Any:
         with self._lock:
@@ -197,6 +201,24 @@ class BoardCache:
             self._data.move_to_end(key)
             while len(self._data) > self.size:
                 self._data.popitem(last=False)
+
+    def get_or_build(self, key: tuple[Any, ...], build: Callable[[], T]) -> T:
+        """The cached value, or ``build()`` stored. One build per key at a time: the requests
+        that miss together right after a board change wait for the first one's result instead of
+        all rendering the same page."""
+        value: T | None = self.get(key)
+        if value is not None:
+            return value
+        with self._lock:
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
+            value = self.get(key)
+            if value is None:
+                value = build()
+                self.put(key, value)
+        with self._lock:
+            self._building.pop(key, None)
+        return value
 
     def __len__(self) -> int:
         return len(self._data)
@@ -247,13 +269,10 @@ def private_entries(request: Request, br: BoardRequest, head: BoardHead | None) 
     """The whole private board of the phase, computed once per board version and process."""
     if head is None:
         return private_leaderboard(db(request), br.challenge, br.phase, br.higher_is_better)
-    key = ("private", head.key, br.phase.id)
-    cache = board_cache(request)
-    entries: list[Entry] | None = cache.get(key)
-    if entries is None:
-        entries = private_leaderboard(db(request), br.challenge, br.phase, br.higher_is_better)
-        cache.put(key, entries)
-    return entries
+    return board_cache(request).get_or_build(
+        ("private", head.key, br.phase.id),
+        lambda: private_leaderboard(db(request), br.challenge, br.phase, br.higher_is_better),
+    )
 
 
 def board_body(request: Request, br: BoardRequest, head: BoardHead | None) -> Markup:
@@ -266,9 +285,8 @@ def board_body(request: Request, br: BoardRequest, head: BoardHead | None) -> Ma
         _page_number(request),
         br.private_ok,
     )
-    cache = board_cache(request)
-    body: Markup | None = cache.get(key) if head is not None else None
-    if body is None:
+
+    def build() -> Markup:
         result = board_page(request, br, head)
         env: Environment = request.app.state.templates
         html = env.get_template("challenge/_leaderboard_body.html").render(
@@ -281,10 +299,9 @@ def board_body(request: Request, br: BoardRequest, head: BoardHead | None) -> Ma
             result=result,
             ladder=bool((br.challenge.leaderboard or {}).get("ladder")),
         )
-        body = Markup(html)  # noqa: S704 - autoescaped template output
-        if head is not None:
-            cache.put(key, body)
-    return body
+        return Markup(html)  # noqa: S704 - autoescaped template output
+
+    return build() if head is None else board_cache(request).get_or_build(key, build)
 
 
 def _head_engine(request: Request) -> sa.Engine:
@@ -351,17 +368,15 @@ def _page(request: Request, head: BoardHead | None, head_known: bool) -> Respons
         headers = {**ANONYMOUS_HEADERS, "ETag": etag}
         if _not_modified(request, etag):
             return Response(status_code=304, headers=headers)
-        page: bytes | None = board_cache(request).get(key)
-        if page is None:
-            page = _anonymous_page(request, head, key)
+        page = board_cache(request).get_or_build(key, lambda: _anonymous_page(request, head))
         return HTMLResponse(page, headers=headers)
     return _viewer_page(request, head)
 
 
-def _anonymous_page(request: Request, head: BoardHead, key: tuple[Any, ...]) -> bytes:
+def _anonymous_page(request: Request, head: BoardHead) -> bytes:
     br = board_request(request)
     env: Environment = request.app.state.templates
-    page = (
+    return (
         env.get_template("challenge/leaderboard.html")
         .render(
             request=request,
@@ -377,8 +392,6 @@ def _anonymous_page(request: Request, head: BoardHead, key: tuple[Any, ...]) -> 
         )
         .encode()
     )
-    board_cache(request).put(key, page)
-    return page
 
 
 def _viewer_page(request: Request, head: BoardHead | None) -> Response:
@@ -394,9 +407,6 @@ def _viewer_page(request: Request, head: BoardHead | None) -> Response:
     )
 
 
-T = TypeVar("T")
-
-
 def _shared(
     request: Request, kind: str, head: BoardHead | None, build: Callable[[], T], *query: str
 ) -> T:
@@ -407,13 +417,7 @@ def _shared(
     """
     if head is None or not head.listed:
         return build()
-    key = (kind, head.key, *_query_key(request, *query))
-    cache = board_cache(request)
-    value: T | None = cache.get(key)
-    if value is None:
-        value = build()
-        cache.put(key, value)
-    return value
+    return board_cache(request).get_or_build((kind, head.key, *_query_key(request, *query)), build)
 
 
 def _csv(request: Request, head: BoardHead | None) -> tuple[bytes, str]:

@@ -278,3 +278,84 @@ def test_embed_room_csv_and_plot_follow_the_board(  # type: ignore[no-untyped-de
     with session_scope(engine) as s:
         rebuild_boards(s, s.get(Challenge, challenge.id))  # type: ignore[arg-type]
     assert team_cells(client.get(base + "/leaderboard").text) == team_cells(page)
+
+
+def test_requests_that_miss_together_build_the_page_once() -> None:
+    import threading
+    import time
+
+    from challenge.views.leaderboards import BoardCache
+
+    cache, builds, results = BoardCache(size=2), [], []
+
+    def build() -> bytes:
+        builds.append(1)
+        time.sleep(0.05)
+        return b"page"
+
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get_or_build(("k",), build)))
+        for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [b"page"] * 8
+    assert len(builds) == 1
+    for i in range(5):  # bounded: the oldest keys go
+        cache.get_or_build((i,), lambda: b"x")
+    assert len(cache) == 2
+
+
+def test_podium_serve_runs_workers_that_agree_on_the_board(  # type: ignore[no-untyped-def]
+    settings, make_challenge, make_user, engine
+):
+    """`podium serve --workers 2`: two processes, each with its own cache, one current board."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.challenge.live_server import free_port
+
+    challenge = make_challenge(per_day=10, total=50)
+    ann, ben = make_user("ann"), make_user("ben")
+    joined(engine, challenge, ann, ben)
+    score(engine, upload(engine, challenge, ann, now=at(1)), 1.0)
+    port = free_port()
+    env = {
+        **os.environ,
+        "PODIUM_ENV": "test",
+        "PODIUM_SECRET_KEY": settings.secret_key,
+        "PODIUM_DATABASE_URL": settings.database_url,
+        "PODIUM_REDIS_URL": "stub://",
+        "PODIUM_DATA_DIR": str(settings.data_dir),
+    }
+    cmd = [sys.executable, "-c", "from challenge.cli import main; raise SystemExit(main())"]
+    proc = subprocess.Popen(
+        [*cmd, "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/c/{challenge.slug}/leaderboard"
+    try:
+        for _ in range(150):
+            try:
+                if httpx.get(url, timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        children = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()  # noqa: SIM115
+        assert len(children) >= 2  # the workers (uvicorn's supervisor keeps them as children)
+        seen = {team_cells(httpx.get(url).text)[0] for _ in range(10)}
+        assert seen == {"ann"}
+        score(engine, upload(engine, challenge, ben, now=at(2)), 2.0)
+        # Whichever worker answers, every answer has the new score.
+        assert {tuple(team_cells(httpx.get(url).text)) for _ in range(10)} == {("ben", "ann")}
+    finally:
+        proc.terminate()
+        proc.wait(20)
