@@ -11,6 +11,7 @@ import inspect
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +21,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from forum.access import (
     ANNOUNCEMENTS,
@@ -81,6 +83,7 @@ from forum.rendering import quote_for_reply
 from forum.search import search_posts
 
 Handler = Callable[[Request], Any]
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 @dataclass(frozen=True)
@@ -1004,6 +1007,8 @@ class ForumViews:
             Route("/p/{post_id}/history", g(self.history), methods=["GET"]),
             Route("/p/{post_id}/vote", g(self.vote), methods=["POST"]),
             Route("/p/{post_id}/flag", g(self.flag), methods=["GET", "POST"]),
+            # KaTeX and the script that typesets posts' math (no inline scripts anywhere).
+            Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="forum_static"),
         ]
 
 
