@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from forum.access import (
     Actor,
+    Conflict,
     Forbidden,
     ForumError,
     NotFound,
@@ -31,6 +32,7 @@ from forum.models import (
     VISIBLE,
     AuditEntry,
     Flag,
+    Moderator,
     Notification,
     Post,
     Sanction,
@@ -463,3 +465,65 @@ def run_action(
         actor=actor, target_id=target_id, reason=reason, params=params, config=config, users=users
     )
     return action.run(session)
+
+
+# ---------------------------------------------------------------- moderator grants (admins only)
+
+
+def moderator_grants(session: Session) -> list[Moderator]:
+    """Every forum moderator grant, site-wide ones first."""
+    rows = session.exec(select(Moderator)).all()
+    return sorted(rows, key=lambda m: (m.challenge_slug is not None, m.challenge_slug or "", m.id))
+
+
+def grant_moderator(
+    session: Session, *, admin_id: int, user_id: int, challenge_slug: str | None, reason: str = ""
+) -> AuditEntry:
+    """Make a user a moderator of one challenge's forum (or of every forum when None); audited.
+
+    The caller has checked that the acting user is an admin and that the challenge exists.
+    """
+    existing = session.exec(
+        select(Moderator).where(
+            Moderator.user_id == user_id,
+            col(Moderator.challenge_slug).is_(None)
+            if challenge_slug is None
+            else Moderator.challenge_slug == challenge_slug,
+        )
+    ).first()
+    if existing is not None:
+        raise Conflict("That user moderates this forum already.")
+    row = Moderator(user_id=user_id, challenge_slug=challenge_slug)
+    session.add(row)
+    session.flush()
+    return _audit_grant(session, "grant_moderator", admin_id, row, reason)
+
+
+def revoke_moderator(
+    session: Session, *, admin_id: int, grant_id: int, reason: str = ""
+) -> AuditEntry:
+    """Take a moderator grant back; audited."""
+    row = session.get(Moderator, grant_id)
+    if row is None:
+        raise NotFound(f"No moderator grant {grant_id}.")
+    entry = _audit_grant(session, "revoke_moderator", admin_id, row, reason)
+    session.delete(row)
+    session.flush()
+    return entry
+
+
+def _audit_grant(
+    session: Session, action: str, admin_id: int, row: Moderator, reason: str
+) -> AuditEntry:
+    entry = AuditEntry(
+        actor_id=admin_id,
+        action=action,
+        challenge_slug=row.challenge_slug,
+        target_type="user",
+        target_id=row.user_id,
+        reason=reason.strip()[:500],
+        details={"scope": row.challenge_slug or "site"},
+    )
+    session.add(entry)
+    session.flush()
+    return entry

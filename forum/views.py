@@ -64,7 +64,13 @@ from forum.models import (
     Sanction,
     Thread,
 )
-from forum.moderation import ACTIONS, run_action
+from forum.moderation import (
+    ACTIONS,
+    grant_moderator,
+    moderator_grants,
+    revoke_moderator,
+    run_action,
+)
 from forum.pagecache import PageCache, ViewerClass, thread_and_viewer_facts
 from forum.posting import (
     accept_answer,
@@ -886,6 +892,7 @@ class ForumViews:
         return self.render(
             request,
             "forum/moderation.html",
+            is_admin=self.host.is_site_moderator(request),
             queue=queue,
             flagged=flagged,
             flags=flags,
@@ -927,6 +934,82 @@ class ForumViews:
             return RedirectResponse(back, status_code=303)
 
         return await run_in_threadpool(_act)
+
+    def require_admin(self, request: Request) -> Actor:
+        """Admins (the host's site moderators) only; forum-granted moderators are not enough."""
+        actor = self.actor(request)
+        actor.require_user()
+        if not self.host.is_site_moderator(request):
+            raise NotFound("That page does not exist.")
+        return actor
+
+    async def moderators(self, request: Request) -> Response:
+        """Admins grant and revoke forum moderators, site-wide or per challenge (audited)."""
+        form = await self.form(request) if request.method == "POST" else None
+
+        def _page() -> Response:
+            session = self.session(request)
+            actor = self.require_admin(request)
+            assert actor.id is not None
+            error = ""
+            status = 200
+            if form is not None:
+                reason = str(form.get("reason", ""))
+                try:
+                    if form.get("action") == "revoke":
+                        revoke_moderator(
+                            session,
+                            admin_id=actor.id,
+                            grant_id=self.int_param(form.get("grant_id", ""), "Grant"),
+                            reason=reason,
+                        )
+                    else:
+                        name = str(form.get("username", "")).strip().lstrip("@")
+                        user_id = self.host.user_ids_for_names(session, [name]).get(name.lower())
+                        if user_id is None:
+                            raise NotFound(f"No user named '{name}'.")
+                        slug = str(form.get("challenge", "")).strip() or None
+                        if slug is not None and self.host.challenge_title(request, slug) is None:
+                            raise NotFound(f"No challenge '{slug}'.")
+                        grant_moderator(
+                            session,
+                            admin_id=actor.id,
+                            user_id=user_id,
+                            challenge_slug=slug,
+                            reason=reason,
+                        )
+                    session.commit()
+                    if self.wants_json(request):
+                        return JSONResponse({"ok": True})
+                    return RedirectResponse("/forum/mod/moderators", status_code=303)
+                except ForumError as exc:
+                    session.rollback()
+                    if self.wants_json(request):
+                        raise
+                    error, status = exc.message, exc.status_code
+            grants = moderator_grants(session)
+            audit = session.exec(
+                select(AuditEntry)
+                .where(col(AuditEntry.action).in_(["grant_moderator", "revoke_moderator"]))
+                .order_by(col(AuditEntry.id).desc())
+                .limit(50)
+            ).all()
+            ids = {g.user_id for g in grants} | {a.target_id for a in audit}
+            ids |= {a.actor_id for a in audit if a.actor_id}
+            return self.render(
+                request,
+                "forum/moderators.html",
+                status_code=status,
+                grants=grants,
+                audit=audit,
+                names=self.host.display_names(session, ids),
+                error=error,
+                values={k: str(form.get(k, "")) for k in ("username", "challenge", "reason")}
+                if form is not None and error
+                else {},
+            )
+
+        return await run_in_threadpool(_page)
 
     def user_page(self, request: Request) -> Response:
         """A user's posts (all states), flags, sanctions and the actions about them; moderators only."""
@@ -991,6 +1074,7 @@ class ForumViews:
             Route("/notifications", g(self.notifications), methods=["GET", "POST"]),
             Route("/mod", g(self.moderation), methods=["GET"], name="forum_moderation"),
             Route("/mod/act", g(self.act), methods=["POST"]),
+            Route("/mod/moderators", g(self.moderators), methods=["GET", "POST"]),
             Route("/u/{user_id}", g(self.user_page), methods=["GET"]),
             Route("/c/{slug}", g(self.forum_index), methods=["GET"], name="forum_challenge"),
             Route("/c/{slug}/{category}", g(self.category), methods=["GET"]),
