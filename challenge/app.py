@@ -144,7 +144,7 @@ def create_app(settings: Settings, engine: sa.Engine | None = None) -> Starlette
         *teaching_views.routes,
         # EvalAI's paths first: they are integer-typed and literal where Podium's take a slug.
         Mount("/api", routes=[*evalai.routes, *api.routes]),
-        forum_mount(),
+        forum_mount(settings),
     ]
     middleware = [
         Middleware(DbSessionCleanup),

@@ -6,6 +6,7 @@ challenge's forum and may post announcements there. The forum adds its own moder
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from starlette.routing import Mount
 
 from challenge.errors import PodiumError
 from challenge.models import Challenge, Participation, User
+from challenge.settings import Settings
 from challenge.web import csrf_token, current_user, db, read_form, render
 from forum.access import ForumError
 from forum.config import ForumConfig
@@ -179,6 +181,20 @@ def announce(
 FORUM_TEMPLATES = TEMPLATES_DIR
 
 
-def forum_mount(config: ForumConfig | None = None) -> Mount:
-    """The forum's routes under /forum, served with the hub's users and layout."""
-    return Mount("/forum", routes=forum_routes(HubForumHost(), config or ForumConfig()))
+def forum_config(settings: Settings) -> ForumConfig:
+    """The forum's policy from the ``PODIUM_FORUM_*`` settings (one per ForumConfig field)."""
+    values: dict[str, Any] = {
+        f.name: getattr(settings, f"forum_{f.name}")
+        for f in dataclasses.fields(ForumConfig)
+        if f.name != "image_hosts"
+    }
+    hosts = frozenset(h.strip().lower() for h in settings.forum_image_hosts.split(",") if h.strip())
+    return ForumConfig(**values, image_hosts=hosts)
+
+
+def forum_mount(settings: Settings | None = None, config: ForumConfig | None = None) -> Mount:
+    """The forum's routes under /forum, served with the hub's users and layout; the policy comes
+    from ``config``, else from the settings, else ForumConfig's defaults."""
+    if config is None:
+        config = forum_config(settings) if settings is not None else ForumConfig()
+    return Mount("/forum", routes=forum_routes(HubForumHost(), config))

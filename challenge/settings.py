@@ -8,7 +8,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from forum.config import ForumConfig
+
 PLACEHOLDER_SECRET = "dev-insecure-change-me"  # noqa: S105 - the value production refuses
+_FORUM = ForumConfig()
 
 
 class Settings(BaseSettings):
@@ -41,6 +44,24 @@ class Settings(BaseSettings):
     smtp_starttls: bool = True
     smtp_timeout: float = Field(default=30.0, gt=0)
     mail_dir: Path | None = None  # default: var/mail (beside data_dir)
+    # The forum's policy (forum.config.ForumConfig, docs/forum.md); defaults are ForumConfig's.
+    forum_premoderated_posts: int = Field(default=_FORUM.premoderated_posts, ge=0)
+    forum_new_user_posts: int = Field(default=_FORUM.new_user_posts, ge=0)
+    forum_new_user_max_links: int = Field(default=_FORUM.new_user_max_links, ge=0)
+    forum_trusted_user_posts: int = Field(default=_FORUM.trusted_user_posts, ge=0)
+    forum_flags_to_hide: int = Field(default=_FORUM.flags_to_hide, ge=1)
+    forum_posts_per_minute_per_user: int = Field(default=_FORUM.posts_per_minute_per_user, ge=1)
+    forum_posts_per_hour_per_user: int = Field(default=_FORUM.posts_per_hour_per_user, ge=1)
+    forum_posts_per_minute_per_ip: int = Field(default=_FORUM.posts_per_minute_per_ip, ge=1)
+    forum_flags_per_hour_per_user: int = Field(default=_FORUM.flags_per_hour_per_user, ge=1)
+    forum_max_post_chars: int = Field(default=_FORUM.max_post_chars, ge=1)
+    forum_max_title_chars: int = Field(default=_FORUM.max_title_chars, ge=1, le=200)
+    forum_max_quote_depth: int = Field(default=_FORUM.max_quote_depth, ge=1)
+    forum_posts_per_page: int = Field(default=_FORUM.posts_per_page, ge=1)
+    forum_threads_per_page: int = Field(default=_FORUM.threads_per_page, ge=1)
+    forum_fragment_cache_posts: int = Field(default=_FORUM.fragment_cache_posts, ge=0)
+    forum_page_cache_pages: int = Field(default=_FORUM.page_cache_pages, ge=0)
+    forum_image_hosts: str = ""  # comma-separated https hosts whose images posts may show
 
     @model_validator(mode="after")
     def _defaults_and_guards(self) -> Settings:

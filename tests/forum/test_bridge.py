@@ -51,3 +51,27 @@ def test_a_cached_thread_page_costs_four_statements(
         sa.event.remove(engine, "before_cursor_execute", count)
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) == 4, selects
+
+
+def test_forum_policy_comes_from_the_settings(
+    settings_factory: Any, database_url: str, engine: sa.Engine
+) -> None:
+    from challenge.app import create_app
+    from challenge.forum_bridge import forum_config
+    from forum.config import ForumConfig
+    from tests.forum.test_page_cache import forum_views
+
+    settings = settings_factory(
+        database_url,
+        forum_posts_per_page=7,
+        forum_page_cache_pages=0,
+        forum_image_hosts="img.example.org, Cdn.Example.net",
+    )
+    config = forum_config(settings)
+    assert config.posts_per_page == 7
+    assert config.page_cache_pages == 0
+    assert config.image_hosts == frozenset({"img.example.org", "cdn.example.net"})
+    assert config.premoderated_posts == ForumConfig().premoderated_posts
+    # Every ForumConfig field has its setting, and the app mounts the forum with them.
+    assert forum_config(settings_factory(database_url)) == ForumConfig()
+    assert forum_views(create_app(settings, engine)).config.posts_per_page == 7
