@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -298,6 +299,36 @@ def cpu_per_request(factory: Any, path: str, n: int, *, miss: bool = False) -> f
     return asyncio.run(run())
 
 
+writer_count = [0]
+
+
+def keep_scoring(url: str, per_second: float, stop: threading.Event) -> None:
+    """Store a new best score for a random team every 1/per_second s, as the scorer does."""
+    from sqlmodel import Session
+
+    from challenge.db import make_engine
+    from challenge.leaderboard import record_score_on_board
+
+    engine = make_engine(url)
+    rng = random.Random(5)
+    while not stop.wait(1 / per_second):
+        with Session(engine) as session:
+            team = rng.randint(1, TEAMS)
+            sub_id = session.execute(
+                sa.text("SELECT min(id) FROM submission WHERE team_id = :t"), {"t": team}
+            ).scalar()
+            if sub_id is None:
+                continue
+            session.execute(
+                sa.text("UPDATE submission SET public_score = :s WHERE id = :i"),
+                {"s": 3.0 + rng.random() * 2, "i": sub_id},
+            )
+            record_score_on_board(session, int(sub_id))
+            session.commit()
+            writer_count[0] += 1
+    engine.dispose()
+
+
 def server_settings() -> str:
     import importlib.util
 
@@ -323,6 +354,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (podium serve's)")
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--scores-per-second",
+        type=float,
+        default=10,
+        help="also measure page 1 while this many scores arrive (0: skip)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
@@ -392,6 +429,23 @@ def main() -> None:
                     results[f"{label} {path}"] = run_wrk(
                         base + path, seconds=args.seconds, connections=args.connections
                     )
+                if label.startswith("podium") and args.scores_per_second > 0:
+                    # The same page while scores keep arriving: each one changes the board, so
+                    # every worker renders page 1 afresh after each score (cache misses).
+                    stop = threading.Event()
+                    writer = threading.Thread(
+                        target=keep_scoring, args=(url, args.scores_per_second, stop)
+                    )
+                    writer.start()
+                    try:
+                        key = f"{label} {paths[0]} ({args.scores_per_second} scores/s)"
+                        results[key] = run_wrk(
+                            base + paths[0], seconds=args.seconds, connections=args.connections
+                        )
+                    finally:
+                        stop.set()
+                        writer.join()
+                    results[key]["scores"] = float(writer_count[0])
             finally:
                 proc.terminate()
                 proc.wait(10)
@@ -403,6 +457,8 @@ def main() -> None:
     print(f"\n{'run':60s} {'req/s':>8s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s}")
     for label, r in results.items():
         print(f"{label:60s} {r['rps']:8.0f} {r['p50']:8.1f} {r['p90']:8.1f} {r['p99']:8.1f}")
+        if "scores" in r:
+            print(f"{'':60s} ({r['scores']:.0f} scores stored during the run)")
     bare = next(r for k, r in results.items() if k.startswith("bare"))
     print("\nissue 5 targets: >= 0.60 x bare req/s, and p99 < 100 ms at 64 connections")
     for label, r in results.items():

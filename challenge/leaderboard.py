@@ -259,11 +259,12 @@ def rebuild_boards(session: Session, challenge: Challenge) -> int:
 # ---------------------------------------------------------------- reading the board
 
 
-def _entry_from_row(row: BoardEntry, name: str, rank: int | None) -> Entry:
+def _entry_from_row(row: Any, rank: int | None) -> Entry:
+    """An entry from one row of :func:`_ranked_query` (plain columns: no ORM objects to build)."""
     return Entry(
         rank=rank,
         team_id=row.team_id,
-        team_name=name,
+        team_name=row.name,
         score=row.score,
         ci_low=row.ci_low,
         ci_high=row.ci_high,
@@ -274,14 +275,16 @@ def _entry_from_row(row: BoardEntry, name: str, rank: int | None) -> Entry:
 
 
 def _ranked_query(phase: Phase) -> Any:
+    b = BoardEntry
     return (
-        select(BoardEntry, Team.name)
-        .join(Team, col(Team.id) == BoardEntry.team_id)
-        .where(BoardEntry.phase_id == phase.id, col(Team.disqualified_at).is_(None))
-        .order_by(
-            col(BoardEntry.sort_key), col(BoardEntry.submitted_at), col(BoardEntry.submission_id)
+        sa.select(
+            col(b.team_id), col(b.score), col(b.ci_low), col(b.ci_high), col(b.submission_id),
+            col(b.submitted_at), col(b.entries), col(Team.name),
         )
-    )
+        .join(Team, col(Team.id) == b.team_id)
+        .where(col(b.phase_id) == phase.id, col(Team.disqualified_at).is_(None))
+        .order_by(col(b.sort_key), col(b.submitted_at), col(b.submission_id))
+    )  # fmt: skip
 
 
 def count_board(session: Session, phase: Phase) -> int:
@@ -339,8 +342,10 @@ def public_board_page(
     page = min(max(1, page), pages)
     offset = (page - 1) * per_page
     start = max(0, offset - 1)  # one row above the page, to mark a tie across the page break
-    rows = session.exec(_ranked_query(phase).offset(start).limit(per_page + (offset - start))).all()
-    entries = [_entry_from_row(r, name, start + i + 1) for i, (r, name) in enumerate(rows)]
+    rows = session.execute(
+        _ranked_query(phase).offset(start).limit(per_page + (offset - start))
+    ).all()
+    entries = [_entry_from_row(r, start + i + 1) for i, r in enumerate(rows)]
     above = entries.pop(0) if offset > 0 and entries else None
     mark_ties(entries, above)
     baselines = []
@@ -363,8 +368,8 @@ def public_leaderboard(
     session: Session, challenge: Challenge, phase: Phase, higher_is_better: bool
 ) -> list[Entry]:
     """The whole public board: each team's best on-time score; ties go to the earlier submission."""
-    rows = session.exec(_ranked_query(phase)).all()
-    return mark_ties([_entry_from_row(r, name, i) for i, (r, name) in enumerate(rows, start=1)])
+    rows = session.execute(_ranked_query(phase)).all()
+    return mark_ties([_entry_from_row(r, i) for i, r in enumerate(rows, start=1)])
 
 
 def _team_names(session: Session, team_ids: set[int]) -> dict[int, tuple[str, bool]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import hashlib
@@ -351,12 +352,47 @@ async def leaderboard(request: Request) -> Response:
     if head is not None and head.listed and is_anonymous(request):
         key = ("page", head.key, *_query_key(request, "phase", "board", "page"))
         etag = _etag(key)
+        headers = {**ANONYMOUS_HEADERS, "ETag": etag}
         if _not_modified(request, etag):
-            return Response(status_code=304, headers={**ANONYMOUS_HEADERS, "ETag": etag})
+            return Response(status_code=304, headers=headers)
         page: bytes | None = board_cache(request).get(key)
+        if page is None:
+            page = await _build_once(request, key, lambda: _anonymous_page(request, head))
         if page is not None:
-            return HTMLResponse(page, headers={**ANONYMOUS_HEADERS, "ETag": etag})
+            return HTMLResponse(page, headers=headers)
     return await run_in_threadpool(_page, request, head, True)
+
+
+async def _build_once(
+    request: Request, key: tuple[Any, ...], build: Callable[[], bytes]
+) -> bytes | None:
+    """Build a missed page in the thread pool once, however many requests wait for it.
+
+    Right after a board change every open connection misses at once; they await one build here
+    instead of each taking a pool thread to wait on the same lock. None if the build failed (the
+    caller then renders on its own, with its own error page).
+    """
+    loop = asyncio.get_running_loop()
+    inflight: dict[tuple[Any, ...], asyncio.Future[bytes]] | None = getattr(
+        request.app.state, "board_inflight", None
+    )
+    if inflight is None:
+        inflight = request.app.state.board_inflight = {}
+    future = inflight.get(key)
+    if future is None or future.get_loop() is not loop:
+        cache = board_cache(request)
+        future = asyncio.ensure_future(run_in_threadpool(cache.get_or_build, key, build))
+        inflight[key] = future
+
+        def forget(done: asyncio.Future[bytes], key: tuple[Any, ...] = key) -> None:
+            if inflight.get(key) is done:
+                del inflight[key]
+
+        future.add_done_callback(forget)
+    try:
+        return await asyncio.shield(future)
+    except Exception:
+        return None
 
 
 def _page(request: Request, head: BoardHead | None, head_known: bool) -> Response:
