@@ -46,6 +46,32 @@ def _facts(request: Request) -> _RequestFacts:
     return facts
 
 
+def _challenge_statement(*, with_organized: bool) -> Any:
+    """Built once (bound ``slug`` and ``me``): the challenge's visibility facts, and optionally the
+    slugs of the challenges ``me`` organizes in the same result."""
+    slug = sa.bindparam("slug", type_=sa.String)
+    me = sa.bindparam("me", type_=sa.Integer)
+    joined = (
+        select(Participation.id)
+        .where(col(Participation.challenge_id) == Challenge.id, col(Participation.user_id) == me)
+        .exists()
+    )
+    wanted = col(Challenge.slug) == slug
+    if with_organized:
+        wanted = sa.or_(wanted, col(Challenge.created_by) == me)
+    return sa.select(
+        col(Challenge.slug),
+        col(Challenge.title),
+        col(Challenge.is_listed),
+        col(Challenge.created_by),
+        joined,
+    ).where(wanted)
+
+
+_CHALLENGE = _challenge_statement(with_organized=False)
+_CHALLENGE_AND_ORGANIZED = _challenge_statement(with_organized=True)
+
+
 class HubForumHost:
     """Implements ForumHost with the hub's users, roles, challenges, sessions and templates.
 
@@ -87,31 +113,10 @@ class HubForumHost:
             return facts.titles[challenge_slug]
         user = current_user(request)
         me = user.id if user is not None else None
-        joined: Any = (
-            select(Participation.id)
-            .where(Participation.challenge_id == Challenge.id, Participation.user_id == me)
-            .exists()
-            if me is not None
-            else sa.false()
-        )
-        wanted = col(Challenge.slug) == challenge_slug
         # A logged-in non-admin's organized challenges come with it (the forum asks next).
         with_organized = user is not None and user.role != "admin" and facts.organized is None
-        if with_organized:
-            wanted = sa.or_(wanted, col(Challenge.created_by) == me)
-        rows = (
-            db(request)
-            .execute(
-                sa.select(
-                    col(Challenge.slug),
-                    col(Challenge.title),
-                    col(Challenge.is_listed),
-                    col(Challenge.created_by),
-                    joined,
-                ).where(wanted)
-            )
-            .all()
-        )
+        statement = _CHALLENGE_AND_ORGANIZED if with_organized else _CHALLENGE
+        rows = db(request).execute(statement, {"slug": challenge_slug, "me": me}).all()
         if with_organized:
             facts.organized = frozenset(r[0] for r in rows if r[3] == me)
         title = None

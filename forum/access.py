@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
@@ -141,16 +142,17 @@ class Standing:
     sanctions: tuple[Sanction, ...]
 
 
-def forum_standing(session: Session, user_id: int) -> Standing:
-    """The forum's own moderator grants and the user's sanctions in force, in one round trip."""
-    now = utcnow()
+def _standing_statement() -> sa.CompoundSelect[Any]:
+    """Built once (bound ``user_id`` and ``now``): building a statement costs more than running it."""
+    user_id = sa.bindparam("user_id", type_=sa.Integer)
+    now = sa.bindparam("now", type_=Sanction.__table__.c.ends_at.type)  # type: ignore[attr-defined]
     sanctions = select(
         col(Sanction.kind),
         col(Sanction.challenge_slug),
         col(Sanction.ends_at),
         col(Sanction.reason),
     ).where(
-        Sanction.user_id == user_id,
+        col(Sanction.user_id) == user_id,
         col(Sanction.lifted_at).is_(None),
         sa.or_(col(Sanction.ends_at).is_(None), col(Sanction.ends_at) > now),
     )
@@ -159,8 +161,16 @@ def forum_standing(session: Session, user_id: int) -> Standing:
         col(Moderator.challenge_slug),
         sa.null(),
         sa.literal(""),
-    ).where(Moderator.user_id == user_id)
-    rows = session.execute(sa.union_all(sanctions, grants)).all()
+    ).where(col(Moderator.user_id) == user_id)
+    return sa.union_all(sanctions, grants)
+
+
+_STANDING = _standing_statement()
+
+
+def forum_standing(session: Session, user_id: int) -> Standing:
+    """The forum's own moderator grants and the user's sanctions in force, in one round trip."""
+    rows = session.execute(_STANDING, {"user_id": user_id, "now": utcnow()}).all()
     scopes = [slug for kind, slug, _, _ in rows if kind == "moderator"]
     found = tuple(
         Sanction(

@@ -20,6 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -47,6 +48,37 @@ class ViewerFacts:
     has_pending: bool  # own held posts in the thread (the page is theirs alone)
 
 
+def _thread_with_viewer_facts() -> Any:
+    """Built once (bound parameters ``user_id`` and ``thread_id``): building a statement costs more
+    CPU than running it."""
+    user_id = sa.bindparam("user_id", type_=sa.Integer)
+    thread_id = sa.bindparam("thread_id", type_=sa.Integer)
+    subscribed = (
+        select(Subscription.thread_id)
+        .where(col(Subscription.user_id) == user_id, col(Subscription.thread_id) == thread_id)
+        .exists()
+    )
+    pending = (
+        select(Post.id)
+        .where(
+            col(Post.thread_id) == thread_id,
+            col(Post.author_id) == user_id,
+            col(Post.status) == PENDING,
+        )
+        .exists()
+    )
+    votes = (
+        select(sa.func.aggregate_strings(sa.cast(col(Vote.post_id), sa.String), ","))
+        .join(Post, col(Post.id) == Vote.post_id)
+        .where(col(Vote.user_id) == user_id, col(Post.thread_id) == thread_id)
+        .scalar_subquery()
+    )
+    return select(Thread, subscribed, pending, votes).where(col(Thread.id) == thread_id)
+
+
+_THREAD_WITH_VIEWER_FACTS = _thread_with_viewer_facts()
+
+
 def thread_and_viewer_facts(
     session: Session, thread_id: int, user_id: int | None
 ) -> tuple[Thread | None, ViewerFacts | None]:
@@ -55,24 +87,8 @@ def thread_and_viewer_facts(
     finds the row in the session)."""
     if user_id is None:
         return session.get(Thread, thread_id), None
-    subscribed = (
-        select(Subscription.thread_id)
-        .where(Subscription.user_id == user_id, Subscription.thread_id == thread_id)
-        .exists()
-    )
-    pending = (
-        select(Post.id)
-        .where(Post.thread_id == thread_id, Post.author_id == user_id, Post.status == PENDING)
-        .exists()
-    )
-    votes = (
-        select(sa.func.aggregate_strings(sa.cast(col(Vote.post_id), sa.String), ","))
-        .join(Post, col(Post.id) == Vote.post_id)
-        .where(Vote.user_id == user_id, Post.thread_id == thread_id)
-        .scalar_subquery()
-    )
     row = session.execute(
-        select(Thread, subscribed, pending, votes).where(Thread.id == thread_id)
+        _THREAD_WITH_VIEWER_FACTS, {"user_id": user_id, "thread_id": thread_id}
     ).one_or_none()
     if row is None:
         return None, None
