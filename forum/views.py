@@ -421,6 +421,8 @@ class ForumViews:
             scope_title=scope_title,
         )
         raw_page = request.query_params.get("page") or "1"
+        if raw_page.isdigit():
+            raw_page = str(int(raw_page))  # ?page=01 and ?page=1 share an entry
         key = (thread.id, thread.version, raw_page, viewer)
         # A participant's own held posts are on their pages only: render those pages for them.
         shared = moderator or facts is None or not facts.has_pending

@@ -224,3 +224,33 @@ def test_every_writer_bumps_the_version(
     assert version() > before
     db.expire_all()
     assert db.get(Thread, other).version > other_before  # type: ignore[union-attr]
+
+
+def test_the_cache_is_a_bounded_lru() -> None:
+    from forum.fragments import PageTemplate
+    from forum.pagecache import PageCache
+
+    cache = PageCache(2)
+    pages = [PageTemplate((f"body {i}",)) for i in range(3)]
+    cache.put("a", pages[0])
+    cache.put("b", pages[1])
+    assert cache.get("a") is pages[0]  # "a" is now the most recent
+    cache.put("c", pages[2])
+    assert len(cache) == 2
+    assert cache.get("b") is None
+    assert cache.get("a") is pages[0]
+    assert cache.get("c") is pages[2]
+    off = PageCache(0)
+    off.put("a", pages[0])
+    assert off.get("a") is None
+
+
+def test_page_numbers_share_entries(app: Any, browser: Any, seeded: dict[str, Any]) -> None:
+    cache = forum_views(app).page_cache
+    alice = browser("alice")
+    url = f"/forum/t/{seeded['tid']}"
+    alice.get(url)
+    entries = len(cache)
+    for query in ("?page=1", "?page=01", "?page=001"):
+        assert alice.get(url + query).status_code == 200
+    assert len(cache) == entries
