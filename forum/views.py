@@ -428,7 +428,10 @@ class ForumViews:
         shared = moderator or facts is None or not facts.has_pending
         body = self.page_cache.get(key) if shared else None
         if body is None:
-            body = self.thread_body(session, actor, thread, raw_page, viewer)
+            # A shared body shows what every viewer of the class sees: for participants, published
+            # posts only (even if one of theirs was held since the facts were read).
+            seen_as = actor if moderator or not shared else Actor(None)
+            body = self.thread_body(session, seen_as, thread, raw_page, viewer)
             if shared:
                 self.page_cache.put(key, body)
         html = body.fill(
