@@ -1,15 +1,29 @@
-// Small progressive enhancements: countdowns and live submission status. Pages work without it.
+// Small progressive enhancements: countdowns, math in Markdown (KaTeX, when the page loads it) and
+// live submission status. Pages work without it.
 (function () {
+  // A countdown replaces its text; data-prefix keeps what it counts to ("opens in ").
   function tick() {
     document.querySelectorAll(".countdown[data-until]").forEach(function (el) {
       var ms = new Date(el.dataset.until) - new Date();
       if (isNaN(ms)) return;
-      if (ms <= 0) { el.textContent = "now"; return; }
+      var prefix = el.dataset.prefix || "";
+      if (ms <= 0) { el.textContent = prefix + "now"; return; }
       var d = Math.floor(ms / 864e5), h = Math.floor(ms / 36e5) % 24, m = Math.floor(ms / 6e4) % 60, s = Math.floor(ms / 1e3) % 60;
-      el.textContent = (d ? d + "d " : "") + h + "h " + m + "m " + s + "s";
+      el.textContent = prefix + (d ? d + "d " : "") + h + "h " + m + "m " + s + "s";
     });
   }
   tick(); setInterval(tick, 1000);
+  // The Markdown renderer (forum.rendering) keeps TeX as text in span.math.inline / div.math.block.
+  if (window.katex) {
+    document.querySelectorAll(".md .math").forEach(function (el) {
+      try {
+        window.katex.render(el.textContent.trim(), el, {
+          displayMode: el.classList.contains("block"), throwOnError: false, trust: false,
+          strict: "ignore", maxSize: 50, maxExpand: 1000,
+        });
+      } catch (e) { /* leave the TeX as text */ }
+    });
+  }
   var rows = document.getElementById("submission-rows");
   if (!rows) return;
   function pending() { return rows.querySelector('tr[data-status="received"], tr[data-status="scoring"]'); }

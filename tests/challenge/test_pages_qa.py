@@ -1,0 +1,70 @@
+"""Challenge pages as a visitor reads them: announcements in Markdown with math, countdowns that
+say what they count to (found by the end-to-end QA walk of the demo)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlmodel import Session, select
+
+from challenge.models import Announcement
+from tests.challenge.conftest import csrf_of, login
+from tests.challenge.test_browser import browser_page, live_server  # noqa: F401 - fixtures
+
+BODY = "We **rescored** every submission; the metric is $\\sqrt{2}$ times smaller."
+
+
+def _announce(client: Any, challenge: Any) -> None:
+    token = csrf_of(client, f"/organize/{challenge.slug}/lifecycle")
+    r = client.post(
+        f"/organize/{challenge.slug}/announce",
+        data={"csrf_token": token, "title": "Rescored", "body": BODY},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+
+
+def test_announcement_body_is_rendered_markdown_linking_its_thread(
+    client: Any, make_challenge: Any, make_user: Any, engine: Any
+) -> None:
+    org = make_user("org", role="organizer")
+    challenge = make_challenge(owner=org)
+    login(client, "org")
+    _announce(client, challenge)
+    with Session(engine) as s:
+        thread_id = s.exec(select(Announcement)).one().forum_thread_id
+    page = client.get(f"/c/{challenge.slug}/announcements").text
+    assert "<strong>rescored</strong>" in page
+    assert "**rescored**" not in page
+    assert '<span class="math inline">' in page
+    assert f'href="/forum/t/{thread_id}"' in page
+    assert "/forum/static/katex/katex.min.js" in page
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_countdowns_keep_their_label_and_math_is_typeset(
+    live_server: str,  # noqa: F811
+    browser_page: Any,  # noqa: F811
+    client: Any,
+    make_challenge: Any,
+    make_user: Any,
+) -> None:
+    org = make_user("org", role="organizer")
+    running = make_challenge(owner=org)
+    make_challenge(slug="soon", opens_days=3, closes_days=20)
+    login(client, "org")
+    _announce(client, running)
+    page = browser_page
+    page.goto(f"{live_server}/")
+    page.wait_for_function("document.querySelector('.countdown').textContent.match(/\\d+h \\d+m/)")
+    cards = page.locator(".card").all_inner_texts()
+    assert any("next deadline in " in c and "d " in c for c in cards), cards
+    assert any("opens in 2d " in c for c in cards), cards
+    page.goto(f"{live_server}/c/{running.slug}")
+    assert "next change in " in page.locator(".status").inner_text()
+    page.goto(f"{live_server}/c/{running.slug}/announcements")
+    page.wait_for_selector(".md .katex")
+    assert page.locator(".md .katex").count() == 1
+    assert "rescored" in page.locator(".md strong").inner_text()
