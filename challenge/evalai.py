@@ -63,6 +63,7 @@ from challenge.errors import (
     PayloadTooLarge,
     PermissionDenied,
     PodiumError,
+    QuotaExceeded,
 )
 from challenge.leaderboard import participant_score, private_leaderboard, public_leaderboard
 from challenge.models import (
@@ -76,6 +77,7 @@ from challenge.models import (
     utcnow,
 )
 from challenge.security import hash_token
+from challenge.submissions import quota_for
 from challenge.teams import captain_of, members_of, team_of
 from challenge.uploads import (
     check_declared_size,
@@ -102,15 +104,23 @@ STATUS = {
 Endpoint = Callable[[Request], Any]
 
 
-def _error_response(exc: PodiumError) -> Response:
+# The CLI prints the "error" of an answer with one of these statuses and only the bare status line
+# ("429 Client Error: Too Many Requests for url: ...") of any other (evalai/utils/config.py,
+# EVALAI_ERROR_CODES). EvalAI itself answers 406 for a missing object or a refused submission.
+CLI_SHOWN_STATUSES = frozenset({400, 401, 403, 406})
+
+
+def _error_response(exc: PodiumError, *, keep_status: bool = False) -> Response:
     body: dict[str, Any] = {"error": exc.message}
     if isinstance(exc, NotAuthenticated) and "token" in exc.message.lower():
         body["detail"] = "Invalid token"
-    return JSONResponse(body, status_code=exc.status_code)
+    status = exc.status_code
+    if not keep_status and status not in CLI_SHOWN_STATUSES:
+        status = 406
+    return JSONResponse(body, status_code=status)
 
 
-def compat(fn: Endpoint) -> Endpoint:
-    """Answer Podium's errors in EvalAI's error shape; works for sync and async endpoints."""
+def _wrap(fn: Endpoint, *, keep_status: bool) -> Endpoint:
     import inspect
 
     if inspect.iscoroutinefunction(fn):
@@ -120,7 +130,7 @@ def compat(fn: Endpoint) -> Endpoint:
             try:
                 response: Response = await fn(request)
             except PodiumError as exc:
-                return _error_response(exc)
+                return _error_response(exc, keep_status=keep_status)
             return response
 
         return run_async
@@ -130,10 +140,21 @@ def compat(fn: Endpoint) -> Endpoint:
         try:
             response: Response = fn(request)
         except PodiumError as exc:
-            return _error_response(exc)
+            return _error_response(exc, keep_status=keep_status)
         return response
 
     return run_sync
+
+
+def compat(fn: Endpoint) -> Endpoint:
+    """Answer Podium's errors in EvalAI's error shape, with a status whose message the CLI prints
+    (a daily quota, an unknown phase, a file too large: 406, as EvalAI); sync or async endpoints."""
+    return _wrap(fn, keep_status=False)
+
+
+def presigned_compat(fn: Endpoint) -> Endpoint:
+    """For the presigned part URLs, which stand in for S3: errors keep their HTTP status."""
+    return _wrap(fn, keep_status=True)
 
 
 def evalai_date(value: dt.datetime | None) -> str | None:
@@ -669,6 +690,15 @@ async def presigned_urls(request: Request) -> Response:
     def _create() -> Response:
         challenge, phase = _phase_by_id(request, request.path_params["phase_id"])
         _open_phase(request, challenge, phase, user)
+        # Refuse before the parts are sent when the quota is used up: the CLI shows the error of
+        # this step, but of a failed finish (step 3) only step 4's "did not finish".
+        quota = quota_for(db(request), challenge, user)
+        if quota.left_today == 0:
+            raise QuotaExceeded(
+                f"You have used your submissions for today (UTC) ({quota.per_day} a day, "
+                f"{quota.total} in all). The counter resets at {quota.resets_at:%Y-%m-%d %H:%M} "
+                "UTC; invalid files are not counted."
+            )
         limit = upload_limit_bytes(request, challenge)
         if parts < 1 or (parts - 1) * EVALAI_CHUNK > limit:
             raise PayloadTooLarge(
@@ -711,7 +741,7 @@ def _live_upload(request: Request, row: EvalAIUpload | None) -> EvalAIUpload:
     return row
 
 
-@compat
+@presigned_compat
 async def upload_part(request: Request) -> Response:
     """Step 2: one part, PUT to a presigned URL. The URL's key is the only credential."""
     key = request.path_params["key"]
