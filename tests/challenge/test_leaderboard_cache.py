@@ -359,3 +359,32 @@ def test_podium_serve_runs_workers_that_agree_on_the_board(  # type: ignore[no-u
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_the_loop_reads_the_same_key_as_the_threads(  # type: ignore[no-untyped-def]
+    client, app, make_challenge, make_user, engine
+):
+    """The event loop's own read (SQLite connection, or async psycopg) is used and agrees."""
+    import asyncio
+
+    challenge = make_challenge(per_day=10, total=50)
+    ann = make_user("ann")
+    joined(engine, challenge, ann)
+    score(engine, upload(engine, challenge, ann, now=at(1)), 1.0)
+    url = f"/c/{challenge.slug}/leaderboard"
+    etag = client.get(url).headers["etag"]
+    reader = app.state.board_head_reader
+    if engine.url.get_backend_name() == "sqlite":
+        assert reader.sqlite is not None
+    else:
+        assert reader.pg is not None
+        assert not reader.pg[1].closed
+    with Session(engine) as s:
+        in_thread = board_head(s.connection(), challenge.slug)
+    on_loop = asyncio.run(reader.read(challenge.slug))
+    assert in_thread is not None
+    assert on_loop == in_thread
+    reader.close_pg()
+    # Served from the loop's read: the same ETag as before, then a 304.
+    assert client.get(url).headers["etag"] == etag
+    assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
