@@ -74,6 +74,47 @@ def start_worker_process(processes: int = 2) -> subprocess.Popen[bytes]:
     )
 
 
+class WorkerSupervisor:
+    """Keeps one worker process running: a worker that dies (killed, out of memory) is replaced.
+
+    Its submissions are not lost either way (they stay in the queue or are re-sent by the
+    reconciler), but without a worker nothing would be scored until someone noticed.
+    """
+
+    def __init__(
+        self,
+        start: Callable[[], subprocess.Popen[bytes]],
+        stop: threading.Event,
+        interval: float = 2.0,
+    ) -> None:
+        self.start = start
+        self.stop = stop
+        self.interval = interval
+        self.restarts = 0
+        self.process = start()
+        self.thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        log = logging.getLogger("podium.demo")
+        while not self.stop.wait(self.interval):
+            code = self.process.poll()
+            if code is None or self.stop.is_set():
+                continue
+            log.warning("the scoring worker exited with code %s; starting a new one", code)
+            self.process = self.start()
+            self.restarts += 1
+
+    def terminate(self) -> None:
+        self.stop.set()
+        self.thread.join(self.interval + 5)
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
 def run_scheduler_forever(interval: float, stop: threading.Event) -> None:
     """Send the periodic jobs: the reconciler and the phase transitions (at once, then each tick).
 
@@ -153,8 +194,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _ensure_redis(settings)
     migrate(settings.database_url)
     accounts = seed_demo(settings, events=args.events)
-    worker = start_worker_process(args.worker_processes)
     stop = threading.Event()
+    worker = WorkerSupervisor(lambda: start_worker_process(args.worker_processes), stop)
     scheduler = threading.Thread(target=run_scheduler_forever, args=(30.0, stop), daemon=True)
     scheduler.start()
     url = f"http://{args.host}:{args.port}"
@@ -174,12 +215,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
     finally:
-        stop.set()
         worker.terminate()
-        try:
-            worker.wait(10)
-        except subprocess.TimeoutExpired:
-            worker.kill()
     return EXIT_OK
 
 
