@@ -388,3 +388,29 @@ def test_the_loop_reads_the_same_key_as_the_threads(  # type: ignore[no-untyped-
     # Served from the loop's read: the same ETag as before, then a 304.
     assert client.get(url).headers["etag"] == etag
     assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+
+
+def test_page_is_served_when_the_loops_read_fails(  # type: ignore[no-untyped-def]
+    client, app, make_challenge, make_user, engine
+):
+    """A busy or unreachable fast-read connection sends the request to the thread pool."""
+    from tests.challenge.live_server import free_port
+
+    challenge = make_challenge(per_day=10, total=50)
+    ann = make_user("ann")
+    joined(engine, challenge, ann)
+    score(engine, upload(engine, challenge, ann, now=at(1)), 1.0)
+    url = f"/c/{challenge.slug}/leaderboard"
+    etag = client.get(url).headers["etag"]
+    reader = app.state.board_head_reader
+    if reader.sqlite is not None:
+        with reader.sqlite.connect():  # its only connection is taken: the read times out at once
+            page = client.get(url)
+    else:
+        reader.close_pg()
+        reader.url = reader.url.set(port=free_port())  # nothing listens there
+        page = client.get(url)
+        assert reader.pg is None
+    assert page.status_code == 200
+    assert team_cells(page.text) == ["ann"]
+    assert page.headers["etag"] == etag  # the same key, read in the thread
