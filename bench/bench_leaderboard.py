@@ -8,7 +8,7 @@ concurrent connections.
     python bench/bench_leaderboard.py [--db sqlite|postgresql] [--seconds 10] [--workers 2]
 
 Seeds a fresh SQLite file (or PostgreSQL schema) with bulk inserts, fills the materialized board
-with ``rebuild_boards`` (the same per-team refresh the scorer runs, timed and printed), checks a
+with ``rebuild_boards`` (set-based: the same per-team choice the scorer makes; timed), checks a
 sample of rows against a brute-force recomputation, checks that the pages served (cached) list
 exactly the teams a brute-force query ranks there, measures the in-process CPU cost per request
 (bare render; podium cache hit; podium cache miss, i.e. the page rendered from the database),

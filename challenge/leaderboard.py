@@ -17,7 +17,7 @@ import datetime as dt
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -100,7 +100,21 @@ def mark_ties(entries: list[Entry], above: Entry | None = None) -> list[Entry]:
 # ---------------------------------------------------------------- keeping the board
 
 
-def ladder_margin(challenge: Challenge, sub: Submission) -> float | None:
+class Scored(Protocol):
+    """What the board's choice reads of a submission (an ORM row or a plain result row)."""
+
+    @property
+    def public_score(self) -> float | None: ...
+    @property
+    def public_ci_low(self) -> float | None: ...
+    @property
+    def public_ci_high(self) -> float | None: ...
+
+
+S = TypeVar("S", bound=Scored)
+
+
+def ladder_margin(challenge: Challenge, sub: Scored) -> float | None:
     """The Ladder's step for this submission, or None when the ladder is off.
 
     A fixed ``leaderboard.ladder_margin`` from the bundle wins; otherwise one standard error of
@@ -133,11 +147,11 @@ def _board_rows(session: Session, team_id: int, phase_id: int) -> list[Submissio
     )
 
 
-def best_for_board(
-    subs: list[Submission], higher_is_better: bool, challenge: Challenge
-) -> Submission | None:
-    """The submission a team shows: its best score (earliest on ties), or the Ladder's pick."""
-    shown: Submission | None = None
+def best_for_board(subs: Sequence[S], higher_is_better: bool, challenge: Challenge) -> S | None:
+    """The submission a team shows: its best score (earliest on ties), or the Ladder's pick.
+
+    ``subs`` are the team's on-time scored submissions of one phase, oldest first."""
+    shown: S | None = None
     for sub in subs:
         assert sub.public_score is not None
         if shown is None:
@@ -240,20 +254,61 @@ def refresh_team_boards(session: Session, *, team_id: int) -> None:
 
 
 def rebuild_boards(session: Session, challenge: Challenge) -> int:
-    """Recompute every board row of a challenge (after a rescore or a metric fix)."""
-    phase_ids = list(session.exec(select(Phase.id).where(Phase.challenge_id == challenge.id)))
+    """Recompute every board row of a challenge (after a rescore or a metric fix).
+
+    Set-based: one read of the challenge's on-time scored submissions, the same choice per team
+    and phase as :func:`refresh_board_entry` makes (:func:`best_for_board`, so the Ladder is
+    replayed in submission order), one bulk insert. Returns the number of rows.
+    """
+    phase_ids = [
+        int(i)
+        for i in session.exec(select(Phase.id).where(Phase.challenge_id == challenge.id))
+        if i is not None
+    ]
     session.execute(sa.delete(BoardEntry).where(col(BoardEntry.phase_id).in_(phase_ids)))
-    pairs = session.exec(
-        select(Submission.team_id, Submission.phase_id)
-        .where(Submission.challenge_id == challenge.id, col(Submission.team_id).is_not(None))
-        .distinct()
-    ).all()
-    n = 0
-    for team_id, phase_id in pairs:
-        assert team_id is not None
-        if refresh_board_entry(session, team_id=team_id, phase_id=phase_id) is not None:
-            n += 1
-    return n
+    for phase_id in phase_ids:
+        bump_board_version(session, phase_id)
+    s = Submission
+    rows = session.execute(
+        sa.select(
+            col(s.id), col(s.team_id), col(s.phase_id), col(s.public_score),
+            col(s.public_ci_low), col(s.public_ci_high), col(s.created_at),
+        )
+        .where(
+            col(s.challenge_id) == challenge.id,
+            col(s.team_id).is_not(None),
+            col(s.status) == "scored",
+            col(s.is_late).is_(False),
+            col(s.baseline_label) == "",
+            col(s.public_score).is_not(None),
+        )
+        .order_by(col(s.created_at), col(s.id))
+    ).all()  # fmt: skip
+    groups: dict[tuple[int, int], list[Any]] = {}
+    for row in rows:
+        groups.setdefault((row.team_id, row.phase_id), []).append(row)
+    hib = higher_is_better_of(challenge)
+    values = []
+    for (team_id, phase_id), subs in groups.items():
+        best = best_for_board(subs, hib, challenge)
+        assert best is not None
+        values.append(
+            {
+                "phase_id": phase_id,
+                "team_id": team_id,
+                "submission_id": best.id,
+                "sort_key": _sort_key(best.public_score, hib),
+                "score": best.public_score,
+                "ci_low": best.public_ci_low,
+                "ci_high": best.public_ci_high,
+                "submitted_at": best.created_at,
+                "entries": len(subs),
+            }
+        )
+    for start in range(0, len(values), 5000):
+        session.execute(sa.insert(BoardEntry), values[start : start + 5000])
+    session.flush()
+    return len(values)
 
 
 # ---------------------------------------------------------------- reading the board

@@ -211,3 +211,44 @@ def test_csv_cell_escaping(value: str) -> None:
 
     out = escape_csv_cell(value)
     assert out == (value if value == "plain" else "'" + value)
+
+
+@pytest.mark.parametrize("ladder", [False, True])
+def test_rebuild_equals_the_incremental_board(ladder, make_challenge, make_user, engine):  # type: ignore[no-untyped-def]
+    """rebuild_boards (set-based) gives exactly the rows the per-score refresh kept, Ladder
+    replay, ties to the earlier submission, entry counts and intervals included."""
+    challenge = make_challenge(per_day=20, total=50)
+    with session_scope(engine) as s:
+        ch = s.get(Challenge, challenge.id)
+        assert ch is not None
+        ch.leaderboard = {"reveal": "at_close", "ladder": ladder, "ladder_margin": 0.05}
+        s.add(ch)
+    users = [make_user(f"u{i}") for i in range(3)]
+    joined(engine, challenge, *users)
+    plan = {  # margin 0.05: the Ladder shows 1.1, 1.2 (the earlier) and 0.99
+        0: [1.0, 1.02, 1.1, 1.12, 1.12],
+        1: [1.2, 1.2],
+        2: [0.9, 0.95, 0.99],
+    }
+    minute = 0
+    for step in range(5):  # interleaved in time
+        for i, values in plan.items():
+            if step < len(values):
+                sub = upload(engine, challenge, users[i], now=at(minute))
+                score(engine, sub, values[step], half=0.01 * (minute + 1))
+                minute += 1
+
+    def rows() -> list[tuple[Any, ...]]:
+        with Session(engine) as s:
+            return sorted(
+                (r.team_id, r.submission_id, r.score, r.sort_key, r.ci_low, r.ci_high, r.entries,
+                 r.submitted_at)
+                for r in s.exec(select(BoardEntry))
+            )  # fmt: skip
+
+    incremental = rows()
+    expected = [1.1, 1.2, 0.99] if ladder else [1.12, 1.2, 0.99]
+    assert [r[2] for r in sorted(incremental, key=lambda r: r[0])] == expected
+    with session_scope(engine) as s:
+        assert rebuild_boards(s, s.get(Challenge, challenge.id)) == 3  # type: ignore[arg-type]
+    assert rows() == incremental
