@@ -223,13 +223,15 @@ class BoardCache:
             return value
         with self._lock:
             building = self._building.setdefault(key, threading.Lock())
-        with building:
-            value = self.get(key)
-            if value is None:
-                value = build()
-                self.put(key, value)
-        with self._lock:
-            self._building.pop(key, None)
+        try:
+            with building:
+                value = self.get(key)
+                if value is None:
+                    value = build()
+                    self.put(key, value)
+        finally:  # also when the build raised (a bad ?phase=): the lock must not pile up
+            with self._lock:
+                self._building.pop(key, None)
         return value
 
     def __len__(self) -> int:
@@ -239,15 +241,21 @@ class BoardCache:
 _cache_lock = threading.Lock()
 
 
-def board_cache(request: Request) -> BoardCache:
-    """The app's cache (two apps on two databases never share pages keyed by the same ids)."""
-    cache: BoardCache | None = getattr(request.app.state, "board_cache", None)
+def board_cache(request: Request, *, big: bool = False) -> BoardCache:
+    """The app's cache (two apps on two databases never share pages keyed by the same ids).
+
+    ``big``: whole private boards and CSV files (up to a few MB each for 10,000 teams) live in a
+    cache of their own with few entries, so that old board versions cannot pile up to gigabytes
+    before the LRU drops them. Pages (~25 kB) get 512 entries.
+    """
+    name = "board_cache_big" if big else "board_cache"
+    cache: BoardCache | None = getattr(request.app.state, name, None)
     if cache is None:
         with _cache_lock:
-            cache = getattr(request.app.state, "board_cache", None)
+            cache = getattr(request.app.state, name, None)
             if cache is None:
-                cache = BoardCache()
-                request.app.state.board_cache = cache
+                cache = BoardCache(size=8 if big else 512)
+                setattr(request.app.state, name, cache)
     return cache
 
 
@@ -281,7 +289,7 @@ def private_entries(request: Request, br: BoardRequest, head: BoardHead | None) 
     """The whole private board of the phase, computed once per board version and process."""
     if head is None:
         return private_leaderboard(db(request), br.challenge, br.phase, br.higher_is_better)
-    return board_cache(request).get_or_build(
+    return board_cache(request, big=True).get_or_build(
         ("private", head.key, br.phase.id),
         lambda: private_leaderboard(db(request), br.challenge, br.phase, br.higher_is_better),
     )
@@ -492,7 +500,12 @@ def _viewer_page(request: Request, head: BoardHead | None) -> Response:
 
 
 def _shared(
-    request: Request, kind: str, head: BoardHead | None, build: Callable[[], T], *query: str
+    request: Request,
+    kind: str,
+    head: BoardHead | None,
+    build: Callable[[], T],
+    *query: str,
+    big: bool = False,
 ) -> T:
     """A viewer-independent response body, from the cache when the boards have not changed.
 
@@ -501,7 +514,8 @@ def _shared(
     """
     if head is None or not head.listed:
         return build()
-    return board_cache(request).get_or_build((kind, head.key, *_query_key(request, *query)), build)
+    key = (kind, head.key, *_query_key(request, *query))
+    return board_cache(request, big=big).get_or_build(key, build)
 
 
 def _csv(request: Request, head: BoardHead | None) -> tuple[bytes, str]:
@@ -548,7 +562,9 @@ def leaderboard_csv(request: Request) -> Response:
     """The whole board as CSV; text cells are escaped against formula injection."""
     head = board_head(db(request).connection(), request.path_params["slug"])
     if is_anonymous(request):
-        body, name = _shared(request, "csv", head, lambda: _csv(request, head), "phase", "board")
+        body, name = _shared(
+            request, "csv", head, lambda: _csv(request, head), "phase", "board", big=True
+        )
     else:  # an organizer may preview the private board: not the anonymous file
         body, name = _csv(request, head)
     return Response(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
 from sqlmodel import Session, select
 from starlette.testclient import TestClient
 
@@ -305,6 +306,15 @@ def test_requests_that_miss_together_build_the_page_once() -> None:
     assert len(builds) == 1
     for i in range(5):  # bounded: the oldest keys go
         cache.get_or_build((i,), lambda: b"x")
+    assert len(cache) == 2
+
+    def fail() -> bytes:
+        raise LookupError("no such phase")
+
+    for i in range(3):  # a failed build (e.g. ?phase=nonsense) caches nothing and leaves no lock
+        with pytest.raises(LookupError):
+            cache.get_or_build(("bad", i), fail)
+    assert cache._building == {}
     assert len(cache) == 2
 
 
