@@ -11,8 +11,13 @@ result in a SQLite file. Each file has 550,000 rows (``EventId,RankOrder,Class``
 
 * latency: one worker process, uploads one at a time; time from the start of the POST until
   the row is ``scored`` in the database (polled every 5 ms); p50 / p99.
-* throughput: two worker processes; all uploads sent back to back; submissions stored per second
-  from the first POST to the last stored score.
+* latency to the interval too: the worker stores the score first and the bootstrap interval a
+  moment later (``finished_at`` set); both are printed.
+* throughput: two worker processes; all uploads sent back to back; submissions per second from
+  the first POST until the last one has its interval stored (and, printed too, to the last
+  score).
+* CPU per submission in the throughput phase: this process (the app and the test client) and
+  the worker processes with their zygotes and grading children (read from /proc).
 * floor, same run: pyarrow CSV parse + AMS with one boolean mask, in this process.
 """
 
@@ -141,6 +146,7 @@ class Pipeline:
         self.body = body
         self.sent = 0
         self._status = sa.text("SELECT status FROM submission WHERE id = :id")
+        self._finished = sa.text("SELECT finished_at IS NOT NULL FROM submission WHERE id = :id")
 
     def upload(self) -> int:
         token = self.tokens[self.sent % len(self.tokens)]
@@ -159,12 +165,45 @@ class Pipeline:
             return str(conn.execute(self._status, {"id": submission_id}).scalar_one())
 
     def wait(self, submission_id: int, timeout: float = 120.0) -> str:
+        """Until the score is stored (the participant sees it; the interval may follow)."""
         deadline = time.perf_counter() + timeout
         while (status := self.status(submission_id)) in ("received", "scoring"):
             if time.perf_counter() > deadline:
                 raise RuntimeError(f"submission {submission_id} still {status}")
             time.sleep(0.005)
         return status
+
+    def wait_finished(self, submission_id: int, timeout: float = 120.0) -> None:
+        """Until the job is over: the bootstrap interval stored too (``finished_at`` set)."""
+        deadline = time.perf_counter() + timeout
+        while True:
+            with self.engine.connect() as conn:
+                if conn.execute(self._finished, {"id": submission_id}).scalar_one():
+                    return
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"submission {submission_id} has no interval yet")
+            time.sleep(0.005)
+
+
+def session_cpu_seconds(session_id: int) -> float:
+    """User + system CPU of every process in a session, with their reaped children's.
+
+    The worker processes, their sandbox zygotes and (reaped by the zygotes) every grading
+    child: the worker side's whole CPU bill, read from /proc.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command: state(0) ppid pgrp session(3) ... utime(11) stime cutime cstime.
+        if int(fields[3]) == session_id:
+            total += sum(int(f) for f in fields[11:15])
+    return total / ticks
 
 
 def main() -> None:
@@ -190,6 +229,7 @@ def main() -> None:
         try:
             pipeline.wait(pipeline.upload(), timeout=180)  # warm: worker start, zygote, cache
             latencies = []
+            finished = []
             upload_times = []
             sequential_ids = []
             for _ in range(args.latency):
@@ -198,6 +238,8 @@ def main() -> None:
                 upload_times.append(time.perf_counter() - started)
                 status = pipeline.wait(sid)
                 latencies.append(time.perf_counter() - started)
+                pipeline.wait_finished(sid)
+                finished.append(time.perf_counter() - started)
                 sequential_ids.append(sid)
                 assert status == "scored", status
         finally:
@@ -208,11 +250,18 @@ def main() -> None:
             for _ in range(2):
                 pipeline.wait(pipeline.upload(), timeout=180)  # both processes warm
             time.sleep(1.0)
+            worker_cpu = session_cpu_seconds(workers.pid)
+            app_cpu = time.process_time()
             started = time.perf_counter()
             ids = [pipeline.upload() for _ in range(args.throughput)]
             uploaded = time.perf_counter() - started
+            app_cpu = time.process_time() - app_cpu
             statuses = [pipeline.wait(i, timeout=600) for i in ids]
+            scored = time.perf_counter() - started
+            for i in ids:
+                pipeline.wait_finished(i, timeout=600)
             elapsed = time.perf_counter() - started
+            worker_cpu = session_cpu_seconds(workers.pid) - worker_cpu
             assert set(statuses) == {"scored"}, statuses
         finally:
             stop(workers)
@@ -232,11 +281,22 @@ def main() -> None:
     print(f"floor (pyarrow parse + AMS in process): p50 {f50 * 1e3:.1f} ms")
     print(f"upload -> score stored, 1 worker, {len(latencies)} sequential: p50 {p50 * 1e3:.1f} ms, "
           f"p99 {p99 * 1e3:.1f} ms, x{p50 / f50:.1f} the floor")
+    i50, i99 = np.percentile(finished, [50, 99])
+    print(f"upload -> interval stored too: p50 {i50 * 1e3:.1f} ms, p99 {i99 * 1e3:.1f} ms")
     print(f"of which: HTTP upload (201 received) p50 {u50:.1f} ms; sandbox grading "
           f"(duration_ms stored by the worker) p50 {g50:.1f} ms")
     print(
         f"throughput, 2 worker processes, {args.throughput} back to back: "
-        f"{args.throughput / elapsed:.2f} submissions/s (uploads alone took {uploaded:.1f} s)"
+        f"{args.throughput / elapsed:.2f} submissions/s with their intervals "
+        f"({args.throughput / scored:.2f}/s to the last score; uploads alone took "
+        f"{uploaded:.1f} s)"
+    )
+    n = args.throughput
+    print(
+        f"CPU per submission: app + test client {app_cpu / n * 1e3:.1f} ms (this process, "
+        f"during the uploads), workers + zygotes + grading children {worker_cpu / n * 1e3:.1f} ms "
+        f"(/proc), total {(app_cpu + worker_cpu) / n * 1e3:.1f} ms; Redis and the kernel's "
+        "writeback threads not counted"
     )
 
 

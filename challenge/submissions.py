@@ -13,7 +13,15 @@ from sqlmodel import Session, col, func, select
 from challenge.challenges import challenge_status, phases_of
 from challenge.errors import NotFound, PermissionDenied, QuotaExceeded
 from challenge.leaderboard import record_score_on_board
-from challenge.models import Challenge, Participation, Submission, TeamMember, User, utcnow
+from challenge.models import (
+    BoardEntry,
+    Challenge,
+    Participation,
+    Submission,
+    TeamMember,
+    User,
+    utcnow,
+)
 from challenge.teams import lock_team_for_upload
 
 FINAL_STATES = ("scored", "invalid", "error")
@@ -315,7 +323,13 @@ def record_interval(session: Session, submission_id: int, result: dict[str, Any]
         )
     updated = session.execute(sa.update(Submission).where(pending).values(**values))
     if updated.rowcount and same_scores:  # type: ignore[attr-defined]
-        record_score_on_board(session, submission_id)  # the board row shows the interval
+        # A board row shows its submission's interval; one that is not the team's best (most
+        # uploads) has no row to update, and the next refresh reads the stored interval anyway.
+        shown = session.exec(
+            select(BoardEntry.id).where(BoardEntry.submission_id == submission_id)
+        ).first()
+        if shown is not None:
+            record_score_on_board(session, submission_id)
     return bool(updated.rowcount)  # type: ignore[attr-defined]
 
 

@@ -63,8 +63,19 @@ async def store_upload(
     target = storage.new_upload_path(settings, challenge.slug, filename)
     writer = await run_in_threadpool(storage.StreamingWriter, target, limit)
     try:
+        # Servers hand the body over in pieces of ~64 KiB: gather them into CHUNK-sized
+        # writes, so an 8.7 MB upload costs a handful of thread hops instead of ~140.
+        pending: list[bytes] = []
+        buffered = 0
         async for chunk in chunks:
-            await run_in_threadpool(writer.write, chunk)
+            pending.append(chunk)
+            buffered += len(chunk)
+            if buffered >= CHUNK:
+                await run_in_threadpool(writer.write, b"".join(pending) if len(pending) > 1
+                                        else pending[0])
+                pending, buffered = [], 0
+        if buffered:
+            await run_in_threadpool(writer.write, b"".join(pending))
         await run_in_threadpool(writer.finish)
     except storage.UploadTooLarge as exc:
         raise PayloadTooLarge(
