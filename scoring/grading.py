@@ -11,7 +11,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -167,11 +167,58 @@ class PreparedSolution:
 
     frame: pd.DataFrame
     ids: SolutionIds
+    #: The Public / Private rows of the columns a metric reads, keyed by those columns
+    #: (:meth:`split`): the zygote fills it before forking, so children inherit the split.
+    splits: dict[tuple[str, ...], list[_SolutionPart]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, frame: pd.DataFrame, fmt: SubmissionFormat) -> PreparedSolution:
         """Wrap a frame returned by :func:`load_solution`."""
         return cls(frame, SolutionIds(frame[fmt.id_column].to_numpy()))
+
+    def split(self, metric: MetricSpec) -> list[_SolutionPart]:
+        """The solution's rows per usage subset for ``metric`` (computed once, then kept)."""
+        columns = _solution_columns(self.frame, metric)
+        if columns is None:
+            # An organizer's metric gets fresh frames: whatever it does to them stays its own.
+            return _split_solution(self.frame)
+        parts = self.splits.get(tuple(columns))
+        if parts is None:
+            parts = _split_solution(self.frame[columns])
+            self.splits[tuple(columns)] = parts
+        return parts
+
+
+@dataclass(frozen=True)
+class _SolutionPart:
+    """One usage subset of a solution: its key, stream index, row mask and rows."""
+
+    key: str
+    index: int
+    mask: np.ndarray[Any, np.dtype[np.bool_]] | None  # None: every row
+    rows: pd.DataFrame
+
+
+def _solution_columns(solution: pd.DataFrame, metric: MetricSpec) -> list[str] | None:
+    """The solution columns a built-in metric reads (plus Usage); ``None``: all (organizer's)."""
+    if metric.name == "python":
+        return None
+    params = metric.resolved_params()
+    return [c for c in dict.fromkeys(metric.metric.solution_columns(params)) if c in solution] + (
+        [USAGE_COLUMN] if USAGE_COLUMN in solution.columns else []
+    )
+
+
+def _split_solution(solution: pd.DataFrame) -> list[_SolutionPart]:
+    parts = []
+    for index, (key, mask) in enumerate(_usage_masks(solution).items()):
+        if not mask.any():
+            continue
+        if mask.all():
+            parts.append(_SolutionPart(key, index, None, solution))
+        else:
+            parts.append(_SolutionPart(key, index, mask, solution.loc[mask].reset_index(drop=True)))
+    return parts
 
 
 def _ids_unique(ids: pd.Series) -> bool:
@@ -245,33 +292,31 @@ def _with_intervals(
 
 
 def _subset_kernels(
-    solution: pd.DataFrame, submission: pd.DataFrame, metric: MetricSpec
+    solution: pd.DataFrame | PreparedSolution, submission: pd.DataFrame, metric: MetricSpec
 ) -> list[tuple[str, int, Kernel]]:
     """The metric bound to the Public and the Private rows: ``(subset, stream index, kernel)``.
 
     The stream index seeds the subset's bootstrap (it is the subset's place among the usage
-    masks, whether or not the other subset has rows).
+    masks, whether or not the other subset has rows). A :class:`PreparedSolution` brings its
+    split along; a bare frame is split here.
     """
     params = metric.resolved_params()
-    out: list[tuple[str, int, Kernel]] = []
-    if metric.name != "python":
+    if isinstance(solution, PreparedSolution):
+        parts = solution.split(metric)
+    else:
         # Split only the columns the metric reads; the others would be copied for nothing.
-        solution = solution[
-            [c for c in dict.fromkeys(metric.metric.solution_columns(params)) if c in solution]
-            + ([USAGE_COLUMN] if USAGE_COLUMN in solution.columns else [])
-        ]
+        columns = _solution_columns(solution, metric)
+        parts = _split_solution(solution if columns is None else solution[columns])
+    if metric.name != "python":
         submission = submission[
             [c for c in dict.fromkeys(metric.metric.submission_columns(params)) if c in submission]
         ]
-    for index, (key, mask) in enumerate(_usage_masks(solution).items()):
-        if not mask.any():
-            continue
-        if mask.all():
-            sol_part, sub_part = solution, submission
-        else:
-            sol_part = solution.loc[mask].reset_index(drop=True)
-            sub_part = submission.loc[mask].reset_index(drop=True)
-        out.append((key, index, metric.metric.build(sol_part, sub_part, params)))
+    out: list[tuple[str, int, Kernel]] = []
+    for part in parts:
+        sub_part = (
+            submission if part.mask is None else submission.loc[part.mask].reset_index(drop=True)
+        )
+        out.append((part.key, part.index, metric.metric.build(part.rows, sub_part, params)))
     return out
 
 
@@ -313,8 +358,9 @@ def grade(
         return (time.perf_counter() - started) * 1000.0
 
     try:
+        solution: pd.DataFrame | PreparedSolution
         if isinstance(solution_path, PreparedSolution):
-            solution, ids = solution_path.frame, solution_path.ids
+            solution, ids = solution_path, solution_path.ids
         else:
             solution = (
                 solution_path

@@ -179,6 +179,7 @@ class SolutionCache:
         frame = self._items.pop(key, None)
         if frame is None:
             frame = grading.PreparedSolution.of(grading.load_solution(Path(path), fmt, metric), fmt)
+            frame.split(metric)  # the Public / Private rows, split once for every child
         self._items[key] = frame
         while len(self._items) > self.capacity:
             self._items.pop(next(iter(self._items)))

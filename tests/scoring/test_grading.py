@@ -18,6 +18,7 @@ from scoring.grading import (
     load_solution,
     validate_submission,
 )
+from scoring.metrics import MetricSpec
 from scoring.validation import SolutionIds
 from tests.scoring.conftest import AMS, HIGGS_FORMAT
 from tests.scoring.test_metrics import reference_ams
@@ -281,3 +282,23 @@ def test_an_almost_in_order_file_is_still_checked_row_by_row(tmp_path: Path) -> 
         validate_submission(handle, fmt, lookup)
     prepared = validate_submission(write_lines(tmp_path / "ok.csv", ["Id,p", *rows]), fmt, lookup)
     assert prepared["Id"].tolist() == ids.tolist()
+
+
+def test_a_prepared_solution_splits_its_rows_once_per_metric(higgs_files: Files) -> None:
+    sub_path, sol_path, _, _ = higgs_files(1000)
+    frame = load_solution(sol_path, HIGGS_FORMAT, AMS)
+    prepared = PreparedSolution.of(frame, HIGGS_FORMAT)
+    first = prepared.split(AMS)
+    assert [p.key for p in first] == ["public", "private"]
+    assert prepared.split(AMS) is first  # kept, as the zygote keeps it for its children
+    assert sum(len(p.rows) for p in first) == len(frame)
+    organizer = MetricSpec.from_dict({"name": "python", "file": "metric.py"})
+    assert prepared.split(organizer) is not prepared.split(organizer)  # fresh frames for them
+    plain = grade(sub_path, frame, HIGGS_FORMAT, AMS, bootstrap=30, seed=9)
+    for _ in range(2):
+        again = grade(sub_path, prepared, HIGGS_FORMAT, AMS, bootstrap=30, seed=9)
+        assert (again.public, again.private, again.public_ci) == (
+            plain.public,
+            plain.private,
+            plain.public_ci,
+        )
