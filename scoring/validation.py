@@ -277,6 +277,8 @@ def _check_header(names: list[str], fmt: SubmissionFormat, source: _Source) -> l
 
 
 def _nulls(array: pa.ChunkedArray) -> NDArray[np.intp]:
+    if array.null_count == 0:  # the usual case: no per-row mask to build
+        return np.empty(0, dtype=np.intp)
     return np.flatnonzero(array.is_null().to_numpy(zero_copy_only=False))
 
 
@@ -327,11 +329,15 @@ def _check_dictionary(
 ) -> pd.Categorical:
     """A dictionary-encoded category column: map each chunk's dictionary onto the allowed values."""
     codes = []
+    # The codes pandas keeps anyway (int8 for a few categories): a quarter of int64's memory.
+    code_type: type[np.signedinteger[Any]] = np.int8 if len(allowed) < 127 else np.int64
     for chunk in array.chunks:
         mapping = pc.index_in(chunk.dictionary, value_set=allowed).to_numpy(zero_copy_only=False)
-        mapping = np.where(np.isnan(mapping.astype(np.float64)), -1, mapping).astype(np.int64)
+        mapping = np.where(np.isnan(mapping.astype(np.float64)), -1, mapping).astype(code_type)
         codes.append(mapping[chunk.indices.to_numpy(zero_copy_only=False)])
-    merged = np.concatenate(codes) if codes else np.empty(0, dtype=np.int64)
+    merged: NDArray[np.signedinteger[Any]] = (
+        np.concatenate(codes) if codes else np.empty(0, dtype=code_type)
+    )
     if (merged < 0).any():
         bad = np.flatnonzero(merged < 0)
         values = pc.cast(array, pa.string()).to_numpy(zero_copy_only=False)
