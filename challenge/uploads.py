@@ -71,8 +71,9 @@ async def store_upload(
             pending.append(chunk)
             buffered += len(chunk)
             if buffered >= CHUNK:
-                await run_in_threadpool(writer.write, b"".join(pending) if len(pending) > 1
-                                        else pending[0])
+                await run_in_threadpool(
+                    writer.write, b"".join(pending) if len(pending) > 1 else pending[0]
+                )
                 pending, buffered = [], 0
         if buffered:
             await run_in_threadpool(writer.write, b"".join(pending))

@@ -588,9 +588,7 @@ def read_table(path: Source, fmt: SubmissionFormat, *, id_is_string: bool,
             data = _unzip(path, max_bytes)
         else:
             data = path
-    if magic[:3] == b"\xef\xbb\xbf" or (
-        not isinstance(data, Path) and data[:3] == b"\xef\xbb\xbf"
-    ):
+    if magic[:3] == b"\xef\xbb\xbf" or (not isinstance(data, Path) and data[:3] == b"\xef\xbb\xbf"):
         # A UTF-8 byte order mark (Excel writes one) is not part of the first column's name.
         data = (data.read_bytes() if isinstance(data, Path) else data)[3:]
     return _parse_csv(data, fmt, id_is_string), _Source("csv")

@@ -576,13 +576,21 @@ def test_a_submission_scored_after_the_reveal_gets_its_private_interval_at_once(
         assert (sub.private_ci_low, sub.private_ci_high) == full.private_ci
 
 
+
 def test_the_score_is_stored_before_its_interval(
-    app: Any, make_challenge: Any, make_user: Any, settings: Settings, engine: sa.Engine,
-    queue_worker: Any, monkeypatch: pytest.MonkeyPatch,
+    app: Any,
+    make_challenge: Any,
+    make_user: Any,
+    settings: Settings,
+    engine: sa.Engine,
+    queue_worker: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     challenge = make_challenge()
     user = joined(engine, challenge, make_user("ivy"))
-    sid = submit_frame(settings, engine, challenge, user, random_submission(settings, challenge.slug))
+    sid = submit_frame(
+        settings, engine, challenge, user, random_submission(settings, challenge.slug)
+    )
     seen: list[tuple[Any, ...]] = []
     real = record_interval
 
@@ -592,8 +600,16 @@ def test_the_score_is_stored_before_its_interval(
             sub = other.get(Submission, submission_id)
             assert sub is not None
             entry = other.exec(select(BoardEntry).where(BoardEntry.submission_id == sid)).first()
-            seen.append((sub.status, sub.public_score, sub.public_ci_low, sub.finished_at,
-                         entry.score if entry else None, entry.ci_low if entry else "no row"))
+            seen.append(
+                (
+                    sub.status,
+                    sub.public_score,
+                    sub.public_ci_low,
+                    sub.finished_at,
+                    entry.score if entry else None,
+                    entry.ci_low if entry else "no row",
+                )
+            )
         return real(session, submission_id, result)
 
     monkeypatch.setattr(tasks, "record_interval", look_then_record)
@@ -602,8 +618,9 @@ def test_the_score_is_stored_before_its_interval(
     with Session(engine) as session:
         sub = session.get(Submission, sid)
         assert sub is not None
-        clean = _grade_here(settings, challenge, sub, bootstrap=settings.score_bootstrap,
-                             bootstrap_private=0)
+        clean = _grade_here(
+            settings, challenge, sub, bootstrap=settings.score_bootstrap, bootstrap_private=0
+        )
         assert seen == [("scored", clean.public, None, None, clean.public, None)]
         assert sub.status == "scored"
         assert sub.results_recorded == 1
@@ -615,12 +632,18 @@ def test_the_score_is_stored_before_its_interval(
 
 
 def test_the_reconciler_finishes_an_interval_lost_with_its_worker(
-    app: Any, make_challenge: Any, make_user: Any, settings: Settings, engine: sa.Engine,
+    app: Any,
+    make_challenge: Any,
+    make_user: Any,
+    settings: Settings,
+    engine: sa.Engine,
     queue_worker: Any,
 ) -> None:
     challenge = make_challenge()
     user = joined(engine, challenge, make_user("jon"))
-    sid = submit_frame(settings, engine, challenge, user, random_submission(settings, challenge.slug))
+    sid = submit_frame(
+        settings, engine, challenge, user, random_submission(settings, challenge.slug)
+    )
     tasks.enqueue_scoring(engine, sid)
     queue_worker.drain()
     with Session(engine) as session:

@@ -244,7 +244,9 @@ def test_a_failure_after_the_scores_still_ends_the_job(
     )
     early: list[GradingResult] = []
     metric = organizer_metric(tmp_path, body)
-    result = pool.grade(sub_path, sol_path, HIGGS_FORMAT, metric, bootstrap=5, on_score=early.append)
+    result = pool.grade(
+        sub_path, sol_path, HIGGS_FORMAT, metric, bootstrap=5, on_score=early.append
+    )
     assert [r.public for r in early] == [1.0]
     assert result.status == "error"
     assert "wall-clock" in result.detail
