@@ -68,3 +68,19 @@ def test_countdowns_keep_their_label_and_math_is_typeset(
     page.wait_for_selector(".md .katex")
     assert page.locator(".md .katex").count() == 1
     assert "rescored" in page.locator(".md strong").inner_text()
+
+
+def test_the_rules_a_visitor_accepts_are_on_the_page(
+    client: Any, make_challenge: Any, make_user: Any
+) -> None:
+    challenge = make_challenge(per_day=3, total=40, team_size=2)
+    make_user("val")
+    login(client, "val")
+    page = client.get(f"/c/{challenge.slug}").text
+    assert "I accept the challenge rules" in page
+    rules = page.split('<section id="rules">', 1)[1].split("</section>", 1)[0]
+    assert "up to 3 a day" in rules
+    assert "40 in all" in rules
+    assert "Teams of up to 2" in rules
+    assert "up to 2 submissions you pick as final" in rules
+    assert "MB" in rules
