@@ -179,6 +179,15 @@ def web_app() -> Any:
     return create_app(load_settings())
 
 
+def demo_base_url(host: str, port: int) -> str:
+    """The address the demo is reached at (a wildcard host is reached through localhost)."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - compared, not bound
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Everything on one machine: embedded Redis, SQLite, seeded challenges, worker, site."""
     import uvicorn
@@ -190,6 +199,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Links in pages, feeds and e-mails (a class's invite link, for one) use the base URL: the
+    # demo's own address unless PODIUM_BASE_URL says otherwise. Set in the environment, so that
+    # the worker processes (e-mail notices) see it too.
+    os.environ.setdefault("PODIUM_BASE_URL", demo_base_url(args.host, args.port))
     settings = load_settings()
     _ensure_redis(settings)
     migrate(settings.database_url)

@@ -3,12 +3,20 @@ were accepted and never scored until the demo was restarted (found by the QA fau
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
+
+import httpx
 
 from challenge.cli import WorkerSupervisor
+from tests.challenge.live_server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _sleeper() -> subprocess.Popen[bytes]:
@@ -34,3 +42,66 @@ def test_a_killed_worker_is_replaced_and_the_last_one_stopped() -> None:
     assert stop.is_set()
     assert supervisor.process.wait(5) is not None
     assert first.poll() is not None
+
+
+def test_demo_on_another_port_links_to_itself_and_outlives_a_killed_worker(tmp_path: Path) -> None:
+    """`podium demo --port P`: feeds and invite links said http://127.0.0.1:8000 (the default
+    PODIUM_BASE_URL); a kill -9 of its worker left uploads unscored."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PODIUM_")}
+    env["PYTHONPATH"] = str(ROOT)
+    log = (tmp_path / "demo.log").open("wb")
+    demo = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "podium"),
+            *("demo", "--port", str(port), "--events", "3000", "--worker-processes", "1"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        feed = httpx.get(f"{base}/feed.atom", timeout=10).text
+        assert f"<id>{base}/feed.atom</id>" in feed
+        assert "127.0.0.1:8000" not in feed
+        workers = [
+            int(line.split()[0])
+            for line in subprocess.run(
+                ["ps", "-o", "pid=,ppid=", "--ppid", str(demo.pid)],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.splitlines()
+        ]
+        assert len(workers) == 1
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        replaced: list[str] = []
+        while not replaced and time.monotonic() < deadline:
+            time.sleep(0.5)
+            out = subprocess.run(
+                ["ps", "-o", "pid=", "--ppid", str(demo.pid)],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.split()
+            replaced = [p for p in out if int(p) != workers[0]]
+        assert replaced, "the demo did not start a new worker"
+    finally:
+        os.killpg(demo.pid, signal.SIGTERM)
+        try:
+            demo.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait(5)
+        log.close()
