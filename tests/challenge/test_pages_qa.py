@@ -57,6 +57,8 @@ def test_countdowns_keep_their_label_and_math_is_typeset(
     login(client, "org")
     _announce(client, running)
     page = browser_page
+    errors: list[str] = []  # the browser's own /favicon.ico request shows only here
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(f"{live_server}/")
     page.wait_for_function("document.querySelector('.countdown').textContent.match(/\\d+h \\d+m/)")
     cards = page.locator(".card").all_inner_texts()
@@ -68,6 +70,8 @@ def test_countdowns_keep_their_label_and_math_is_typeset(
     page.wait_for_selector(".md .katex")
     assert page.locator(".md .katex").count() == 1
     assert "rescored" in page.locator(".md strong").inner_text()
+    page.wait_for_timeout(500)
+    assert errors == []  # no "404 (Not Found)" for /favicon.ico on every page, nor other errors
 
 
 def test_the_rules_a_visitor_accepts_are_on_the_page(
