@@ -213,8 +213,15 @@ class ForumViews:
             request, "forum/error.html", status_code=exc.status_code, message=exc.message
         )
 
-    def guarded(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        """Turn ForumError into a page (or JSON) that says what to change; roll back on errors."""
+    def guarded(
+        self, handler: Handler, *, inline: bool = False
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """Turn ForumError into a page (or JSON) that says what to change; roll back on errors.
+
+        ``inline`` runs a synchronous handler on the event loop instead of a pool thread: for the
+        thread page, whose cached path is a few milliseconds of CPU and short indexed reads,
+        the hop to a thread and back (and many threads contending for the GIL under load) cost
+        more than the work and made the latency tail."""
         is_async = inspect.iscoroutinefunction(handler)
 
         @functools.wraps(handler)
@@ -223,6 +230,9 @@ class ForumViews:
                 if is_async:
                     result: Response = await handler(request)
                     return result
+                if inline:
+                    inline_result: Response = handler(request)
+                    return inline_result
                 return await run_in_threadpool(handler, request)
             except ForumError as exc:
                 await run_in_threadpool(self.session(request).rollback)
@@ -1086,7 +1096,7 @@ class ForumViews:
             Route("/c/{slug}/{category}/new", g(self.new_thread), methods=["GET", "POST"]),
             Route("/site/{category}", g(self.category), methods=["GET"]),
             Route("/site/{category}/new", g(self.new_thread), methods=["GET", "POST"]),
-            Route("/t/{thread_id}", g(self.thread), methods=["GET"], name="forum_thread"),
+            Route("/t/{thread_id}", g(self.thread, inline=True), methods=["GET"], name="forum_thread"),
             Route("/t/{thread_id}/reply", g(self.reply), methods=["GET", "POST"]),
             Route("/t/{thread_id}/accept", g(self.accept), methods=["POST"]),
             Route("/t/{thread_id}/subscribe", g(self.subscribe), methods=["POST"]),
