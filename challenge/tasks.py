@@ -43,6 +43,9 @@ from scoring.sandbox import Limits, SandboxPool
 
 log = logging.getLogger(__name__)
 MAX_INFRA_RETRIES = 5
+# A 'received' submission never sent is left to its upload (which sends it right after its
+# commit) for this long before the reconciler sends it.
+NEVER_SENT_GRACE_SECONDS = 10
 
 
 @dataclass
@@ -286,7 +289,10 @@ def grade_private_intervals(challenge_id: int) -> int:
             log.warning(
                 "private interval of submission %s not stored: grading gave %s, private %s "
                 "(stored %s): %s",
-                submission_id, outcome.get("status"), outcome.get("private"), score,
+                submission_id,
+                outcome.get("status"),
+                outcome.get("private"),
+                score,
                 outcome.get("message", ""),
             )
             continue
@@ -294,7 +300,9 @@ def grade_private_intervals(challenge_id: int) -> int:
     with session_scope(ctx.engine) as session:
         stored = rescoring.store_private_intervals(session, intervals)
     if todo:
-        log.info("challenge %s: %d of %d private interval(s) stored", challenge_id, stored, len(todo))
+        log.info(
+            "challenge %s: %d of %d private interval(s) stored", challenge_id, stored, len(todo)
+        )
     return stored
 
 
@@ -362,10 +370,17 @@ def prepare_challenge_job(challenge_id: int, dataset_path: str) -> None:
 
 
 @dramatiq.actor(queue_name="maintenance", max_retries=0)
-def reconcile() -> int:
+def reconcile() -> None:
+    """The periodic repair job (:func:`reconcile_once`). Returns nothing: dramatiq would warn
+    about a return value every tick, since no Results middleware stores it."""
+    reconcile_once()
+
+
+def reconcile_once() -> int:
     """Re-send work stuck in the queue (lost message, dead worker, Redis restarted empty).
 
-    Submissions in 'received' that were never sent or were sent more than
+    Submissions in 'received' that were never sent (the broker was down at upload; a seeded
+    upload) and are more than ``NEVER_SENT_GRACE_SECONDS`` old, or were sent more than
     ``reconcile_after_seconds`` ago, and those in 'scoring' whose lease expired, are sent again;
     the same for rescore results, and rescore runs whose results are all in but that were never
     applied (a worker died in between) are applied. Safe to run any time, as often as wanted:
@@ -374,15 +389,20 @@ def reconcile() -> int:
     ctx = context()
     now = utcnow()
     received_deadline = now - dt.timedelta(seconds=ctx.settings.reconcile_after_seconds)
+    never_sent_deadline = now - dt.timedelta(seconds=NEVER_SENT_GRACE_SECONDS)
     scoring_deadline = now - dt.timedelta(seconds=lease_seconds(ctx.settings))
     with session_scope(ctx.engine) as session:
-        stuck = session.exec(
-            select(Submission.id).where(
+        rows = session.exec(
+            select(Submission.id, Submission.status, Submission.enqueued_at).where(
                 sa.or_(
                     sa.and_(
                         col(Submission.status) == "received",
                         sa.or_(
-                            col(Submission.enqueued_at).is_(None),
+                            # Not one that its upload is sending right now.
+                            sa.and_(
+                                col(Submission.enqueued_at).is_(None),
+                                col(Submission.created_at) < never_sent_deadline,
+                            ),
                             col(Submission.enqueued_at) < received_deadline,
                         ),
                     ),
@@ -393,7 +413,13 @@ def reconcile() -> int:
                 )
             )
         ).all()
-        ids = [int(i) for i in stuck if i is not None]
+        never_sent = [
+            int(i)
+            for i, status, sent in rows
+            if i is not None and status == "received" and not sent
+        ]
+        stuck = [int(i) for i, _, _ in rows if i is not None and int(i) not in never_sent]
+        ids = never_sent + stuck
         if ids:
             session.execute(
                 sa.update(Submission).where(col(Submission.id).in_(ids)).values(enqueued_at=now)
@@ -458,10 +484,17 @@ def reconcile() -> int:
         log.warning(
             "reconciler re-sent the private intervals of challenge(s) %s", interval_challenges
         )
-    if ids or pairs:
+    if never_sent:
+        log.info(
+            "reconciler sent %d submission(s) never queued before (broker unreachable at upload, "
+            "or seeded) %s", len(never_sent), never_sent[:20],
+        )  # fmt: skip
+    if stuck or pairs:
         log.warning(
             "reconciler re-sent %d stuck submission(s) %s and %d rescore(s)",
-            len(ids), ids[:20], len(pairs),
+            len(stuck),
+            stuck[:20],
+            len(pairs),
         )
     return len(ids) + len(intervals) + len(pairs) + len(interval_challenges)
 

@@ -424,7 +424,7 @@ def test_reconciler_resends_lost_rescores_and_applies_finished_runs(
         assert claim_rescore(session, stalled.id, ids[0], 60)
         record_rescore(session, stalled.id, ids[0], {"status": "scored", "public": 2.0,
                                                      "private": 3.0})
-    assert tasks.reconcile() == 2  # the two results of `lost`
+    assert tasks.reconcile_once() == 2  # the two results of `lost`
     queue_worker.drain()
     with Session(engine) as session:
         assert session.get(RescoreRun, lost.id).state == "applied"  # type: ignore[union-attr]
@@ -433,7 +433,7 @@ def test_reconciler_resends_lost_rescores_and_applies_finished_runs(
         assert first is not None
         assert first.score_version == 2
     # Nothing left to do.
-    assert tasks.reconcile() == 0
+    assert tasks.reconcile_once() == 0
 
 
 def _grade_here(
@@ -533,7 +533,7 @@ def test_the_scheduled_close_sends_the_job_and_the_reconciler_resends_it(
     with Session(engine) as session:
         assert all(session.get(Submission, sid).private_ci_low is None for sid in ids)  # type: ignore[union-attr]
     # Too recent for the reconciler, then old enough.
-    assert tasks.reconcile() == 0
+    assert tasks.reconcile_once() == 0
     with session_scope(engine) as session:
         phase = phases_of(session, challenge)[0]
         phase.closes_at = utcnow() - dt.timedelta(seconds=settings.reconcile_after_seconds + 60)
@@ -541,7 +541,7 @@ def test_the_scheduled_close_sends_the_job_and_the_reconciler_resends_it(
         assert row is not None
         row.revealed_at = phase.closes_at
         session.add(phase)
-    assert tasks.reconcile() == 1
+    assert tasks.reconcile_once() == 1
     queue_worker.drain()
     with Session(engine) as session:
         for sid in ids:
@@ -551,7 +551,7 @@ def test_the_scheduled_close_sends_the_job_and_the_reconciler_resends_it(
                 settings, challenge, sub, bootstrap=0, bootstrap_private=settings.score_bootstrap
             )
             assert (sub.private_ci_low, sub.private_ci_high) == here.private_ci
-    assert tasks.reconcile() == 0
+    assert tasks.reconcile_once() == 0
 
 
 def test_a_submission_scored_after_the_reveal_gets_its_private_interval_at_once(
@@ -658,18 +658,18 @@ def test_the_reconciler_finishes_an_interval_lost_with_its_worker(
             .where(col(Submission.id) == sid)
             .values(public_ci_low=None, public_ci_high=None, finished_at=None)
         )
-    assert tasks.reconcile() == 0  # the lease is still running
+    assert tasks.reconcile_once() == 0  # the lease is still running
     with session_scope(engine) as session:
         session.execute(
             sa.update(Submission)
             .where(col(Submission.id) == sid)
             .values(scoring_started_at=utcnow() - dt.timedelta(hours=1))
         )
-    assert tasks.reconcile() == 1
+    assert tasks.reconcile_once() == 1
     queue_worker.drain()
     tasks.finish_interval.send(sid)  # a duplicate finds nothing left to do
     queue_worker.drain()
-    assert tasks.reconcile() == 0
+    assert tasks.reconcile_once() == 0
     with Session(engine) as session:
         sub = session.get(Submission, sid)
         assert sub is not None
