@@ -45,11 +45,14 @@ METRIC = {"name": "ams", "weight": "Weight", "label": "Label", "positive": "s", 
 
 
 def make_podium_app() -> object:
-    """uvicorn factory: the real site."""
+    """uvicorn factory: the real site, with ``podium serve``'s process settings."""
     from challenge.app import create_app
+    from challenge.serving import tune_gc_for_serving
     from challenge.settings import load_settings
 
-    return create_app(load_settings())
+    app = create_app(load_settings())
+    tune_gc_for_serving()
+    return app
 
 
 def make_bare_app() -> object:
@@ -112,7 +115,11 @@ def make_bare_app() -> object:
         html = Markup(body.render(**context))  # noqa: S704 - autoescaped template output
         return HTMLResponse(template.render(request=request, body_html=html, **context))
 
-    return Starlette(routes=[Route("/lb", board, methods=["GET"])])
+    app = Starlette(routes=[Route("/lb", board, methods=["GET"])])
+    from challenge.serving import tune_gc_for_serving
+
+    tune_gc_for_serving()  # the same process settings as the podium app
+    return app
 
 
 def seed(url: str) -> float:

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from challenge.db import make_engine
 from challenge.errors import NotAuthenticated, PodiumError
+from challenge.health import check_health
 from challenge.ratelimit import RateLimiter
 from challenge.settings import Settings
 from challenge.web import make_templates, render
@@ -112,10 +113,9 @@ async def handle_500(request: Request, exc: Exception) -> Response:
 
 
 def health(request: Request) -> Response:
-    engine: sa.Engine = request.app.state.engine
-    with engine.connect() as conn:
-        conn.execute(sa.text("SELECT 1"))
-    return JSONResponse({"status": "ok"})
+    """200 "ok" if the database, Redis and at least one scoring worker are up, else 503."""
+    ok, body = check_health(request.app.state.engine, request.app.state.health_redis)
+    return JSONResponse(body, status_code=200 if ok else 503, headers={"Cache-Control": "no-store"})
 
 
 def create_app(settings: Settings, engine: sa.Engine | None = None) -> Starlette:
@@ -127,10 +127,13 @@ def create_app(settings: Settings, engine: sa.Engine | None = None) -> Starlette
     from challenge.views import teaching as teaching_views
 
     engine = engine or make_engine(settings.database_url)
-    try:
-        limiter_client = redis_client() if not settings.redis_url.startswith("stub://") else None
-    except Exception:
-        limiter_client = None
+    limiter_client = health_client = None
+    if not settings.redis_url.startswith("stub://"):
+        try:
+            limiter_client = redis_client()
+            health_client = redis_client(timeout=2.0)  # /health answers even if Redis hangs
+        except Exception:
+            log.exception("no Redis client: rate limits are off and /health reports Redis down")
     static_dir = Path(__file__).parent / "static"
     routes = [
         Route("/health", health, methods=["GET"]),
@@ -167,4 +170,5 @@ def create_app(settings: Settings, engine: sa.Engine | None = None) -> Starlette
     app.state.engine = engine
     app.state.templates = make_templates(extra_dirs=[FORUM_TEMPLATES])
     app.state.ratelimiter = RateLimiter(limiter_client)
+    app.state.health_redis = health_client
     return app
