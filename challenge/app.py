@@ -20,6 +20,12 @@ from challenge.db import make_engine
 from challenge.errors import NotAuthenticated, PodiumError
 from challenge.health import check_health
 from challenge.ratelimit import RateLimiter
+from challenge.security import (
+    CONTENT_SECURITY_POLICY,
+    SecurityHeaders,
+    content_security_policy,
+    security_headers,
+)
 from challenge.settings import Settings
 from challenge.web import make_templates, render
 
@@ -107,9 +113,14 @@ async def handle_500(request: Request, exc: Exception) -> Response:
         return JSONResponse(
             {"error": "server_error", "message": "Something broke on our side."}, status_code=500
         )
-    return HTMLResponse(
+    response = HTMLResponse(
         "<h1>Something broke on our side</h1><p>The error has been logged.</p>", status_code=500
     )
+    # Starlette sends this page from outside the middleware stack: add the headers here.
+    response.raw_headers[:] = security_headers(
+        response.raw_headers, getattr(request.app.state, "csp", CONTENT_SECURITY_POLICY)
+    )
+    return response
 
 
 def health(request: Request) -> Response:
@@ -149,7 +160,9 @@ def create_app(settings: Settings, engine: sa.Engine | None = None) -> Starlette
         Mount("/api", routes=[*evalai.routes, *api.routes]),
         forum_mount(settings),
     ]
+    csp = content_security_policy(settings.forum_image_hosts.split(","))
     middleware = [
+        Middleware(SecurityHeaders, policy=csp),
         Middleware(DbSessionCleanup),
         Middleware(CrossOriginGuard),
         Middleware(
@@ -171,4 +184,5 @@ def create_app(settings: Settings, engine: sa.Engine | None = None) -> Starlette
     app.state.templates = make_templates(extra_dirs=[FORUM_TEMPLATES])
     app.state.ratelimiter = RateLimiter(limiter_client)
     app.state.health_redis = health_client
+    app.state.csp = csp
     return app
