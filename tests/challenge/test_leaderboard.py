@@ -252,3 +252,22 @@ def test_rebuild_equals_the_incremental_board(ladder, make_challenge, make_user,
     with session_scope(engine) as s:
         assert rebuild_boards(s, s.get(Challenge, challenge.id)) == 3  # type: ignore[arg-type]
     assert rows() == incremental
+
+
+def test_phase_links_are_separated(client, make_challenge, make_user, engine):  # type: ignore[no-untyped-def]
+    """The links under the title read "public · private · CSV" (a template tag ate a space)."""
+    import re
+
+    challenge = make_challenge(owner=make_user("org", role="organizer"))
+
+    def links(path: str) -> str:
+        html = client.get(f"/c/{challenge.slug}{path}").text
+        para = html.split("<p>Phase:", 1)[1].split("</p>", 1)[0]
+        return " ".join(re.sub(r"<[^>]+>", "", para).split())
+
+    assert links("/leaderboard") == (
+        "competition · public · private: revealed when the phase closes · CSV · room view · embed"
+    )
+    login(client, "org")  # the organizer previews the private board
+    assert links("/leaderboard") == "competition · public · private · CSV · room view · embed"
+    assert links("/leaderboard?board=private") == "competition · public · private · CSV · room view"
