@@ -231,6 +231,31 @@ BOTS = {
     "bot-random": ("random guess", "", 0.0, 0.85),
 }
 BOT_CHALLENGES = ("higgsml-demo", "higgsml-replay")
+# And one that is not honest: it has learnt the labels of part of the public test rows (as a
+# prober learns them from many uploads; the demo simply reads the solution it generated) and
+# guesses the rest with a poor model. It climbs to the top of the public board and falls on the
+# private one, so the finished challenge's shake-up shows movement, as real ones do.
+PROBER = "bot-probe"
+PROBER_TITLE = "public-board prober"
+PROBER_FITS = (0.1, 0.15, 0.2)  # the share of public rows whose label it knows, upload by upload
+
+
+def _prober_prediction(
+    test: pd.DataFrame, solution: pd.DataFrame, fit: float, cut: float, seed: int
+) -> pd.DataFrame:
+    """Perfect on a share ``fit`` of the public rows, a noisy visible-mass window elsewhere."""
+    rng = np.random.default_rng(seed)
+    rows = test[["EventId", "DER_mass_vis"]].merge(
+        solution[["EventId", "Label", "Usage"]], on="EventId", how="left"
+    )
+    value = rows["DER_mass_vis"].where(rows["DER_mass_vis"] > -999, 1e4).to_numpy()
+    score = -np.abs(value - 80.0) + rng.normal(0, 40.0, len(rows))
+    known = (rows["Usage"].astype(str) == "Public").to_numpy() & (rng.random(len(rows)) < fit)
+    signal = (rows["Label"].astype(str) == "s").to_numpy()
+    score = np.where(known & signal, 1e6 + score, np.where(known & ~signal, -1e6 + score, score))
+    rank = pd.Series(score).rank(method="first").astype(int).to_numpy()
+    cls = np.where(rank > cut * len(rows), "s", "b")
+    return pd.DataFrame({"EventId": rows["EventId"].to_numpy(), "RankOrder": rank, "Class": cls})
 
 
 def _bot_prediction(
@@ -263,13 +288,19 @@ def seed_bot_submissions(settings: Settings, engine: Any, slug: str) -> None:
     # Spread the uploads over the time the challenge has been open (before its close, and before
     # the demo's hackathon, whose uploads seed_hackathon makes).
     end = min([utcnow(), *hackathon, *([closes] if closes is not None else [])])
-    n_uploads = 3 * len(BOTS)
+    n_uploads = 3 * len(BOTS) + len(PROBER_FITS)
     for i, (name, (title, feature, sign, cut)) in enumerate(BOTS.items()):
         for attempt, shift in enumerate((-0.05, 0.0, 0.05)):
             frame = _bot_prediction(test, feature, sign, cut + shift, seed=100 * i + attempt)
             when = opens + (end - opens) * (3 * i + attempt + 1) / (n_uploads + 1)
             message = f"{title}, cut at {cut + shift:.2f}"
             _bot_upload(settings, engine, slug, name, frame, message, when)
+    solution = pd.read_parquet(storage.solution_path(settings, slug))
+    for attempt, fit in enumerate(PROBER_FITS):
+        frame = _prober_prediction(test, solution, fit, 0.85, seed=900 + attempt)
+        when = opens + (end - opens) * (3 * len(BOTS) + attempt + 1) / (n_uploads + 1)
+        message = f"{PROBER_TITLE}, {fit:.0%} of the public labels"
+        _bot_upload(settings, engine, slug, PROBER, frame, message, when)
 
 
 def _bot_upload(

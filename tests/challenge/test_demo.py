@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 
 from challenge.challenges import challenge_status, phases_of
 from challenge.db import make_engine
-from challenge.demo import BOTS, DEMO_ACCOUNTS, hackathon_info, seed_demo
+from challenge.demo import BOTS, DEMO_ACCOUNTS, PROBER, PROBER_FITS, hackathon_info, seed_demo
 from challenge.models import Challenge, Submission, User
 from challenge.security import verify_password
 
@@ -33,9 +33,10 @@ def test_seed_demo_twice(settings_factory: Any, database_url: str) -> None:
             challenge_status(phases_of(session, challenges["higgsml-replay"])).label == "finished"
         )
         # Bots' uploads wait in 'received' for the worker; none is late, none doubled by a re-seed:
-        # three per bot in each of the two bot challenges, and one each in the demo's hackathon.
+        # three per bot (and the prober's) in each of the two bot challenges, and one per honest
+        # bot in the demo's hackathon.
         subs = session.exec(select(Submission)).all()
-        assert len(subs) == 2 * 3 * len(BOTS) + len(BOTS)
+        assert len(subs) == 2 * (3 * len(BOTS) + len(PROBER_FITS)) + len(BOTS)
         assert {s.status for s in subs} == {"received"}
         assert not any(s.is_late for s in subs)
         # The hackathon is running now, inside the competition, and takes its uploads.
@@ -44,10 +45,12 @@ def test_seed_demo_twice(settings_factory: Any, database_url: str) -> None:
         assert challenge_status(list(phases.values())).submitting_phase == phases["hackathon"]
         hack = [s for s in subs if s.phase_id == phases["hackathon"].id]
         assert sorted(s.user_id for s in hack) == sorted(
-            u.id for u in session.exec(select(User).where(col(User.username).startswith("bot-")))
+            u.id
+            for u in session.exec(select(User).where(col(User.username).startswith("bot-")))
+            if u.username != PROBER  # the prober stays out of the hackathon
         )
         competition = [s for s in subs if s.phase_id == phases["competition"].id]
-        assert len(competition) == 3 * len(BOTS)
+        assert len(competition) == 3 * len(BOTS) + len(PROBER_FITS)
     info = hackathon_info(settings)
     assert info is not None
     assert info["code"] == phases["hackathon"].registration_code
@@ -92,4 +95,56 @@ def test_demo_hackathon_room_and_check_in(settings_factory: Any, database_url: s
         )
         assert r.status_code == 303, r.text
         assert "registered on site for hackathon" in client.get("/c/higgsml-demo").text
+    engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_demo_replay_has_a_shake_up(settings_factory: Any, database_url: str) -> None:
+    """The finished challenge's bots, graded for real: public and private ranks differ (the
+    prober tops the public board and falls on the private one), so the shake-up shows movement.
+    """
+    from pathlib import Path
+
+    from challenge import storage
+    from challenge.db import session_scope
+    from challenge.leaderboard import private_leaderboard, public_leaderboard
+    from challenge.submissions import claim_for_scoring, record_result
+    from scoring.formats import SubmissionFormat
+    from scoring.grading import grade
+    from scoring.metrics import MetricSpec
+
+    settings = settings_factory(database_url)
+    seed_demo(settings, events=2000)
+    engine = make_engine(database_url)
+    slug = "higgsml-replay"
+    with Session(engine) as session:
+        replay = session.exec(select(Challenge).where(Challenge.slug == slug)).one()
+        fmt = SubmissionFormat.from_dict(replay.submission_format)
+        metric = MetricSpec.from_dict(replay.metric)
+        uploads = [
+            (s.id, s.stored_path)
+            for s in session.exec(select(Submission).where(Submission.challenge_id == replay.id))
+        ]
+    for sub_id, path in uploads:
+        assert sub_id is not None
+        result = grade(
+            Path(path), storage.solution_path(settings, slug), fmt, metric, bootstrap=0
+        ).to_dict()
+        assert result["status"] == "scored", result
+        with session_scope(engine) as session:
+            assert claim_for_scoring(session, sub_id, 60)
+        with session_scope(engine) as session:
+            assert record_result(session, sub_id, result)
+    with Session(engine) as session:
+        replay = session.exec(select(Challenge).where(Challenge.slug == slug)).one()
+        (phase,) = [p for p in phases_of(session, replay) if p.accepts_submissions]
+        public = public_leaderboard(session, replay, phase, True)
+        private = private_leaderboard(session, replay, phase, True)
+    assert len(public) == len(private) == len(BOTS) + 1
+    assert public[0].team_name == PROBER
+    ranks = {e.team_name: (e.public_rank, e.rank) for e in private}
+    assert ranks[PROBER][0] == 1
+    assert ranks[PROBER][1] is not None
+    assert ranks[PROBER][1] > 1
+    assert sum(1 for pub, priv in ranks.values() if pub != priv) >= 2
     engine.dispose()
