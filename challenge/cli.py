@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -467,8 +468,16 @@ def _load_yaml(path: str, what: str) -> dict[str, Any]:
 def cmd_generate_tracking(args: argparse.Namespace) -> int:
     from splitter.commands import run_generate_tracking
 
-    _print_json(_splitter(run_generate_tracking, args.events, args.seed, Path(args.out),
-                          particles=args.particles, noise=args.noise))
+    _print_json(
+        _splitter(
+            run_generate_tracking,
+            args.events,
+            args.seed,
+            Path(args.out),
+            particles=args.particles,
+            noise=args.noise,
+        )
+    )
     return EXIT_OK
 
 
@@ -476,9 +485,15 @@ def cmd_dataset_add(args: argparse.Namespace) -> int:
     from splitter.commands import run_dataset_add
 
     description = Path(args.description) if args.description else None
-    result = _splitter(run_dataset_add, [Path(f) for f in args.files], args.name,
-                       load_settings().datasets_dir, license=args.license,
-                       description=description, tree=args.tree)
+    result = _splitter(
+        run_dataset_add,
+        [Path(f) for f in args.files],
+        args.name,
+        load_settings().datasets_dir,
+        license=args.license,
+        description=description,
+        tree=args.tree,
+    )
     print(json.dumps({"ref": result["ref"], "files": len(result["manifest"]["files"])}))
     return EXIT_OK
 
@@ -488,10 +503,15 @@ def cmd_dataset_list(args: argparse.Namespace) -> int:
 
     result = _splitter(run_dataset_list, load_settings().datasets_dir)
     for v in result["versions"]:
-        tags = [t for t, n in result["tags"].get(v["ref"].split(":")[0], {}).items()
-                if f"{v['ref'].split(':')[0]}:{n}" == v["ref"]]
-        print(f"{v['ref']:30s} {v['files']:4d} files {v['rows'] or 0:12d} rows "
-              f"{v['size']:14d} bytes  {v['license'] or '-':12s} {' '.join(tags)}")
+        tags = [
+            t
+            for t, n in result["tags"].get(v["ref"].split(":")[0], {}).items()
+            if f"{v['ref'].split(':')[0]}:{n}" == v["ref"]
+        ]
+        print(
+            f"{v['ref']:30s} {v['files']:4d} files {v['rows'] or 0:12d} rows "
+            f"{v['size']:14d} bytes  {v['license'] or '-':12s} {' '.join(tags)}"
+        )
     return EXIT_OK
 
 
@@ -513,14 +533,21 @@ def cmd_dataset_verify(args: argparse.Namespace) -> int:
 def cmd_dataset_tag(args: argparse.Namespace) -> int:
     from splitter.commands import run_dataset_tag
 
-    print(json.dumps(_splitter(run_dataset_tag, args.ref, args.tag,
-                               load_settings().datasets_dir)))
+    print(json.dumps(_splitter(run_dataset_tag, args.ref, args.tag, load_settings().datasets_dir)))
     return EXIT_OK
 
 
-_SPLIT_OPTIONS = {"seed": "seed", "id": "id_column", "label": "label_column",
-                  "weight": "weight_column", "train": "train", "public_test": "public_test",
-                  "private_test": "private_test", "stratify": "stratify", "group": "group"}
+_SPLIT_OPTIONS = {
+    "seed": "seed",
+    "id": "id_column",
+    "label": "label_column",
+    "weight": "weight_column",
+    "train": "train",
+    "public_test": "public_test",
+    "private_test": "private_test",
+    "stratify": "stratify",
+    "group": "group",
+}
 
 
 def cmd_dataset_split(args: argparse.Namespace) -> int:
@@ -531,14 +558,17 @@ def cmd_dataset_split(args: argparse.Namespace) -> int:
     for option, key in _SPLIT_OPTIONS.items():
         value = getattr(args, option)
         if value is not None:
-            spec[key] = _parse_scalar(value) if key in ("train", "public_test",
-                                                        "private_test") else value
+            spec[key] = (
+                _parse_scalar(value) if key in ("train", "public_test", "private_test") else value
+            )
     if args.reweight:
         spec["reweight"] = True
     for key in ("seed", "id_column", "label_column"):
         if key not in spec:
-            raise CliError(f"the split needs {key}: give it in --spec or as an option "
-                           "(--seed, --id, --label)", EXIT_USAGE)
+            raise CliError(
+                f"the split needs {key}: give it in --spec or as an option (--seed, --id, --label)",
+                EXIT_USAGE,
+            )
     source = Path(args.file) if args.file else _dataset_file(args.dataset, load_settings())
     _print_json(_splitter(run_split, source, Path(args.public), Path(args.hidden), spec))
     return EXIT_OK
@@ -555,9 +585,16 @@ def cmd_dataset_release(args: argparse.Namespace) -> int:
 def cmd_dataset_release_labelled(args: argparse.Namespace) -> int:
     from splitter.commands import run_release_labelled
 
-    result = _splitter(run_release_labelled, args.name, load_settings().datasets_dir,
-                       Path(args.public), Path(args.hidden), args.id, license=args.license,
-                       parent=args.parent)
+    result = _splitter(
+        run_release_labelled,
+        args.name,
+        load_settings().datasets_dir,
+        Path(args.public),
+        Path(args.hidden),
+        args.id,
+        license=args.license,
+        parent=args.parent,
+    )
     print(json.dumps({"ref": result["ref"], "rows": result["manifest"].get("total_rows")}))
     return EXIT_OK
 
@@ -565,8 +602,9 @@ def cmd_dataset_release_labelled(args: argparse.Namespace) -> int:
 def cmd_variant(args: argparse.Namespace) -> int:
     from splitter.commands import run_variant
 
-    _print_json(_splitter(run_variant, args.kind, Path(args.input), Path(args.output),
-                          args.set or []))
+    _print_json(
+        _splitter(run_variant, args.kind, Path(args.input), Path(args.output), args.set or [])
+    )
     return EXIT_OK
 
 
@@ -724,19 +762,24 @@ def client(args: argparse.Namespace, need_token: bool = True) -> Any:
     )
 
 
-def _check(response: Any) -> Any:
-    """Turn an error answer into a CliError whose exit code tells a script what happened."""
-    if response.status_code < 400:
-        return response
+def _error(response: Any) -> CliError:
+    """The CliError of an error answer: its exit code tells a script what happened."""
     try:
         message = response.json().get("message", response.text)
     except ValueError:
         message = response.text or f"HTTP {response.status_code}"
     if response.status_code in (401, 403):
-        raise CliError(message, EXIT_AUTH)
+        return CliError(message, EXIT_AUTH)
     if response.status_code == 429:
-        raise CliError(message, EXIT_LATER)
-    raise CliError(message, EXIT_INVALID if response.status_code < 500 else EXIT_ERROR)
+        return CliError(message, EXIT_LATER)
+    return CliError(message, EXIT_INVALID if response.status_code < 500 else EXIT_ERROR)
+
+
+def _check(response: Any) -> Any:
+    """The response, or a CliError raised for an error answer."""
+    if response.status_code < 400:
+        return response
+    raise _error(response)
 
 
 def network_command(
@@ -936,13 +979,45 @@ def cmd_submissions(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _private_board_hidden(http: Any, slug: str, params: dict[str, str], answer: Any) -> CliError:
+    """Why a private board answered 404: not revealed yet (exit 3, saying when it will be), or
+    no such challenge or phase (exit 4, the site's message).
+
+    The public board of the same phase tells them apart: when it exists, the private one is only
+    hidden. The challenge's phases then give the phase's closing time.
+    """
+    public = http.get(f"/api/challenges/{slug}/leaderboard", params={**params, "board": "public"})
+    if public.status_code >= 400:
+        return _error(answer)
+    phase_name = public.json().get("phase", params.get("phase", ""))
+    closes: str | None = None
+    state = ""
+    info = http.get(f"/api/challenges/{slug}")
+    if info.status_code < 400:
+        for phase in info.json().get("phases", []):
+            if phase.get("name") == phase_name:
+                closes, state = phase.get("closes"), str(phase.get("state", ""))
+    head = f"the private leaderboard of phase '{phase_name}' is not revealed yet"
+    if state == "closed":
+        when = "the organizers reveal it"
+    elif closes:
+        at = dt.datetime.fromisoformat(closes).astimezone(dt.UTC)
+        when = f"it will be revealed when the phase closes, at {at:%Y-%m-%d %H:%M} UTC"
+    else:
+        when = "it will be revealed when the phase closes"
+    return CliError(f"{head}: {when}", EXIT_AUTH)
+
+
 @network_command
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     with client(args, need_token=False) as http:
         params = {"board": args.board}
         if args.phase:
             params["phase"] = args.phase
-        data = _check(http.get(f"/api/challenges/{args.slug}/leaderboard", params=params)).json()
+        answer = http.get(f"/api/challenges/{args.slug}/leaderboard", params=params)
+        if answer.status_code == 404 and args.board == "private":
+            raise _private_board_hidden(http, args.slug, params, answer)
+        data = _check(answer).json()
     print(f"{data['board']} leaderboard, phase {data['phase']}")
     for e in data["entries"]:
         rank = "-" if e["rank"] is None else str(e["rank"])  # organizers' baselines are unranked
@@ -1051,8 +1126,9 @@ def build_parser() -> argparse.ArgumentParser:
     gh.add_argument("--events", type=int, required=True)
     gh.add_argument("--seed", type=int, default=0)
     gh.add_argument("--out", required=True)
-    gt = add("tracking", cmd_generate_tracking, "TrackML-like events (hits, truth, particles).",
-             gens)
+    gt = add(
+        "tracking", cmd_generate_tracking, "TrackML-like events (hits, truth, particles).", gens
+    )
     gt.add_argument("--events", type=int, required=True)
     gt.add_argument("--seed", type=int, default=0)
     gt.add_argument("--out", required=True, help="directory for the per-event files")
@@ -1083,17 +1159,34 @@ def build_parser() -> argparse.ArgumentParser:
     dsp.add_argument("--hidden", required=True, metavar="DIR")
     dsp.add_argument("--spec", metavar="FILE", help="split mapping or a challenge.yaml")
     dsp.add_argument("--seed", type=int)
-    for option in ("id", "label", "weight", "train", "public-test", "private-test",
-                   "stratify", "group"):
+    for option in (
+        "id",
+        "label",
+        "weight",
+        "train",
+        "public-test",
+        "private-test",
+        "stratify",
+        "group",
+    ):
         dsp.add_argument(f"--{option}")
     dsp.add_argument("--reweight", action="store_true")
-    dr = add("release", cmd_dataset_release, "Export public files in every format, with "
-             "checksums, DataCite JSON, CITATION.cff and a torrent.", dss)
+    dr = add(
+        "release",
+        cmd_dataset_release,
+        "Export public files in every format, with "
+        "checksums, DataCite JSON, CITATION.cff and a torrent.",
+        dss,
+    )
     dr.add_argument("--public", required=True, metavar="DIR")
     dr.add_argument("--out", required=True, metavar="DIR")
     dr.add_argument("--metadata", required=True, metavar="FILE")
-    drl = add("release-labelled", cmd_dataset_release_labelled,
-              "Commit the full labelled data (train + test + solution) as a new version.", dss)
+    drl = add(
+        "release-labelled",
+        cmd_dataset_release_labelled,
+        "Commit the full labelled data (train + test + solution) as a new version.",
+        dss,
+    )
     drl.add_argument("name")
     drl.add_argument("--public", required=True, metavar="DIR")
     drl.add_argument("--hidden", required=True, metavar="DIR")
@@ -1105,8 +1198,12 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("kind")
     va.add_argument("input", metavar="IN")
     va.add_argument("output", metavar="OUT")
-    va.add_argument("--set", action="append", metavar="KEY=VALUE",
-                    help="variant option, value as YAML (repeatable): --set scale=1.03")
+    va.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="variant option, value as YAML (repeatable): --set scale=1.03",
+    )
 
     lg = add("login", cmd_login, "Log in to a Podium site and store an API token.")
     lg.add_argument("username")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import stat
@@ -13,10 +14,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from sqlmodel import Session, select
 
 from challenge import tasks
 from challenge.app import create_app
 from challenge.cli import main
+from challenge.models import Phase
 from challenge.settings import Settings
 from tests.challenge.conftest import PASSWORD, perfect_submission, random_submission
 from tests.challenge.live_server import free_port, serve
@@ -70,7 +73,7 @@ class Podium:
 
 
 def test_admin_and_participant_commands_end_to_end(
-    site: tuple[str, Settings], make_challenge: Any, stub_worker: Any, tmp_path: Path
+    site: tuple[str, Settings], make_challenge: Any, stub_worker: Any, tmp_path: Path, engine: Any
 ) -> None:
     url, settings = site
     challenge = make_challenge(per_day=2)
@@ -178,9 +181,19 @@ def test_admin_and_participant_commands_end_to_end(
     assert r.returncode == 0
     assert "alice" in r.stdout
     assert "public leaderboard" in r.stdout
+    # Before the reveal the private board is "not allowed" (3), and the message says when.
     r = podium("leaderboard", slug, "--board", "private")
+    assert r.returncode == 3, r.stderr
+    with Session(engine) as s:
+        closes = s.exec(select(Phase).where(Phase.challenge_id == challenge.id)).one().closes_at
+    assert closes is not None
+    assert "phase 'competition' is not revealed yet" in r.stderr
+    assert f"when the phase closes, at {closes.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC" in r.stderr
+    # A challenge or phase that does not exist is still a refused input (4).
+    assert podium("leaderboard", "no-such-challenge", "--board", "private").returncode == 4
+    r = podium("leaderboard", slug, "--board", "private", "--phase", "nope")
     assert r.returncode == 4
-    assert "revealed" in r.stderr
+    assert "No phase 'nope'" in r.stderr
 
     # Quota: the invalid file gave its slot back; one more valid upload, then exit 5.
     r = podium("submit", slug, str(good), "--no-wait")
