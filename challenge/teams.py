@@ -176,8 +176,8 @@ def merge_deadline_of(session: Session, challenge: Challenge) -> dt.datetime | N
 
 
 def rename_team(session: Session, *, team: Team, actor: User, name: str) -> Team:
-    """Rename the actor's team; names are unique within a challenge."""
-    _require_member(session, team, actor)
+    """The captain renames the team; names are unique within a challenge."""
+    _require_captain(session, team, actor, "rename the team")
     name = name.strip()
     if not TEAM_NAME_RE.match(name):
         raise BadRequest("Give a team name of 1 to 80 characters, without < or >.", field="name")
@@ -205,6 +205,16 @@ def _require_member(session: Session, team: Team, user: User) -> None:
         raise NotFound("No such team.")
 
 
+def _require_captain(session: Session, team: Team, user: User, what: str) -> None:
+    """Refuse a member who is not the team's captain (and a non-member, as missing)."""
+    _require_member(session, team, user)
+    captain = captain_of(session, team)
+    if captain is None or captain.id != user.id:
+        raise PermissionDenied(
+            f"Only the captain ({captain.username if captain else 'nobody'}) can {what}."
+        )
+
+
 def _check_deadline(session: Session, challenge: Challenge, now: dt.datetime) -> None:
     deadline = merge_deadline_of(session, challenge)
     if deadline is not None and now >= deadline:
@@ -222,9 +232,9 @@ def invite(
     invitee_name: str,
     now: dt.datetime | None = None,
 ) -> TeamInvitation:
-    """Invite a registered participant of the challenge to join the inviter's team."""
+    """The captain invites a registered participant of the challenge to join the team."""
     now = now or utcnow()
-    _require_member(session, team, inviter)
+    _require_captain(session, team, inviter, "invite participants to the team")
     _check_deadline(session, challenge, now)
     invitee = session.exec(select(User).where(User.username == invitee_name.strip())).first()
     if invitee is None or invitee.id is None:
@@ -449,13 +459,7 @@ def leave_team(
 
 def transfer_captaincy(session: Session, *, team: Team, actor: User, username: str) -> User:
     """The captain hands the captaincy to another member of the team."""
-    _require_member(session, team, actor)
-    captain = captain_of(session, team)
-    if captain is None or captain.id != actor.id:
-        raise PermissionDenied(
-            f"Only the captain ({captain.username if captain else 'nobody'}) can hand over "
-            "the captaincy."
-        )
+    _require_captain(session, team, actor, "hand over the captaincy")
     target = next((m for m in members_of(session, team) if m.username == username.strip()), None)
     if target is None:
         raise BadRequest(f"'{username}' is not a member of your team.", field="username")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -12,6 +14,7 @@ from challenge.challenges import participation_of
 from challenge.errors import NotFound
 from challenge.models import Challenge, Team, TeamInvitation, User, utcnow
 from challenge.teams import (
+    TeamCounts,
     accept_invitation,
     captain_of,
     count_team_submissions,
@@ -45,6 +48,7 @@ def team_page(request: Request) -> Response:
     team = team_of(session, challenge, user)
     sent: list[tuple[TeamInvitation, str]] = []
     counts = None
+    now = utcnow()
     if team is not None and team.id is not None:
         rows = session.exec(
             select(TeamInvitation, User.username)
@@ -52,20 +56,48 @@ def team_page(request: Request) -> Response:
             .where(TeamInvitation.team_id == team.id, col(TeamInvitation.state) == "pending")
         ).all()
         sent = [(i, n) for i, n in rows]
-        counts = count_team_submissions(session, team.id, utcnow())
+        counts = count_team_submissions(session, team.id, now)
+    captain = captain_of(session, team) if team else None
+    deadline = merge_deadline_of(session, challenge)
     return render(
         request,
         "challenge/team.html",
         challenge=challenge,
         team=team,
         members=members_of(session, team) if team else [],
-        captain=captain_of(session, team) if team else None,
+        captain=captain,
+        is_captain=captain is not None and captain.id == user.id,
         sent=sent,
         received=invitations_for(session, challenge, user),
-        deadline=merge_deadline_of(session, challenge),
+        deadline=deadline,
         counts=counts,
         team_size=int(challenge.limits.get("team_size", 4)),
+        leave_refused=_leave_refused(team, counts, deadline, now),
     )
+
+
+def _leave_refused(
+    team: Team | None, counts: TeamCounts | None, deadline: dt.datetime | None, now: dt.datetime
+) -> str | None:
+    """Why ``leave_team`` would refuse a member of this (multi-member) team now, or None.
+
+    The same rules as :func:`challenge.teams.leave_team`, so that the page shows a disabled
+    button with the reason instead of a button whose click is refused.
+    """
+    if team is None:
+        return None
+    if deadline is not None and now >= deadline:
+        return (
+            f"The team merge deadline ({deadline:%Y-%m-%d %H:%M} UTC) has passed; teams are final."
+        )
+    if team.disqualified_at is not None:
+        return "The team is disqualified; its members cannot leave it. Ask the organizers."
+    if counts is not None and counts.total:
+        return (
+            f"The team has made {counts.total} submission(s); members cannot leave a team once it "
+            "has submitted (its submissions and quota are shared). Ask the organizers if you must."
+        )
+    return None
 
 
 def _team_action(request: Request) -> tuple[Challenge, User, Team]:

@@ -357,3 +357,77 @@ def test_leave_button_over_http_needs_csrf(client, make_challenge, make_user, en
     )
     assert r.status_code == 409
     assert "only member" in r.text
+
+
+def test_only_the_captain_renames_and_invites(client, make_challenge, make_user, engine):  # type: ignore[no-untyped-def]
+    from challenge.teams import rename_team
+    from tests.challenge.conftest import csrf_of, login
+
+    challenge = make_challenge(closes_days=30)
+    a, b, c = make_user("ann"), make_user("ben"), make_user("cid")
+    joined(engine, challenge, a, b, c)
+    team_up(engine, challenge, a, b)
+    with session_scope(engine) as s:
+        ch = s.get(Challenge, challenge.id)
+        team = team_of(s, ch, b)  # type: ignore[arg-type]
+        assert team is not None
+        with pytest.raises(PermissionDenied, match=r"Only the captain \(ann\) can rename"):
+            rename_team(s, team=team, actor=s.get(User, b.id), name="Bens")  # type: ignore[arg-type]
+        with pytest.raises(PermissionDenied, match=r"Only the captain \(ann\) can invite"):
+            invite(s, challenge=ch, team=team, inviter=s.get(User, b.id), invitee_name="cid")  # type: ignore[arg-type]
+    # Over HTTP: ben sees neither form, and his POSTs are refused.
+    login(client, "ben")
+    url = f"/c/{challenge.slug}/team"
+    page = client.get(url).text
+    assert "/team/rename" not in page
+    assert "/team/invite" not in page
+    assert "Only the captain (ann) can rename the team and invite participants." in page
+    for action, field, value in (("rename", "name", "Bens"), ("invite", "username", "cid")):
+        r = client.post(
+            f"{url}/{action}",
+            data={"csrf_token": csrf_of(client, url), field: value},
+            follow_redirects=False,
+        )
+        assert r.status_code == 403, (action, r.status_code)
+        assert "Only the captain" in r.text
+    with Session(engine) as s:
+        ch = s.get(Challenge, challenge.id)
+        assert team_of(s, ch, s.get(User, b.id)).name == "ann"  # type: ignore[arg-type,union-attr]
+        from challenge.models import TeamInvitation
+
+        assert s.exec(select(TeamInvitation).where(TeamInvitation.state == "pending")).all() == []
+    client.cookies.clear()
+    login(client, "ann")
+    page = client.get(url).text
+    assert "/team/rename" in page
+    assert "/team/invite" in page
+    assert "Only the captain" not in page
+
+
+def test_leave_button_is_disabled_with_the_reason(client, make_challenge, make_user, engine):  # type: ignore[no-untyped-def]
+    from tests.challenge.conftest import login
+
+    challenge = make_challenge(closes_days=30)
+    a, b = make_user("ann"), make_user("ben")
+    joined(engine, challenge, a, b)
+    team_up(engine, challenge, a, b)
+    login(client, "ben")
+    url = f"/c/{challenge.slug}/team"
+    page = client.get(url).text
+    assert 'action="/c/test-higgs/team/leave"' in page
+    assert 'data-testid="leave-refused"' not in page
+    # Once the team has used some of its quota, leaving would be refused: the page says so.
+    upload(engine, challenge, a)
+    page = client.get(url).text
+    assert 'action="/c/test-higgs/team/leave"' not in page
+    assert '<button type="button" disabled aria-describedby="leave-refused">Leave the team' in page
+    assert "You cannot leave: The team has made 1 submission(s)" in page
+    # After the merge deadline the reason is the deadline.
+    with session_scope(engine) as s:
+        ch = s.get(Challenge, challenge.id)
+        assert ch is not None
+        ch.merge_deadline = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+        s.add(ch)
+    page = client.get(url).text
+    assert "You cannot leave: The team merge deadline" in page
+    assert "teams are final" in page
