@@ -176,8 +176,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def web_app() -> Any:
     """uvicorn factory for ``podium serve``: the site, built from the environment's settings."""
     from challenge.app import create_app
+    from challenge.serving import tune_gc_for_serving
 
-    return create_app(load_settings())
+    app = create_app(load_settings())
+    tune_gc_for_serving()  # a serving process: docs/benchmarks.md, Forum
+    return app
 
 
 def demo_base_url(host: str, port: int) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from challenge.serving import YOUNG_THRESHOLD
 
 
@@ -21,3 +23,14 @@ def test_tune_gc_for_serving_freezes_the_start_up_heap() -> None:
     frozen, young = (int(x) for x in out.stdout.split())
     assert frozen > 10_000  # the imported application's modules, classes and metadata
     assert young == YOUNG_THRESHOLD
+
+
+def test_podium_serve_factory_tunes_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from challenge import cli, serving
+
+    calls: list[bool] = []
+    monkeypatch.setattr(serving, "tune_gc_for_serving", lambda: calls.append(True))
+    monkeypatch.setattr(cli, "load_settings", lambda: object())
+    monkeypatch.setattr("challenge.app.create_app", lambda settings: "app")
+    assert cli.web_app() == "app"
+    assert calls == [True]
