@@ -8,7 +8,7 @@ are refused with :class:`Forbidden` and a message that says why.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -168,9 +168,18 @@ def _standing_statement() -> sa.CompoundSelect[Any]:
 _STANDING = _standing_statement()
 
 
+STANDING = _STANDING  # bound ``user_id`` and ``now``; rows for :func:`standing_from_rows`
+
+
 def forum_standing(session: Session, user_id: int) -> Standing:
     """The forum's own moderator grants and the user's sanctions in force, in one round trip."""
     rows = session.execute(_STANDING, {"user_id": user_id, "now": utcnow()}).all()
+    return standing_from_rows(rows, user_id)
+
+
+def standing_from_rows(rows: Iterable[Sequence[Any]], user_id: int) -> Standing:
+    """:func:`forum_standing` from the rows of ``STANDING``, however they were read."""
+    rows = list(rows)
     scopes = [slug for kind, slug, _, _ in rows if kind == "moderator"]
     found = tuple(
         Sanction(

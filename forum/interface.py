@@ -7,7 +7,7 @@ and hands it to :func:`forum.views.forum_routes`. Users are referred to by their
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -52,6 +52,22 @@ class ForumHost(UserDirectory, Protocol):
 
     def challenge_title(self, request: Request, challenge_slug: str) -> str | None:
         """The challenge's title when it exists and the current user may see it, else None."""
+
+    async def prefetch_on_loop(
+        self,
+        request: Request,
+        scope: Any,
+        params: Mapping[str, Any],
+        reads: Callable[[int | None], Sequence[tuple[Any, Mapping[str, Any]]]],
+    ) -> list[Sequence[Sequence[Any]]] | None:
+        """Read without blocking the event loop, in one round trip: what ``current_user``,
+        ``is_site_moderator``, ``moderated_challenges``, ``organized_challenges`` and
+        ``challenge_title`` (for the challenge whose slug the SQL expression ``scope`` gives, with
+        ``params``) need for this request, kept for those calls, and the forum's ``reads(user_id)``
+        (statements and their parameters; ``user_id`` is the user the request claims to be, None for
+        a visitor), whose rows it returns in order. None when it cannot (no such reader on this
+        database, a busy or broken connection, a user it does not describe this way): the caller
+        then takes its ordinary path. It raises nothing."""
 
     def session(self, request: Request) -> Session:
         """The request's database session (the host closes it after the response)."""

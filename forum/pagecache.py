@@ -16,9 +16,10 @@ thread see a page nobody else sees: their pages are rendered for them and not ca
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +78,40 @@ def _thread_with_viewer_facts() -> Any:
 
 
 _THREAD_WITH_VIEWER_FACTS = _thread_with_viewer_facts()
+# For readers that run it themselves (``ForumHost.prefetch_on_loop``): rows for
+# :func:`thread_from_row`. A visitor's ``user_id`` is None: the viewer facts are then all false.
+THREAD_WITH_VIEWER_FACTS = _THREAD_WITH_VIEWER_FACTS
+# The slug of the forum the thread ``thread_id`` is in (NULL: the site-wide forum, or no thread).
+THREAD_SCOPE = (
+    select(Thread.challenge_slug)
+    .where(col(Thread.id) == sa.bindparam("thread_id", type_=sa.Integer))
+    .scalar_subquery()
+)
+_THREAD_KEYS = tuple(Thread.__table__.columns.keys())  # type: ignore[attr-defined]
+
+
+def _viewer_facts(is_subscribed: Any, has_pending: Any, voted: str | None) -> ViewerFacts:
+    return ViewerFacts(
+        subscribed=bool(is_subscribed),
+        voted=frozenset(int(i) for i in voted.split(",")) if voted else frozenset(),
+        has_pending=bool(has_pending),
+    )
+
+
+def thread_from_row(row: Sequence[Any], logged_in: bool) -> tuple[Thread, ViewerFacts | None]:
+    """A row of ``THREAD_WITH_VIEWER_FACTS`` read outside the ORM: a detached thread and the
+    viewer's facts (None for a visitor, as :func:`thread_and_viewer_facts` gives)."""
+    n = len(_THREAD_KEYS)
+    values = {k: _utc(v) for k, v in zip(_THREAD_KEYS, row[:n], strict=True)}
+    thread = Thread(**values)
+    return thread, _viewer_facts(*row[n : n + 3]) if logged_in else None
+
+
+def _utc(value: Any) -> Any:
+    """As the ORM's ``UTCDateTime`` gives it."""
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    return value
 
 
 def thread_and_viewer_facts(
@@ -93,11 +128,7 @@ def thread_and_viewer_facts(
     if row is None:
         return None, None
     thread, is_subscribed, has_pending, voted = row
-    return thread, ViewerFacts(
-        subscribed=bool(is_subscribed),
-        voted=frozenset(int(i) for i in voted.split(",")) if voted else frozenset(),
-        has_pending=bool(has_pending),
-    )
+    return thread, _viewer_facts(is_subscribed, has_pending, voted)
 
 
 class PageCache:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,18 +26,22 @@ from starlette.staticfiles import StaticFiles
 
 from forum.access import (
     ANNOUNCEMENTS,
+    STANDING,
     Actor,
     Forbidden,
     ForumError,
     NotFound,
     NotLoggedIn,
     Page,
+    Standing,
+    can_see_thread,
     can_write_in,
     categories_for,
     check_can_read,
     check_category,
     forum_standing,
     page_number,
+    standing_from_rows,
 )
 from forum.config import ForumConfig
 from forum.fragments import (
@@ -50,7 +54,7 @@ from forum.fragments import (
     Viewer,
     fmt_time,
 )
-from forum.interface import ForumHost
+from forum.interface import ForumHost, ForumUser
 from forum.models import (
     FLAG_KINDS,
     MERGED,
@@ -63,6 +67,7 @@ from forum.models import (
     PostRevision,
     Sanction,
     Thread,
+    utcnow,
 )
 from forum.moderation import (
     ACTIONS,
@@ -71,7 +76,15 @@ from forum.moderation import (
     revoke_moderator,
     run_action,
 )
-from forum.pagecache import PageCache, ViewerClass, thread_and_viewer_facts
+from forum.pagecache import (
+    THREAD_SCOPE,
+    THREAD_WITH_VIEWER_FACTS,
+    PageCache,
+    ViewerClass,
+    ViewerFacts,
+    thread_and_viewer_facts,
+    thread_from_row,
+)
 from forum.posting import (
     accept_answer,
     access_post,
@@ -116,10 +129,16 @@ class ForumViews:
         if isinstance(cached, Actor):
             return cached
         user = self.host.current_user(request)
-        if user is None:
+        standing = forum_standing(self.host.session(request), user.id) if user else None
+        return self.actor_of(request, user, standing)
+
+    def actor_of(
+        self, request: Request, user: ForumUser | None, standing: Standing | None
+    ) -> Actor:
+        """The request's actor, from the user and their forum standing (however they were read)."""
+        if user is None or standing is None:
             actor = Actor(None)
         else:
-            standing = forum_standing(self.host.session(request), user.id)
             actor = Actor(
                 user,
                 site_moderator=standing.site_moderator or self.host.is_site_moderator(request),
@@ -397,6 +416,44 @@ class ForumViews:
             sa.and_(col(Post.status) == PENDING, col(Post.author_id) == actor.id),
         )
 
+    async def thread_on_loop(self, request: Request) -> Response:
+        """The thread page without blocking the event loop on a cache hit: the host reads the
+        viewer, their roles and the thread's challenge together with the thread row, the viewer's
+        facts and forum standing, in one round trip on a connection of its own
+        (``ForumHost.prefetch_on_loop``); a cached body is then served with no other read. A miss,
+        or no such read (SQLite, a busy or broken connection), takes :meth:`thread` inline."""
+        thread_id = self.int_param(request.path_params["thread_id"], "Thread")
+
+        def reads(user_id: int | None) -> list[tuple[Any, dict[str, Any]]]:
+            wanted: list[tuple[Any, dict[str, Any]]] = [
+                (THREAD_WITH_VIEWER_FACTS, {"user_id": user_id, "thread_id": thread_id})
+            ]
+            if user_id is not None:
+                wanted.append((STANDING, {"user_id": user_id, "now": utcnow()}))
+            return wanted
+
+        results = await self.host.prefetch_on_loop(
+            request, THREAD_SCOPE, {"thread_id": thread_id}, reads
+        )
+        response = self.thread_from_prefetch(request, results) if results else None
+        return response if response is not None else self.thread(request)
+
+    def thread_from_prefetch(
+        self, request: Request, results: list[Sequence[Sequence[Any]]]
+    ) -> Response | None:
+        """The page from ``prefetch_on_loop``'s rows when its body is cached, else None."""
+        user = self.host.current_user(request)  # known to the host now: no query
+        if not results[0] or len(results) != (2 if user else 1):
+            return None  # no such thread, or the host took the user to be someone else
+        thread, facts = thread_from_row(results[0][0], user is not None)
+        standing = standing_from_rows(results[1], user.id) if user else None
+        actor = self.actor_of(request, user, standing)
+        scope_title = self.scope_title(request, thread.challenge_slug)
+        if not can_see_thread(actor, thread):
+            raise NotFound("That thread does not exist or was removed.")
+        check_can_read(self.session(request), actor, thread.challenge_slug)  # sanctions known
+        return self.thread_page(request, actor, thread, facts, scope_title, render=False)
+
     def thread(self, request: Request) -> Response:
         """One page of a thread: the body from the page cache (keyed by the thread's version and
         the viewer's class), the viewer's own bits filled in from one small query."""
@@ -410,6 +467,23 @@ class ForumViews:
         # The forum's title first: the host then knows the challenge when asked about roles.
         scope_title = self.scope_title(request, row.challenge_slug)
         thread = access_thread(session, actor, thread_id)  # the row is in the session already
+        page = self.thread_page(request, actor, thread, facts, scope_title, render=True)
+        assert page is not None
+        return page
+
+    def thread_page(
+        self,
+        request: Request,
+        actor: Actor,
+        thread: Thread,
+        facts: ViewerFacts | None,
+        scope_title: str,
+        *,
+        render: bool,
+    ) -> Response | None:
+        """The page of a thread the actor may read; a body not in the cache is rendered when
+        ``render``, else the answer is None."""
+        me = actor.id
         if thread.status == MERGED and thread.merged_into_id:
             return RedirectResponse(f"/forum/t/{thread.merged_into_id}", status_code=301)
         assert thread.id is not None
@@ -438,6 +512,9 @@ class ForumViews:
         shared = moderator or facts is None or not facts.has_pending
         body = self.page_cache.get(key) if shared else None
         if body is None:
+            if not render:
+                return None
+            session = self.session(request)
             # A shared body shows what every viewer of the class sees: for participants, published
             # posts only (even if one of theirs was held since the facts were read).
             seen_as = actor if moderator or not shared else Actor(None)
@@ -1096,7 +1173,7 @@ class ForumViews:
             Route("/c/{slug}/{category}/new", g(self.new_thread), methods=["GET", "POST"]),
             Route("/site/{category}", g(self.category), methods=["GET"]),
             Route("/site/{category}/new", g(self.new_thread), methods=["GET", "POST"]),
-            Route("/t/{thread_id}", g(self.thread, inline=True), methods=["GET"], name="forum_thread"),
+            Route("/t/{thread_id}", g(self.thread_on_loop), methods=["GET"], name="forum_thread"),
             Route("/t/{thread_id}/reply", g(self.reply), methods=["GET", "POST"]),
             Route("/t/{thread_id}/accept", g(self.accept), methods=["POST"]),
             Route("/t/{thread_id}/subscribe", g(self.subscribe), methods=["POST"]),

@@ -35,7 +35,8 @@ def test_a_cached_thread_page_costs_four_statements(
     browser: Any, engine: sa.Engine, seeded: dict[str, Any]
 ) -> None:
     """User, forum standing, thread with the viewer's facts, challenge with the user's organized
-    challenges: four statements for a logged-in participant once the body is cached."""
+    challenges: four statements for a logged-in participant once the body is cached. PostgreSQL:
+    the same reads in one round trip on the event loop, none through the app's pool."""
     alice = browser("alice")
     url = f"/forum/t/{seeded['tid']}"
     assert alice.get(url).status_code == 200
@@ -50,7 +51,7 @@ def test_a_cached_thread_page_costs_four_statements(
     finally:
         sa.event.remove(engine, "before_cursor_execute", count)
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    assert len(selects) == 4, selects
+    assert len(selects) == (4 if engine.url.get_backend_name() == "sqlite" else 0), selects
 
 
 def test_forum_policy_comes_from_the_settings(
