@@ -144,12 +144,14 @@ class LoopReader:
             self.waiters.append(waiter)
             try:
                 return await asyncio.wait_for(asyncio.shield(waiter), 1.0)
-            except TimeoutError:
+            except BaseException as exc:  # timed out, or the request was cancelled
                 if waiter.done() and not waiter.cancelled():
-                    self._release(waiter.result())
+                    self._release(waiter.result())  # handed over meanwhile: pass it on
                 else:
                     waiter.cancel()
-                return None  # all busy for long: the caller takes its ordinary path
+                if isinstance(exc, TimeoutError):
+                    return None  # all busy for long: the caller takes its ordinary path
+                raise
         self.opened += 1
         try:
             conninfo = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
