@@ -1,7 +1,9 @@
 """The forum's pages. ``forum_routes(host, config)`` returns routes to mount (e.g. at ``/forum``).
 
 POST views are ``async``: they read the form through the host (CSRF check) and run the database work
-in the thread pool. GET views are plain functions that Starlette runs in its thread pool.
+in the thread pool. GET views are plain functions run in the thread pool, except the thread page:
+an ``async`` handler whose cache hits read on the event loop through the host
+(``ForumHost.prefetch_on_loop``), and whose other cases run inline (docs/benchmarks.md, Forum).
 """
 
 from __future__ import annotations
