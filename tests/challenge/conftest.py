@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dramatiq
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -23,6 +22,7 @@ from challenge.db import make_engine, session_scope
 from challenge.models import Challenge, User
 from challenge.settings import Settings
 from splitter.generate import generate_higgs
+from tests.challenge.stub_workers import JOIN_TIMEOUT_MS, stub_broker_and_worker
 
 PASSWORD = "correct horse battery"
 
@@ -114,18 +114,14 @@ def client(app: Any) -> Iterator[TestClient]:
 @pytest.fixture
 def stub_worker() -> Iterator[Any]:
     """Run queued actors on dramatiq's StubBroker; call .drain() to process everything sent."""
-    broker = dramatiq.get_broker()
-    broker.flush_all()
-    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
-    worker.start()
+    with stub_broker_and_worker() as (broker, worker):
 
-    class Drainer:
-        def drain(self) -> None:
-            broker.join("scoring", fail_fast=True)
-            worker.join()
+        class Drainer:
+            def drain(self) -> None:
+                broker.join("scoring", timeout=JOIN_TIMEOUT_MS, fail_fast=True)  # type: ignore[call-arg]
+                worker.join()
 
-    yield Drainer()
-    worker.stop()
+        yield Drainer()
     if tasks._context is not None and tasks._context._pool is not None:
         tasks._context._pool.close()
         tasks._context._pool = None

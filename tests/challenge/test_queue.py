@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import dramatiq
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -50,6 +49,7 @@ from scoring.formats import SubmissionFormat
 from scoring.grading import grade, load_solution
 from scoring.metrics import MetricSpec
 from tests.challenge.conftest import csrf_of, login, perfect_submission, random_submission
+from tests.challenge.stub_workers import JOIN_TIMEOUT_MS, stub_broker_and_worker
 
 
 def submit_frame(
@@ -82,23 +82,19 @@ def joined(engine: sa.Engine, challenge: Challenge, user: User) -> User:
 @pytest.fixture
 def queue_worker(app: Any) -> Iterator[Any]:
     """A StubBroker worker that drains the scoring and rescoring queues."""
-    broker = dramatiq.get_broker()
-    broker.flush_all()
-    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
-    worker.start()
+    with stub_broker_and_worker() as (broker, worker):
 
-    class Drainer:
-        broker: Any
+        class Drainer:
+            broker: Any
 
-        def drain(self) -> None:
-            for queue in ("scoring", "rescoring"):
-                broker.join(queue, fail_fast=True)  # type: ignore[call-arg]
-            worker.join()
+            def drain(self) -> None:
+                for queue in ("scoring", "rescoring"):
+                    broker.join(queue, timeout=JOIN_TIMEOUT_MS, fail_fast=True)  # type: ignore[call-arg]
+                worker.join()
 
-    drainer = Drainer()
-    drainer.broker = broker
-    yield drainer
-    worker.stop()
+        drainer = Drainer()
+        drainer.broker = broker
+        yield drainer
     if tasks._context is not None and tasks._context._pool is not None:
         tasks._context._pool.close()
         tasks._context._pool = None

@@ -9,7 +9,6 @@ import hashlib
 import logging
 from typing import Any
 
-import dramatiq
 import pytest
 import sqlalchemy as sa
 from sqlmodel import col, select
@@ -20,22 +19,16 @@ from challenge.models import Challenge, Submission, User, utcnow
 from challenge.settings import Settings
 from challenge.submissions import create_submission
 from tests.challenge.conftest import random_submission
+from tests.challenge.stub_workers import JOIN_TIMEOUT_MS, stub_broker_and_worker
 from tests.challenge.test_queue import joined, submit_frame
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_reconcile_actor_returns_nothing(app: Any, caplog: pytest.LogCaptureFixture) -> None:
-    broker = dramatiq.get_broker()
-    broker.flush_all()
-    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
-    worker.start()
-    try:
-        with caplog.at_level(logging.WARNING):
-            tasks.reconcile.send()
-            broker.join("maintenance", fail_fast=True)
-            worker.join()
-    finally:
-        worker.stop()
+    with stub_broker_and_worker() as (broker, worker), caplog.at_level(logging.WARNING):
+        tasks.reconcile.send()
+        broker.join("maintenance", timeout=JOIN_TIMEOUT_MS, fail_fast=True)  # type: ignore[call-arg]
+        worker.join()
     assert tasks.reconcile.fn() is None
     assert not [r for r in caplog.records if "Results middleware" in r.getMessage()]
 
