@@ -233,7 +233,20 @@ def parse_bundle_text(text: str, *, filename: str = "challenge.yaml", base_dir: 
     leaderboard = dict(raw.get("leaderboard") or {})
     reveal = leaderboard.setdefault("reveal", "at_close")
     if reveal not in ("at_close", "manual"):
-        raise loc.error(("leaderboard", "reveal"), "use 'at_close' or 'manual'.")
+        # A date: the reveal happens then, but never before the last phase closes.
+        if not isinstance(reveal, dt.datetime | str):
+            raise loc.error(
+                ("leaderboard", "reveal"),
+                "use 'at_close', 'manual' or a date such as 2027-07-15T00:00Z.",
+            )
+        try:
+            when = _as_datetime(reveal, loc, ("leaderboard", "reveal"))
+        except BundleError as exc:
+            raise loc.error(
+                ("leaderboard", "reveal"),
+                "use 'at_close', 'manual' or a date such as 2027-07-15T00:00Z.",
+            ) from exc
+        leaderboard["reveal"] = when.isoformat()
 
     return Bundle(
         slug=slug,

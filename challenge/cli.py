@@ -987,27 +987,34 @@ def _private_board_hidden(http: Any, slug: str, params: dict[str, str], answer: 
     no such challenge or phase (exit 4, the site's message).
 
     The public board of the same phase tells them apart: when it exists, the private one is only
-    hidden. The challenge's phases then give the phase's closing time.
+    hidden. The challenge's phases then give the last closing time.
     """
     public = http.get(f"/api/challenges/{slug}/leaderboard", params={**params, "board": "public"})
     if public.status_code >= 400:
         return _error(answer)
     phase_name = public.json().get("phase", params.get("phase", ""))
-    closes: str | None = None
-    state = ""
+    # Every phase that takes submissions ranks on the same private rows: the reveal waits for the
+    # last of them to close (docs/leaderboards.md).
+    closes: list[str | None] = []
     info = http.get(f"/api/challenges/{slug}")
     if info.status_code < 400:
-        for phase in info.json().get("phases", []):
-            if phase.get("name") == phase_name:
-                closes, state = phase.get("closes"), str(phase.get("state", ""))
+        closes = [
+            phase.get("closes")
+            for phase in info.json().get("phases", [])
+            if phase.get("accepts_submissions", True)
+        ]
     head = f"the private leaderboard of phase '{phase_name}' is not revealed yet"
-    if state == "closed":
-        when = "the organizers reveal it"
-    elif closes:
-        at = dt.datetime.fromisoformat(closes).astimezone(dt.UTC)
-        when = f"it will be revealed when the phase closes, at {at:%Y-%m-%d %H:%M} UTC"
+    now = dt.datetime.now(dt.UTC)
+    ends = [dt.datetime.fromisoformat(c).astimezone(dt.UTC) for c in closes if c]
+    if closes and len(ends) < len(closes):
+        when = "a phase has no closing date; it is revealed after every phase has closed"
+    elif ends and max(ends) > now:
+        when = f"it will be revealed when the last phase closes, at {max(ends):%Y-%m-%d %H:%M} UTC"
     else:
-        when = "it will be revealed when the phase closes"
+        try:
+            when = str(answer.json().get("message") or "the organizers reveal it")
+        except ValueError:
+            when = "the organizers reveal it"
     return CliError(f"{head}: {when}", EXIT_AUTH)
 
 
