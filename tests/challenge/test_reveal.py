@@ -130,6 +130,7 @@ def surfaces(app: Any, ctx: dict[str, Any]) -> dict[str, tuple[int, str]]:
                 get(f"{who} csv private {ph}", c, f"/c/{slug}/leaderboard.csv?{q}&board=private")
                 get(f"{who} csv public {ph}", c, f"/c/{slug}/leaderboard.csv?{q}")
                 get(f"{who} shakeup {ph}", c, f"/c/{slug}/plots/shakeup.svg?{q}&board=private")
+                get(f"{who} shakeup bare {ph}", c, f"/c/{slug}/plots/shakeup.svg?{q}")
                 get(f"{who} best plot {ph}", c, f"/c/{slug}/plots/best.svg?{q}")
                 get(f"{who} embed {ph}", c, f"/c/{slug}/leaderboard/embed?{q}")
                 get(f"{who} room {ph}", c, f"/c/{slug}/room?{q}")
