@@ -410,12 +410,13 @@ async def reveal(request: Request) -> Response:
         body = await request.json()
     except ValueError:
         body = None
-    if not isinstance(body, dict):
-        raise BadRequest('Send JSON: {"confirm": "<the challenge slug>", "reason": "..."}.')
 
     def _reveal() -> Response:
         session = db(request)
+        # Someone else's challenge looks missing, whatever the body says.
         challenge = organized_challenge(request, user, request.path_params["slug"])
+        if not isinstance(body, dict):
+            raise BadRequest('Send JSON: {"confirm": "<the challenge slug>", "reason": "..."}.')
         event = reveal_private_leaderboard(
             session,
             challenge=challenge,
