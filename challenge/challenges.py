@@ -294,24 +294,36 @@ def private_scores_visible(
 
 
 def reveal_refusal(
-    challenge: Challenge, phases: Sequence[Phase], now: dt.datetime | None = None
+    challenge: Challenge,
+    phases: Sequence[Phase],
+    now: dt.datetime | None = None,
+    actor: User | None = None,
 ) -> str | None:
-    """Why the private leaderboard cannot be revealed now (None: it can), saying when it can."""
+    """Why the private leaderboard cannot be revealed by hand now (None: it can), saying when it
+    can. With ``actor``: also refused to anyone but an admin before the bundle's reveal date."""
     if not ranking_phases(phases):
         return "This challenge has no phase that takes submissions: there is no private board."
+    now = now or utcnow()
     blocking = phase_blocking_reveal(phases, now)
-    if blocking is None:
-        return None
-    if blocking.closes_at is None:
+    if blocking is not None and blocking.closes_at is None:
         return (
             f"Phase '{blocking.name}' ranks on the private test rows and has no closing date: "
             "give it one (Extend) before the private leaderboard can be revealed."
         )
-    return (
-        f"The private leaderboard can be revealed once phase '{blocking.name}' closes, at "
-        f"{blocking.closes_at:%Y-%m-%d %H:%M} UTC: until then its private scores would rank "
-        "the rows that phase is still scored on."
-    )
+    if blocking is not None:
+        return (
+            f"The private leaderboard can be revealed once phase '{blocking.name}' closes, at "
+            f"{blocking.closes_at:%Y-%m-%d %H:%M} UTC: every phase is scored on the same "
+            "private rows, so until then private scores would tell its participants about the "
+            "rows that decide it."
+        )
+    due = reveal_due_at(challenge, phases)
+    if actor is not None and actor.role != "admin" and due is not None and now < due:
+        return (
+            f"The private leaderboard is revealed at {due:%Y-%m-%d %H:%M} UTC as the bundle "
+            "schedules; only a site admin may reveal it earlier, giving a reason."
+        )
+    return None
 
 
 def reveal_private_leaderboard(
@@ -335,7 +347,7 @@ def reveal_private_leaderboard(
         return None
     now = now or utcnow()
     phases = phases_of(session, challenge)
-    refusal = reveal_refusal(challenge, phases, now)
+    refusal = reveal_refusal(challenge, phases, now, actor)
     if refusal is not None:
         raise PermissionDenied(refusal)
     if confirm.strip() != challenge.slug:
@@ -345,12 +357,7 @@ def reveal_private_leaderboard(
         )
     reason = reason.strip()
     due = reveal_due_at(challenge, phases)
-    early = due is not None and now < due
-    if early and actor.role != "admin":
-        raise PermissionDenied(
-            f"The private leaderboard is revealed at {due:%Y-%m-%d %H:%M} UTC as the bundle "
-            "schedules; only a site admin may reveal it earlier, giving a reason."
-        )
+    early = due is not None and now < due  # an admin's forced reveal (reveal_refusal let it by)
     if early and not reason:
         raise BadRequest(
             "Say why the private leaderboard is revealed before its scheduled date; the reason "

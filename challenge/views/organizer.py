@@ -14,7 +14,7 @@ from starlette.routing import Route
 from challenge.challenges import (
     get_challenge_by_slug,
     phases_of,
-    private_scores_visible,
+    private_scores_visible_among,
     reveal_due_at,
     reveal_private_leaderboard,
     reveal_refusal,
@@ -66,26 +66,24 @@ def dashboard(request: Request) -> Response:
 
 @dataclass
 class RevealState:
-    """What the reveal page offers: refused (and until when), or a confirmation form."""
+    """What the organizer pages offer: the reveal refused (and until when), or its form."""
 
-    refusal: str | None  # set: the reveal is refused now, saying when it becomes possible
-    due: dt.datetime | None  # when it happens by itself (at the close, the bundle's date)
-    early: bool  # before that date: only an admin, with a reason
-    allowed: bool  # this user may confirm it now
+    refusal: str | None  # set: refused now, saying when it becomes possible
+    due: dt.datetime | None  # when it happens by itself (at the last close, the bundle's date)
+    early: bool  # before that date: an admin's forced reveal, with a reason
+    visible: bool  # the private scores are shown already (challenges.private_scores_visible)
+    allowed: bool  # this user may confirm a reveal now
 
 
 def reveal_state(session: Session, challenge: Challenge, user: User) -> RevealState:
     phases = phases_of(session, challenge)
     now = utcnow()
-    refusal = reveal_refusal(challenge, phases, now)
+    refusal = reveal_refusal(challenge, phases, now, user)
     due = reveal_due_at(challenge, phases)
     early = refusal is None and due is not None and now < due
-    if early and user.role != "admin":
-        refusal = (
-            f"The private leaderboard is revealed at {due:%Y-%m-%d %H:%M} UTC as the bundle "
-            "schedules; only a site admin may reveal it earlier, giving a reason."
-        )
-    return RevealState(refusal, due, early, refusal is None and challenge.revealed_at is None)
+    visible = private_scores_visible_among(challenge, phases, now)
+    allowed = refusal is None and challenge.revealed_at is None
+    return RevealState(refusal, due, early, visible, allowed)
 
 
 def _reveal_page(
@@ -97,7 +95,6 @@ def _reveal_page(
         status_code=status_code,
         challenge=challenge,
         state=reveal_state(db(request), challenge, user),
-        visible=private_scores_visible(db(request), challenge),
         error=error,
     )
 
