@@ -502,7 +502,18 @@ def test_reveal_library_guards(engine: Any, two_phases: dict[str, Any]) -> None:
             phase.closes_at = utcnow() - dt.timedelta(seconds=1)
         with pytest.raises(BadRequest, match="type the challenge's slug"):
             reveal_private_leaderboard(s, challenge=ch, actor=admin, confirm="")
+        # Before a scheduled date: the organizer is refused, the admin needs a reason.
+        ch.leaderboard = {**ch.leaderboard, "reveal": (utcnow() + dt.timedelta(days=9)).isoformat()}
+        organizer = s.get(User, ctx["org"].id)
+        assert organizer is not None
+        with pytest.raises(PermissionDenied, match="only a site admin may reveal it earlier"):
+            reveal_private_leaderboard(
+                s, challenge=ch, actor=organizer, confirm=ch.slug, reason="x"
+            )
+        with pytest.raises(BadRequest, match="Say why"):
+            reveal_private_leaderboard(s, challenge=ch, actor=admin, confirm=ch.slug)
         assert ch.revealed_at is None
+        assert s.exec(select(AuditEvent)).first() is None
 
 
 def test_bundle_reveal_date(tmp_path: Any) -> None:
