@@ -59,9 +59,13 @@ class FileView:
     mounts: tuple[Mount, ...]
     scratch: str = SCRATCH
     devices: tuple[str, ...] = field(default=("/dev/null",))
+    #: Symbolic links recreated inside (path, what it points to): a merged-/usr system's
+    #: ``/lib64 -> usr/lib64``, where the dynamic loader is looked for.
+    links: tuple[tuple[str, str], ...] = ()
 
-    def __add__(self, more: Iterable[Mount]) -> FileView:
-        return FileView((*self.mounts, *more), self.scratch, self.devices)
+    def with_mounts(self, more: Iterable[Mount]) -> FileView:
+        """This view plus ``more`` mounts (a job's own files)."""
+        return FileView((*self.mounts, *more), self.scratch, self.devices, self.links)
 
     def target_of(self, source: str) -> str | None:
         """Where the host path ``source`` appears inside the jail, or ``None`` if it does not."""
@@ -116,7 +120,32 @@ def runtime_mounts(packages: Sequence[str] = GRADER_PACKAGES) -> tuple[Mount, ..
     for root in sorted(set(chosen)):
         if not _under(root, kept):
             kept.append(root)
-    return tuple(Mount(root, root) for root in kept)
+    files = [m for m in interpreter_mounts() if not _under(m.target, kept)]
+    return tuple(Mount(root, root) for root in kept) + tuple(files)
+
+
+def interpreter_mounts() -> tuple[Mount, ...]:
+    """The interpreter's own files, so a sandbox can also start a fresh ``python`` in the view.
+
+    The executable at the path it is called by (a venv's ``bin/python``, bound as the binary it
+    links to), the venv's ``pyvenv.cfg`` and the shared ``libpython``. The zygote's forked
+    children do not need them; a sandbox that starts a new interpreter (bubblewrap) does.
+    """
+    files = [sys.executable, os.path.realpath(sys.executable)]
+    if sys.prefix != sys.base_prefix:
+        files.append(os.path.join(sys.prefix, "pyvenv.cfg"))
+    libdir = sysconfig.get_config_var("LIBDIR")
+    for key in ("LDLIBRARY", "INSTSONAME"):
+        library = sysconfig.get_config_var(key)
+        if libdir and library:
+            files.append(os.path.join(libdir, library))
+    mounts: dict[str, Mount] = {}
+    for path in files:
+        if path and os.path.isfile(path) and not os.path.realpath(path).startswith(
+            tuple(SYSTEM_LIBRARIES)
+        ):
+            mounts.setdefault(path, Mount(os.path.realpath(path), os.path.abspath(path)))
+    return tuple(mounts.values())
 
 
 def grading_mounts(
@@ -133,6 +162,18 @@ def grading_mounts(
     return tuple(mounts)
 
 
+def system_links() -> tuple[tuple[str, str], ...]:
+    """The system library folders that are symbolic links here (merged /usr), as (path, target)."""
+    return tuple(
+        (lib, os.readlink(lib)) for lib in SYSTEM_LIBRARIES[:2] if os.path.islink(lib)
+    )
+
+
+def runtime_view() -> FileView:
+    """The Python runtime of this process as a complete :class:`FileView` (no job files yet)."""
+    return FileView(runtime_mounts(), links=system_links())
+
+
 def bwrap_arguments(view: FileView) -> list[str]:
     """bubblewrap options that build ``view`` (put them before the command to run).
 
@@ -142,6 +183,8 @@ def bwrap_arguments(view: FileView) -> list[str]:
     args = ["--tmpfs", "/"]
     for mount in view.mounts:
         args += ["--bind" if mount.writable else "--ro-bind", mount.source, mount.target]
+    for path, points_to in view.links:
+        args += ["--symlink", points_to, path]
     for device in view.devices:
         args += ["--dev-bind", device, device]
     args += ["--tmpfs", view.scratch, "--chdir", view.scratch]

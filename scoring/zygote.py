@@ -52,7 +52,7 @@ from scoring.view import (
     SUBMISSION_TARGET,
     FileView,
     Mount,
-    runtime_mounts,
+    runtime_view,
 )
 
 CLONE_NEWNS = 0x00020000
@@ -108,6 +108,8 @@ def _mount_view(jail: str, view: FileView) -> None:
         _mount(mount.source, target, None, MS_BIND | MS_REC, None)
         flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV
         _mount(None, target, None, flags if mount.writable else flags | MS_RDONLY, None)
+    for path, points_to in view.links:
+        os.symlink(points_to, jail + path)
     for device in view.devices:
         os.makedirs(os.path.dirname(jail + device), exist_ok=True)
         Path(jail + device).touch()
@@ -266,7 +268,7 @@ def _run_child(request: dict[str, Any], result_w: int, log_w: int, jail: Jail,
                     mount.target if jailed else mount.source, "rb"
                 )
 
-        enter_jail(jail.root, jail.uid, request["limits"], jail.runtime + job,
+        enter_jail(jail.root, jail.uid, request["limits"], jail.runtime.with_mounts(job),
                    required=jail.required, before_drop=open_inputs)
         if metric.name == "python":
             metric_files = [t for t in by_target if t.startswith(METRIC_DIR_TARGET + "/")]
@@ -602,7 +604,7 @@ def main() -> None:
     uid = int(config["uid"]) if config.get("uid") is not None else UID_BASE + os.getpid()
     root = tempfile.mkdtemp(prefix="podium-jail-")
     os.chmod(root, 0o755)  # noqa: S103 - an empty mount point; the jail's root must be enterable
-    runtime = FileView(runtime_mounts())
+    runtime = runtime_view()
     isolation = probe(root, uid, config["limits"], runtime)
     jail = Jail(root, uid, runtime, required=isolation.get("filesystem") == "chroot",
                 organizer_code=bool(config.get("organizer_code")))
