@@ -188,9 +188,13 @@ def test_processes_left_behind_by_a_scored_job_are_killed(
     metric = organizer_metric(tmp_path, body)
     result = pool.grade(sub_path, sol_path, HIGGS_FORMAT, metric, metric_dir=tmp_path, bootstrap=0)
     assert result.status == "scored", result.detail
-    uid = pool.organizer_isolation["uid"]
+    uid = pool.organizer_isolation["uid"]  # organizer metrics have a zygote of their own
     # The cleanup runs after the answer; the zygote finishes it before it reads the next job.
-    after = pool.grade(sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=0)
+    after = pool.grade(
+        sub_path, sol_path, HIGGS_FORMAT,
+        organizer_metric(tmp_path, "def score(solution, submission):\n    return 1.0\n"),
+        metric_dir=tmp_path, bootstrap=0,
+    )
     assert after.status == "scored"
     # The second job's own grading child may still be exiting when its answer arrives (the answer
     # is sent first): wait for it, but not for the detached grandchild, which sleeps for an hour.
