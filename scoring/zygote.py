@@ -3,12 +3,18 @@
 Run as ``python -m scoring.zygote``. It imports numpy, pandas, pyarrow and the scoring code once,
 then reads one JSON request per line on stdin. For each request it forks a child which
 
-1. opens the submission, the solution and any organizer metric file (still as root),
-2. enters new network and mount namespaces (``unshare``), mounts an empty tmpfs as its new root
-   with only the Python installation bind-mounted read-only, and ``chroot``\\ s into it,
+1. enters new network and mount namespaces (``unshare``), mounts an empty tmpfs as its new root
+   holding exactly its :class:`scoring.view.FileView` (the Python runtime, then the job's
+   submission, solution and organizer metric file under ``/input``, all read-only, and a
+   scratch directory), and ``chroot``\\ s into it,
+2. opens the job's files there, still as root (they belong to the hub),
 3. drops to an unprivileged uid with no supplementary groups and ``PR_SET_NO_NEW_PRIVS``,
 4. sets rlimits (address space, CPU seconds, file size, processes, no core dumps),
-5. grades from the already-open files and writes the result as JSON on a pipe.
+5. grades from the open files and writes the result as JSON on a pipe.
+
+Started with ``{"organizer_code": true}`` (the pool's second zygote, for ``python`` metrics) it
+never parses a solution itself: the child does, inside the jail, so organizer code never runs in
+a process whose memory holds another challenge's solution.
 
 The zygote enforces the wall clock (SIGKILL), kills whatever the child left running under its uid
 (fork bombs), and answers with one JSON line on stdout. What the kernel refused is reported in the

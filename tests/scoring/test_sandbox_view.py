@@ -12,7 +12,9 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -284,3 +286,39 @@ def test_bubblewrap_builds_the_same_view(demo: Path, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "the job's own file"
+
+
+def _jail_outcome(view: FileView, required: bool) -> str:
+    """Enter a jail in a forked child; say whether it refused, or what it could read after."""
+    from scoring.zygote import enter_jail
+
+    root = tempfile.mkdtemp(prefix="podium-test-jail-")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(read)
+        try:
+            try:
+                enter_jail(root, 200_123, asdict(LIMITS), view, required=required)
+            except OSError:
+                outcome = "refused"
+            else:
+                outcome = "host files visible" if os.path.exists("/etc/hostname") else "jailed"
+            os.write(write, outcome.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        outcome = pipe.read().decode()
+    os.waitpid(pid, 0)
+    os.rmdir(root)
+    return outcome
+
+
+@needs_root
+def test_a_job_whose_jail_cannot_be_built_is_refused_not_run_open(tmp_path: Path) -> None:
+    broken = runtime_view().with_mounts([Mount(str(tmp_path / "gone.csv"), "/input/submission")])
+    assert _jail_outcome(runtime_view(), required=True) == "jailed"
+    assert _jail_outcome(broken, required=True) == "refused"
+    # What ``required`` prevents: without it the same failure leaves the host's files in view.
+    assert _jail_outcome(broken, required=False) == "host files visible"
