@@ -276,7 +276,7 @@ def _run_child(request: dict[str, Any], result_w: int, log_w: int, jail: Jail,
 
         enter_jail(jail.root, jail.uid, request["limits"], jail.runtime.with_mounts(job),
                    required=jail.required, before_drop=open_inputs)
-        if metric.name == "python":
+        if metric.name == "python" and metric.params.get("source") is None:
             metric_files = [t for t in by_target if t.startswith(METRIC_DIR_TARGET + "/")]
             if not metric_files:
                 raise metrics.MetricError("no metric file was given to the sandbox")

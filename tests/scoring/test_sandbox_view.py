@@ -322,3 +322,15 @@ def test_a_job_whose_jail_cannot_be_built_is_refused_not_run_open(tmp_path: Path
     assert _jail_outcome(broken, required=True) == "refused"
     # What ``required`` prevents: without it the same failure leaves the host's files in view.
     assert _jail_outcome(broken, required=False) == "host files visible"
+
+
+def test_a_metric_given_as_source_needs_no_file(
+    plain_pool: SandboxPool, higgs_files: Files
+) -> None:
+    sub_path, sol_path, _, _ = higgs_files(100)
+    metric = MetricSpec.from_dict(
+        {"name": "python", "source": "def score(solution, submission):\n    return 0.75\n"}
+    )
+    result = plain_pool.grade(sub_path, sol_path, HIGGS_FORMAT, metric, bootstrap=0)
+    assert result.status == "scored", result.detail
+    assert result.public == 0.75
