@@ -162,8 +162,9 @@ class SandboxPool:
     ``isolation`` reports what the kernel allowed (``network``: a private network namespace;
     ``filesystem``: ``"chroot"`` when the child sees only its :class:`scoring.view.FileView`, or
     ``"none"``; ``uid``: the unprivileged uid the child runs as, or ``None``). By default each
-    zygote picks a uid of its own (200000 + its pid); pass ``uid`` only to pin one, and never give
-    two live pools the same uid: leftovers are killed per uid after every job.
+    zygote picks a uid of its own (200000 + its pid); pass ``uid`` only to pin one (the organizer
+    zygote then uses ``uid + 1``), and never give two live pools overlapping uids: leftovers are
+    killed per uid after every job.
 
     Organizer metrics (``python``) run in a second zygote, started on first use, that never
     parses a solution itself: its children read theirs inside the jail, so organizer code never
