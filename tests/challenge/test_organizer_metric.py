@@ -319,13 +319,42 @@ def test_storing_a_metric_file_for_a_built_in_metric_is_refused(
     assert "built-in metric 'ams'" in capsys.readouterr().err
 
 
-def test_a_class_gets_its_own_copy_of_the_metric_store(
-    settings: Settings, tmp_path: Path,
+def test_a_class_cloned_from_a_python_metric_challenge_grades_with_its_own_copy(
+    app: Any, worker: Any, make_user: Any, settings: Settings, engine: sa.Engine,
+    higgs_csv: Path, tmp_path: Path,
 ) -> None:
-    from challenge.challenges import copy_metric_store, store_metric_file
+    from challenge.teaching import create_class
 
-    (tmp_path / "metric.py").write_text("def score(a, b):\n    return 1\n")
-    store_metric_file(settings, "source", tmp_path / "metric.py")
-    copy_metric_store(settings, "source", "a-class")
-    copied = storage.metric_dir(settings, "a-class") / "metric.py"
-    assert copied.read_text() == (tmp_path / "metric.py").read_text()
+    body = "def score(solution, submission):\n    return 0.5\n"
+    folder = bundle_folder(tmp_path, higgs_csv, "finished", "metric.py", body)
+    text = (folder / "challenge.yaml").read_text().replace("2099-01-01", "2026-01-02")
+    (folder / "challenge.yaml").write_text(text)
+    prof = make_user("prof", "organizer")
+    with session_scope(engine) as session:
+        source = create_challenge(
+            session, bundle=parse_bundle(folder / "challenge.yaml"), creator=prof,
+            settings=settings,
+        )
+        prepare_challenge(settings, source, folder / "higgs.csv")
+        session.add(source)
+    with session_scope(engine) as session:
+        instructor = session.get(User, prof.id)
+        assert instructor is not None
+        now = dt.datetime.now(dt.UTC)
+        create_class(
+            session, settings, source_slug="finished", slug="metric-class", instructor=instructor,
+            opens=now - dt.timedelta(hours=1), closes=now + dt.timedelta(days=9), seed=3,
+            events=2000,
+        )
+    # The class has its own store: a later fix to the source's file does not change it.
+    (storage.metric_dir(settings, "finished") / "metric.py").write_text("broken(\n")
+    assert (storage.metric_dir(settings, "metric-class") / "metric.py").read_text() == body
+    with Session(engine) as session:
+        klass = session.exec(select(Challenge).where(Challenge.slug == "metric-class")).one()
+    user = joined(engine, klass, make_user("ann"))
+    sid = submit_frame(settings, engine, klass, user, random_submission(settings, klass.slug))
+    tasks.score_submission.send(sid)
+    worker.drain()
+    sub = scored(engine, sid)
+    assert sub.status == "scored", sub.error_detail
+    assert sub.public_score == 0.5
