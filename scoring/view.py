@@ -74,7 +74,7 @@ class FileView:
             if real == mount.source:
                 return mount.target
             if real.startswith(mount.source.rstrip("/") + "/"):
-                return mount.target.rstrip("/") + real[len(mount.source.rstrip("/")):]
+                return mount.target.rstrip("/") + real[len(mount.source.rstrip("/")) :]
         return None
 
 
@@ -100,8 +100,10 @@ def runtime_mounts(packages: Sequence[str] = GRADER_PACKAGES) -> tuple[Mount, ..
         if paths.get(key):
             roots.add(paths[key])
     for entry in sys.path:
-        if entry and os.path.isabs(entry) and (
-            _is_installation_dir(entry) or entry.endswith("/lib-dynload")
+        if (
+            entry
+            and os.path.isabs(entry)
+            and (_is_installation_dir(entry) or entry.endswith("/lib-dynload"))
         ):
             roots.add(entry)
     roots = {os.path.realpath(r) for r in roots if os.path.isdir(r)}
@@ -141,8 +143,10 @@ def interpreter_mounts() -> tuple[Mount, ...]:
             files.append(os.path.join(libdir, library))
     mounts: dict[str, Mount] = {}
     for path in files:
-        if path and os.path.isfile(path) and not os.path.realpath(path).startswith(
-            tuple(SYSTEM_LIBRARIES)
+        if (
+            path
+            and os.path.isfile(path)
+            and not os.path.realpath(path).startswith(tuple(SYSTEM_LIBRARIES))
         ):
             mounts.setdefault(path, Mount(os.path.realpath(path), os.path.abspath(path)))
     return tuple(mounts.values())
@@ -164,9 +168,7 @@ def grading_mounts(
 
 def system_links() -> tuple[tuple[str, str], ...]:
     """The system library folders that are symbolic links here (merged /usr), as (path, target)."""
-    return tuple(
-        (lib, os.readlink(lib)) for lib in SYSTEM_LIBRARIES[:2] if os.path.islink(lib)
-    )
+    return tuple((lib, os.readlink(lib)) for lib in SYSTEM_LIBRARIES[:2] if os.path.islink(lib))
 
 
 def runtime_view() -> FileView:

@@ -102,8 +102,14 @@ def scored(engine: sa.Engine, sid: int) -> Submission:
 
 
 def test_the_documented_python_metric_bundle_is_created_and_grades_as_written(
-    app: Any, worker: Any, make_user: Any, settings: Settings, engine: sa.Engine,
-    cli_env: dict[str, str], higgs_csv: Path, tmp_path: Path,
+    app: Any,
+    worker: Any,
+    make_user: Any,
+    settings: Settings,
+    engine: sa.Engine,
+    cli_env: dict[str, str],
+    higgs_csv: Path,
+    tmp_path: Path,
 ) -> None:
     folder = tmp_path / "bundle"
     folder.mkdir()
@@ -111,8 +117,19 @@ def test_the_documented_python_metric_bundle_is_created_and_grades_as_written(
     (folder / "metric.py").write_text(documented("# metric.py"))
     (folder / "higgs.csv").symlink_to(higgs_csv)
     done = subprocess.run(
-        [sys.executable, "-m", "challenge.cli", "challenge", "create", str(folder / "challenge.yaml")],
-        capture_output=True, text=True, env={**os.environ, **cli_env}, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "challenge.cli",
+            "challenge",
+            "create",
+            str(folder / "challenge.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **cli_env},
+        timeout=300,
+        check=False,
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
@@ -125,7 +142,9 @@ def test_the_documented_python_metric_bundle_is_created_and_grades_as_written(
     assert not {"Label", "Weight"} & set(pd.read_parquet(test_file).columns)
 
     user = joined(engine, challenge, make_user("ann"))
-    sid = submit_frame(settings, engine, challenge, user, random_submission(settings, challenge.slug))
+    sid = submit_frame(
+        settings, engine, challenge, user, random_submission(settings, challenge.slug)
+    )
     tasks.score_submission.send(sid)
     worker.drain()
     sub = scored(engine, sid)
@@ -136,7 +155,9 @@ def test_the_documented_python_metric_bundle_is_created_and_grades_as_written(
     reference = grade(
         Path(sub.stored_path),
         load_solution(storage.solution_path(settings, challenge.slug), fmt, metric),
-        fmt, metric, bootstrap=0,
+        fmt,
+        metric,
+        bootstrap=0,
     )
     assert (sub.public_score, sub.private_score) == (reference.public, reference.private)
     assert 0 < (sub.public_score or 0) < 1
@@ -173,8 +194,13 @@ def bundle_folder(tmp_path: Path, higgs_csv: Path, slug: str, file: str, body: s
     ],
 )
 def test_a_metric_file_outside_the_bundle_is_refused_at_creation(
-    file: str, hint: str, cli_env: dict[str, str], settings: Settings, higgs_csv: Path,
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    file: str,
+    hint: str,
+    cli_env: dict[str, str],
+    settings: Settings,
+    higgs_csv: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     (tmp_path / "outside.py").write_text("SECRET FIRST LINE\n")
     folder = bundle_folder(tmp_path, higgs_csv, "refused", file, "def score(a, b):\n    return 1\n")
@@ -220,8 +246,16 @@ def score(solution, submission):
 @needs_root
 @pytest.mark.parametrize("where", ["demo folder", "root"])
 def test_the_worker_jail_shows_nothing_of_the_folder_it_runs_from(
-    where: str, app: Any, worker: Any, make_challenge: Any, make_user: Any, settings: Settings,
-    engine: sa.Engine, higgs_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    where: str,
+    app: Any,
+    worker: Any,
+    make_challenge: Any,
+    make_user: Any,
+    settings: Settings,
+    engine: sa.Engine,
+    higgs_csv: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     other = make_challenge("other-higgs")  # its solution lies in var/labels beside ours
     owner = make_user("olga", "organizer")
@@ -247,7 +281,9 @@ def test_the_worker_jail_shows_nothing_of_the_folder_it_runs_from(
     folder = bundle_folder(tmp_path, higgs_csv, "probe", "metric.py", PROBE.format(paths=secrets))
     with session_scope(engine) as session:
         challenge = create_challenge(
-            session, bundle=parse_bundle(folder / "challenge.yaml"), creator=owner,
+            session,
+            bundle=parse_bundle(folder / "challenge.yaml"),
+            creator=owner,
             settings=settings,
         )
         prepare_challenge(settings, challenge, folder / "higgs.csv")
@@ -266,15 +302,23 @@ def test_the_worker_jail_shows_nothing_of_the_folder_it_runs_from(
 
 
 def test_a_metric_path_from_before_the_store_is_never_read_and_can_be_stored(
-    app: Any, worker: Any, make_user: Any, settings: Settings, engine: sa.Engine,
-    higgs_csv: Path, tmp_path: Path, cli_env: dict[str, str],
+    app: Any,
+    worker: Any,
+    make_user: Any,
+    settings: Settings,
+    engine: sa.Engine,
+    higgs_csv: Path,
+    tmp_path: Path,
+    cli_env: dict[str, str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     body = "def score(solution, submission):\n    return 0.25\n"
     folder = bundle_folder(tmp_path, higgs_csv, "legacy", "metric.py", body)
     with session_scope(engine) as session:
         challenge = create_challenge(
-            session, bundle=parse_bundle(folder / "challenge.yaml"), creator=None,
+            session,
+            bundle=parse_bundle(folder / "challenge.yaml"),
+            creator=None,
             settings=settings,
         )
         prepare_challenge(settings, challenge, folder / "higgs.csv")
@@ -310,7 +354,9 @@ def test_a_metric_path_from_before_the_store_is_never_read_and_can_be_stored(
 
 
 def test_storing_a_metric_file_for_a_built_in_metric_is_refused(
-    make_challenge: Any, cli_env: dict[str, str], tmp_path: Path,
+    make_challenge: Any,
+    cli_env: dict[str, str],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     make_challenge("plain-higgs")
@@ -320,8 +366,13 @@ def test_storing_a_metric_file_for_a_built_in_metric_is_refused(
 
 
 def test_a_class_cloned_from_a_python_metric_challenge_grades_with_its_own_copy(
-    app: Any, worker: Any, make_user: Any, settings: Settings, engine: sa.Engine,
-    higgs_csv: Path, tmp_path: Path,
+    app: Any,
+    worker: Any,
+    make_user: Any,
+    settings: Settings,
+    engine: sa.Engine,
+    higgs_csv: Path,
+    tmp_path: Path,
 ) -> None:
     from challenge.teaching import create_class
 
@@ -332,7 +383,9 @@ def test_a_class_cloned_from_a_python_metric_challenge_grades_with_its_own_copy(
     prof = make_user("prof", "organizer")
     with session_scope(engine) as session:
         source = create_challenge(
-            session, bundle=parse_bundle(folder / "challenge.yaml"), creator=prof,
+            session,
+            bundle=parse_bundle(folder / "challenge.yaml"),
+            creator=prof,
             settings=settings,
         )
         prepare_challenge(settings, source, folder / "higgs.csv")
@@ -342,8 +395,14 @@ def test_a_class_cloned_from_a_python_metric_challenge_grades_with_its_own_copy(
         assert instructor is not None
         now = dt.datetime.now(dt.UTC)
         create_class(
-            session, settings, source_slug="finished", slug="metric-class", instructor=instructor,
-            opens=now - dt.timedelta(hours=1), closes=now + dt.timedelta(days=9), seed=3,
+            session,
+            settings,
+            source_slug="finished",
+            slug="metric-class",
+            instructor=instructor,
+            opens=now - dt.timedelta(hours=1),
+            closes=now + dt.timedelta(days=9),
+            seed=3,
             events=2000,
         )
     # The class has its own store: a later fix to the source's file does not change it.

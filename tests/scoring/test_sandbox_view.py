@@ -67,8 +67,9 @@ def demo(tmp_path: Path) -> Path:
         db.execute("create table api_token (token_hash text)")
         db.execute("insert into api_token values ('0123abcd')")
     (root / "var" / "tokens.json").write_text('{"token": "pdm_secret"}')
-    shutil.copytree(CHECKOUT / "scoring", root / "scoring",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        CHECKOUT / "scoring", root / "scoring", ignore=shutil.ignore_patterns("__pycache__")
+    )
     return root
 
 
@@ -123,8 +124,9 @@ def test_a_worker_started_in_the_demo_folder_shows_none_of_it(
     sub_path, sol_path, _, _ = higgs_files(200)
     metric = probe_metric(tmp_path / "store", [*secrets_of(demo), str(demo / "scoring.txt")])
     (demo / "scoring.txt").write_text("beside the package")
-    result = pool.grade(sub_path, sol_path, HIGGS_FORMAT, metric,
-                        metric_dir=tmp_path / "store", bootstrap=0)
+    result = pool.grade(
+        sub_path, sol_path, HIGGS_FORMAT, metric, metric_dir=tmp_path / "store", bootstrap=0
+    )
     assert result.status == "scored", result.detail
     assert result.public == 1.0
     sources = {m.source for m in pool.view}
@@ -140,8 +142,9 @@ def test_a_worker_started_from_the_root_with_a_checkout_on_its_path_shows_none_o
     sub_path, sol_path, _, _ = higgs_files(200)
     beside_the_package = [str(CHECKOUT / "pyproject.toml"), str(CHECKOUT / "challenge" / "db.py")]
     metric = probe_metric(tmp_path / "store", [*secrets_of(demo), *beside_the_package])
-    result = pool.grade(sub_path, sol_path, HIGGS_FORMAT, metric,
-                        metric_dir=tmp_path / "store", bootstrap=0)
+    result = pool.grade(
+        sub_path, sol_path, HIGGS_FORMAT, metric, metric_dir=tmp_path / "store", bootstrap=0
+    )
     assert result.status == "scored", result.detail
     # The same files are there for the worker, so "not found" is the jail's doing.
     assert all(Path(p).exists() for p in beside_the_package)
@@ -172,14 +175,17 @@ def test_the_job_sees_its_own_files_only_under_input(
         "    return 1.0\n"
     )
     metric = MetricSpec.from_dict({"name": "python", "file": "metric.py"})
-    result = pool.grade(sub_path, sol_path, HIGGS_FORMAT, metric,
-                        metric_dir=tmp_path / "store", bootstrap=0)
+    result = pool.grade(
+        sub_path, sol_path, HIGGS_FORMAT, metric, metric_dir=tmp_path / "store", bootstrap=0
+    )
     assert result.status == "scored", result.detail
 
 
 def test_the_worker_environment_does_not_reach_the_grading_code(
-    pool_in: Callable[[Path, bool], SandboxPool], monkeypatch: pytest.MonkeyPatch,
-    higgs_files: Files, tmp_path: Path,
+    pool_in: Callable[[Path, bool], SandboxPool],
+    monkeypatch: pytest.MonkeyPatch,
+    higgs_files: Files,
+    tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("PODIUM_SECRET_KEY", "a-secret-the-metric-must-not-see")
     monkeypatch.setenv("PODIUM_DATABASE_URL", "postgresql://podium:hunter2@db/podium")
@@ -195,8 +201,9 @@ def test_the_worker_environment_does_not_reach_the_grading_code(
         "    return 1.0\n"
     )
     metric = MetricSpec.from_dict({"name": "python", "file": "metric.py"})
-    result = pool.grade(sub_path, sol_path, HIGGS_FORMAT, metric,
-                        metric_dir=tmp_path / "store", bootstrap=0)
+    result = pool.grade(
+        sub_path, sol_path, HIGGS_FORMAT, metric, metric_dir=tmp_path / "store", bootstrap=0
+    )
     assert result.status == "scored", result.detail
 
 
@@ -210,8 +217,9 @@ def test_organizer_code_never_shares_memory_with_another_challenges_solution(
     other_sub["EventId"] += 7_000_000_000
     other.to_parquet(tmp_path / "other.parquet")
     other_sub.to_csv(tmp_path / "other.csv", index=False)
-    warm = pool.grade(tmp_path / "other.csv", tmp_path / "other.parquet", HIGGS_FORMAT, AMS,
-                      bootstrap=0)
+    warm = pool.grade(
+        tmp_path / "other.csv", tmp_path / "other.parquet", HIGGS_FORMAT, AMS, bootstrap=0
+    )
     assert warm.status == "scored", warm.detail
     # Challenge B's organizer metric looks for A's rows among every object of its process.
     (tmp_path / "store").mkdir()
@@ -226,8 +234,9 @@ def test_organizer_code_never_shares_memory_with_another_challenges_solution(
     )
     sub_path, sol_path, _, _ = higgs_files(200)
     metric = MetricSpec.from_dict({"name": "python", "file": "metric.py"})
-    result = pool.grade(sub_path, sol_path, HIGGS_FORMAT, metric,
-                        metric_dir=tmp_path / "store", bootstrap=0)
+    result = pool.grade(
+        sub_path, sol_path, HIGGS_FORMAT, metric, metric_dir=tmp_path / "store", bootstrap=0
+    )
     assert result.status == "scored", result.detail
 
 
@@ -255,8 +264,9 @@ def test_a_metric_file_outside_the_store_is_refused_unread(
 
 def test_grading_mounts_put_the_job_files_under_input(tmp_path: Path) -> None:
     (tmp_path / "s.csv").write_text("x")
-    mounts = grading_mounts(str(tmp_path / "s.csv"), str(tmp_path / "sol.parquet"),
-                            str(tmp_path / "m.py"))
+    mounts = grading_mounts(
+        str(tmp_path / "s.csv"), str(tmp_path / "sol.parquet"), str(tmp_path / "m.py")
+    )
     assert [(m.target, m.writable) for m in mounts] == [
         ("/input/submission", False),
         ("/input/solution.parquet", False),
@@ -279,9 +289,20 @@ def test_bubblewrap_builds_the_same_view(demo: Path, tmp_path: Path) -> None:
         "    raise SystemExit('VISIBLE ' + path)\n"
     )
     done = subprocess.run(
-        ["bwrap", "--unshare-all", "--die-with-parent", *bwrap_arguments(view),
-         sys.executable, "-c", script],
-        capture_output=True, text=True, timeout=60, cwd=demo, check=False,
+        [
+            "bwrap",
+            "--unshare-all",
+            "--die-with-parent",
+            *bwrap_arguments(view),
+            sys.executable,
+            "-c",
+            script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=demo,
+        check=False,
         env={"PATH": "/usr/bin", "PYTHONPATH": str(CHECKOUT)},
     )
     assert done.returncode == 0, done.stderr
