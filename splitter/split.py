@@ -63,6 +63,10 @@ Progress = Callable[[float, str], None]
 U64 = npt.NDArray[np.uint64]
 
 
+#: A label with more distinct values than this is not reported class by class.
+MAX_REPORTED_CLASSES = 20
+
+
 class SplitError(ValueError):
     """The input or the split specification is unusable; the message says what to change."""
 
@@ -130,6 +134,10 @@ class SubsetStats:
 
     rows: int = 0
     groups: int = 0
+    #: Distinct values of the label column in the subset.
+    label_values: int = 0
+    #: Rows (and weights) per label value, when the label has at most
+    #: :data:`MAX_REPORTED_CLASSES` values: a regression target or a particle id is no class.
     class_counts: dict[str, int] = field(default_factory=dict)
     class_weights: dict[str, float] = field(default_factory=dict)
     weight_sum: float = 0.0
@@ -1180,13 +1188,15 @@ def split_source(
     label_names = keys.label_names
     subsets: dict[str, SubsetStats] = {}
     for j, name in enumerate(SUBSETS):
-        present = [c for c in range(len(label_names)) if keys.counts[j, c] > 0]
+        present = np.flatnonzero(keys.counts[j] > 0).tolist()
+        classes = present if len(label_names) <= MAX_REPORTED_CLASSES else []
         stats = SubsetStats(rows=int(keys.counts[j].sum()), groups=keys.unit_subset_counts[j],
+                            label_values=len(present),
                             class_counts={label_names[c]: int(keys.counts[j, c])
-                                          for c in present})
+                                          for c in classes})
         if keys.wsums is not None:
             stats.weight_sum = float(keys.wsums[j].sum())
-            stats.class_weights = {label_names[c]: float(keys.wsums[j, c]) for c in present}
+            stats.class_weights = {label_names[c]: float(keys.wsums[j, c]) for c in classes}
         subsets[name] = stats
     factors = {}
     if keys.class_names:

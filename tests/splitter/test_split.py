@@ -303,3 +303,25 @@ def test_duplicate_feature_rows_are_counted_exactly_on_large_inputs(tmp_path: Pa
     assert check.detail.startswith(f"{expected} test rows")
     ids = next(c for c in report.checks if c.name == "no_id_in_two_subsets")
     assert ids.passed
+
+
+def test_a_regression_target_is_not_reported_class_by_class(tmp_path: Path) -> None:
+    """2,304 dimuon-like candidates with a continuous target: the report counts its values
+    instead of listing each one as a class; a real label still gets its classes."""
+    rng = np.random.default_rng(3)
+    n = 2304
+    frame = pd.DataFrame({"row": np.arange(n), "x": rng.normal(size=n),
+                          "mass": rng.normal(91.0, 3.0, n)})
+    spec = SplitSpec(seed=1, id_column="row", label_column="mass", train=0.5,
+                     public_test=0.2, private_test=0.3)
+    report = split_dataframe(frame, tmp_path / "p", tmp_path / "h", spec)
+    train = report.subsets["train"]
+    assert train.class_counts == {}
+    assert train.class_weights == {}
+    assert train.label_values == train.rows  # every mass distinct
+    assert sum(s.label_values for s in report.subsets.values()) == n
+    frame["kind"] = np.where(frame["mass"] > 91.0, "s", "b")
+    labelled = dataclasses.replace(spec, label_column="kind")
+    report = split_dataframe(frame, tmp_path / "p2", tmp_path / "h2", labelled)
+    assert set(report.subsets["train"].class_counts) == {"s", "b"}
+    assert report.subsets["train"].label_values == 2
