@@ -197,8 +197,18 @@ def parse_bundle_text(text: str, *, filename: str = "challenge.yaml", base_dir: 
         raise loc.error(
             ("metric",), "write {name: ams, weight: Weight, label: Label, positive: s}."
         )
-    if "label" not in metric:
+    if "label" not in metric and metric.get("name") != "trackml":
+        # TrackML's truth column is its own parameter, `particle` (default particle_id).
         raise loc.error(("metric", "label"), "name the solution's label column, e.g. label: Label.")
+    key = submission["id"]
+    if isinstance(key, list) and (
+        len(key) != 2 or str(split.get("group", key[0])) not in [str(k) for k in key]
+    ):
+        raise loc.error(
+            ("submission", "id"),
+            "a composite key has two columns, the group the split keeps whole and the row id "
+            "within it, e.g. id: [event_id, hit_id] with split: {group: event_id}.",
+        )
 
     phases_raw = raw["phases"]
     if not isinstance(phases_raw, list) or not phases_raw:
