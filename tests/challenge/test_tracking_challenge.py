@@ -108,11 +108,14 @@ def test_a_tracking_challenge_from_the_docs_bundle_grades_kaggle_submissions(
     with session_scope(engine) as session:
         stored = {name: session.get(Submission, i) for name, i in ids.items()}
         perfect_row, cones_row, missing_row = stored["perfect"], stored["cones"], stored["missing"]
-        assert perfect_row is not None and cones_row is not None and missing_row is not None
+        assert perfect_row is not None
+        assert cones_row is not None
+        assert missing_row is not None
         assert perfect_row.status == "scored"
         assert perfect_row.public_score == pytest.approx(1.0, abs=1e-9)
         assert cones_row.status == "scored"
-        assert cones_row.public_score is not None and 0.0 < cones_row.public_score < 1.0
+        assert cones_row.public_score is not None
+        assert 0.0 < cones_row.public_score < 1.0
         assert missing_row.status == "invalid"
         first = perfect.iloc[0]
         assert (f"(event_id={int(first['event_id'])}, hit_id={int(first['hit_id'])})"
