@@ -58,7 +58,8 @@ class _Located:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark is not None else ""
-            raise BundleError(f"{filename}{where}: not valid YAML ({exc}).") from exc
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+            raise BundleError(f"{filename}{where}: not valid YAML ({problem}).") from exc
         if node is not None:
             self._walk(node, ())
 

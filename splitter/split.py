@@ -283,6 +283,13 @@ def _check_spec(spec: SplitSpec, columns: Sequence[str], path: str) -> None:
     for role, col in roles:
         if col not in columns:
             raise _missing_column(path, col, role, list(columns))
+    if spec.group and spec.group == spec.id_column:
+        raise SplitError(
+            f"{path}: the id column and the group column are both {spec.group!r}; the group says "
+            "which rows stay together (an event), the id tells the rows of a group apart. Give "
+            "as id a column unique within each group (a candidate or hit number), or leave the "
+            "group out to split row by row"
+        )
     sizes = (spec.train, spec.public_test, spec.private_test)
     if any(isinstance(s, bool) for s in sizes):
         raise SplitError("split: train/public_test/private_test must be numbers, not booleans")

@@ -325,3 +325,11 @@ def test_a_regression_target_is_not_reported_class_by_class(tmp_path: Path) -> N
     report = split_dataframe(frame, tmp_path / "p2", tmp_path / "h2", labelled)
     assert set(report.subsets["train"].class_counts) == {"s", "b"}
     assert report.subsets["train"].label_values == 2
+
+
+def test_id_and_group_naming_the_same_column_is_refused(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"event": [1, 1, 2, 3], "x": [0.1, 0.2, 0.3, 0.4], "y": [0, 1, 0, 1]})
+    spec = SplitSpec(seed=1, id_column="event", label_column="y", group="event", train=1,
+                     public_test=1, private_test=1)
+    with pytest.raises(SplitError, match="the id column and the group column are both 'event'"):
+        split_dataframe(frame, tmp_path / "p", tmp_path / "h", spec)
