@@ -146,7 +146,8 @@ def load_solution(
         columns[name] = col.to_pandas()
     frame = pd.DataFrame(columns, copy=False)
     if fmt.composite:
-        if frame[list(fmt.key)].isna().to_numpy().any():
+        keys = frame[[k for k in fmt.key if frame[k].dtype.kind not in "iu"]]
+        if keys.shape[1] and keys.isna().to_numpy().any():
             raise SolutionError(f"solution {path}: key columns {list(fmt.key)} have missing keys")
         # Repeated keys are found when the key lookup is built (solution_ids).
     elif not _ids_unique(frame[fmt.id_column]):
@@ -195,7 +196,9 @@ class PreparedSolution:
     @classmethod
     def of(cls, frame: pd.DataFrame, fmt: SubmissionFormat) -> PreparedSolution:
         """Wrap a frame returned by :func:`load_solution`."""
-        return cls(frame, solution_ids(frame, fmt))
+        ids = solution_ids(frame, fmt)
+        ids.ids  # noqa: B018 - packs a composite key and builds its table now, before forking
+        return cls(frame, ids)
 
     def split(self, metric: MetricSpec) -> list[_SolutionPart]:
         """The solution's rows per usage subset for ``metric`` (computed once, then kept)."""

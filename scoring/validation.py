@@ -453,7 +453,9 @@ class SolutionIds:
 
     A composite key (TrackML's ``event_id, hit_id``) is given as a frame with one column per key
     column: whole-number keys are packed into one integer per row (mixed radix over the
-    solution's ranges), so the lookup is the same direct table as for one id column.
+    solution's ranges), so the lookup is the same direct table as for one id column. The packed
+    keys and the table are built on first use: a file whose key columns equal the solution's
+    (the usual case) never needs them.
     """
 
     def __init__(
@@ -463,18 +465,27 @@ class SolutionIds:
         self.parts: list[NDArray[Any]] | None = None
         self.names: list[str] = []
         self._radix: list[tuple[int, int]] | None = None
-        if isinstance(solution_ids, pd.DataFrame) and solution_ids.shape[1] > 1:
-            ids = self._pack_solution(solution_ids)
-        else:
-            if isinstance(solution_ids, pd.DataFrame):
-                solution_ids = solution_ids.iloc[:, 0]
-            ids = np.asarray(solution_ids)
-            if ids.dtype.kind not in "iu":
-                ids = ids.astype(str)
-        self.ids: NDArray[Any] = ids
+        self._ids: NDArray[Any] | None = None
         self._lo = 0
         self._table: NDArray[np.int64] | None = None
         self._index: pd.Index[Any] | None = None
+        if isinstance(solution_ids, pd.DataFrame) and solution_ids.shape[1] > 1:
+            self._set_parts(solution_ids)
+            self.size = int(solution_ids.shape[0])
+            if self._radix is None:  # text keys: joined now
+                assert self.parts is not None
+                self._build(self._join(self.parts))
+            return
+        if isinstance(solution_ids, pd.DataFrame):
+            solution_ids = solution_ids.iloc[:, 0]
+        ids = np.asarray(solution_ids)
+        if ids.dtype.kind not in "iu":
+            ids = ids.astype(str)
+        self.size = int(ids.size)
+        self._build(ids)
+
+    def _build(self, ids: NDArray[Any]) -> None:
+        self._ids = ids
         if ids.dtype.kind in "iu" and ids.size:
             lo = int(ids.min())
             hi = int(ids.max())
@@ -487,14 +498,17 @@ class SolutionIds:
             self._index = pd.Index(ids)
             self._index.get_indexer(ids[:1])  # builds the hash table now, not per submission
 
-    def unique(self) -> bool:
-        """Whether no two solution rows share an id (or key)."""
-        if self._table is not None:
-            return int(np.count_nonzero(self._table >= 0)) == self.ids.size
-        assert self._index is not None
-        return bool(self._index.is_unique)
+    @property
+    def ids(self) -> NDArray[Any]:
+        """One value per solution row: the id, or the packed (or joined) composite key."""
+        if self._ids is None:
+            assert self.parts is not None
+            packed, _ = self.pack(self.parts)
+            self._build(packed)
+        assert self._ids is not None
+        return self._ids
 
-    def _pack_solution(self, frame: pd.DataFrame) -> NDArray[Any]:
+    def _set_parts(self, frame: pd.DataFrame) -> None:
         self.names = [str(c) for c in frame.columns]
         parts = [np.asarray(frame[c].to_numpy()) for c in frame.columns]
         if all(p.dtype.kind in "iu" for p in parts):
@@ -503,11 +517,34 @@ class SolutionIds:
                      for p in parts]
             if float(np.prod([float(r) for _, r in radix])) < 2.0**62:
                 self.parts, self._radix = parts, radix
-                packed, _ = self.pack(parts)
-                return packed
+                return
         # Text keys, or integer ranges too wide to pack: one string per row ("a\x1fb").
         self.parts = [p.astype(str) for p in parts]
-        return self._join(self.parts)
+
+    def unique(self) -> bool:
+        """Whether no two solution rows share an id (or key)."""
+        if self.parts is not None and self._radix is not None and self._ids is None:
+            # A split writes the solution sorted by its key: strictly increasing keys are
+            # unique, and saying so costs no lookup table.
+            first, second = self.parts[0], self.parts[-1]
+            if len(self.parts) == 2 and first.size > 1:
+                later = first[1:] > first[:-1]
+                same = first[1:] == first[:-1]
+                if bool((later | (same & (second[1:] > second[:-1]))).all()):
+                    return True
+        ids = self.ids
+        if self._table is not None:
+            return int(np.count_nonzero(self._table >= 0)) == ids.size
+        assert self._index is not None
+        return bool(self._index.is_unique)
+
+    def parts_in_order(self, parts: list[NDArray[Any]]) -> bool:
+        """Whether submitted key columns are exactly the solution's, row for row."""
+        assert self.parts is not None
+        return all(
+            p.size == q.size and p.dtype.kind == q.dtype.kind and bool(np.array_equal(p, q))
+            for p, q in zip(parts, self.parts, strict=True)
+        )
 
     @staticmethod
     def _join(parts: list[NDArray[Any]]) -> NDArray[Any]:
@@ -524,6 +561,8 @@ class SolutionIds:
     @property
     def integer(self) -> bool:
         """Whether submitted keys are read as whole numbers (else as text)."""
+        if self._radix is not None:
+            return True
         return self.ids.dtype.kind in "iu"
 
     def pack(self, parts: list[NDArray[Any]]) -> tuple[NDArray[Any], NDArray[np.bool_] | None]:
@@ -654,18 +693,18 @@ def _key_ids(
             parts.append(_integers(_numeric(array, name, source, want), name, source, want))
         else:
             parts.append(array.to_numpy(zero_copy_only=False).astype(str))
+    if lookup.parts_in_order(parts):
+        return None
     values, outside = lookup.pack(parts)
 
     def shown(row: int) -> str:
         return "(" + ", ".join(f"{n}={p[row].item()!r}" for n, p in
                                zip(fmt.key, parts, strict=True)) + ")"
 
-    if outside is None and lookup.in_order(values):
-        return None
     pos = lookup.positions(values)
     if outside is not None:
         pos[outside] = -1
-    n = lookup.ids.size
+    n = lookup.size
     unknown = pos < 0
     if unknown.any():
         bad = np.flatnonzero(unknown)
@@ -782,14 +821,13 @@ def validate_submission(
     one.
     """
     lookup = solution_ids if isinstance(solution_ids, SolutionIds) else SolutionIds(solution_ids)
-    ids = lookup.ids
     table, source = read_table(path, fmt, id_is_string=not lookup.integer,
                                max_bytes=max_bytes)
     names = _check_header(list(table.column_names), fmt, source)
     table = table.rename_columns(names)
     if table.num_rows == 0:
         raise SubmissionInvalid(
-            f"the file has a header but no rows; the test set has {ids.size} ids. "
+            f"the file has a header but no rows; the test set has {lookup.size} ids. "
             "Submit one row per id."
         )
     # Ids first: a file with repeated or missing rows would otherwise get a RankOrder
@@ -805,16 +843,16 @@ def validate_submission(
     )
     columns: dict[str, Any] = {}
     for spec in fmt.columns:
-        columns[spec.name] = _check_column(table.column(spec.name), spec, source, ids.size)
-    if pos is None or np.array_equal(pos, np.arange(ids.size)):
+        columns[spec.name] = _check_column(table.column(spec.name), spec, source, lookup.size)
+    if pos is None or np.array_equal(pos, np.arange(lookup.size)):
         order = None
     else:
-        order = np.empty(ids.size, dtype=np.int64)
-        order[pos] = np.arange(ids.size)
+        order = np.empty(lookup.size, dtype=np.int64)
+        order[pos] = np.arange(lookup.size)
     frame: dict[str, Any] = (
         dict(zip(fmt.key, lookup.parts, strict=True))
         if lookup.parts is not None
-        else {fmt.id_column: ids}
+        else {fmt.id_column: lookup.ids}
     )
     for name, values in columns.items():
         if order is None:
