@@ -17,7 +17,12 @@ Then, in the same process and on the same data:
   independent re-implementation of its published algorithm, written for this benchmark;
 * ``scoring.commands.run_score_command`` — what ``podium score`` runs: read both files, infer
   the composite key, validate every row, score, bootstrap the events — timed from the paths;
-* pyarrow alone reading the gzipped CSV (the floor an upload cannot go under).
+* pyarrow alone reading the gzipped CSV (the floor an upload cannot go under);
+* with ``--sandbox``: the scoring worker's part of an upload — the same file graded by
+  ``scoring.sandbox.SandboxPool`` with the worker's default limits (2 GiB, 60 CPU s, 120 s wall)
+  and bootstrap (200 public resamples), in a child forked from the zygote that holds the
+  prepared solution (the first call loads it; the warm calls are what a submission costs). The
+  HTTP upload, the database and the queue add tens of milliseconds (bench/bench_pipeline.py).
 
 Scores must agree to 1e-12 (the sums are taken in another order).
 """
@@ -123,6 +128,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=125)
     parser.add_argument("--hits", type=int, default=110_000)
     parser.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "trackml-bench"))
+    parser.add_argument("--sandbox", action="store_true", help="also time the sandboxed grading")
     args = parser.parse_args()
     solution, submission = make_files(Path(args.dir), args.events, args.hits)
     print(f"{args.events} events x {args.hits} hits; submission {submission.stat().st_size / 1e6:.0f} MB "
@@ -160,6 +166,31 @@ def main() -> None:
     print(f"identical: {abs(got - expected) <= 1e-12}, speed-up x{slow / fast:.1f}")
     assert result["status"] == "scored", result
     assert abs(got - expected) <= 1e-12
+    if args.sandbox:
+        sandboxed(solution, submission, expected, read)
+
+
+def sandboxed(solution: Path, submission: Path, expected: float, read: float) -> None:
+    from scoring.formats import SubmissionFormat
+    from scoring.metrics import MetricSpec
+    from scoring.sandbox import Limits, SandboxPool
+
+    fmt = SubmissionFormat.from_dict({"id": ["event_id", "hit_id"], "columns": {"track_id": "int"}})
+    metric = MetricSpec.from_dict({"name": "trackml"})
+    times = []
+    with SandboxPool(Limits(memory_mb=2048, cpu_seconds=60, wall_seconds=120)) as pool:
+        for _ in range(4):
+            started = time.perf_counter()
+            result = pool.grade(submission, solution, fmt, metric, bootstrap=200,
+                                bootstrap_private=0)
+            times.append(time.perf_counter() - started)
+            assert result.status == "scored", result
+            assert result.public is not None
+            assert abs(result.public - expected) <= 1e-12
+    warm = float(np.median(times[1:]))
+    print(f"sandboxed grading: first (loads the solution) {times[0]:.2f} s, warm p50 of 3 "
+          f"{warm:.2f} s ({', '.join(f'{t:.2f}' for t in times[1:])}); "
+          f"x{warm / read:.2f} the pyarrow read")
 
 
 if __name__ == "__main__":

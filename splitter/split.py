@@ -800,6 +800,40 @@ class TableSource:
         yield from table.to_batches(max_chunksize=self.batch_rows)
 
 
+#: The id that is a row's position in the input file (0, 1, 2 ...): ``--id @row`` for a file with
+#: no column unique per row (a dimuon file with several candidates per event).
+ROW_ID = "@row"
+
+
+class RowIdSource:
+    """A source with one more column, :data:`ROW_ID`: each row's position in the file.
+
+    Both passes read the file from its start, so a row gets the same number in each.
+    """
+
+    def __init__(self, inner: Source) -> None:
+        self.name = inner.name
+        self.inner = inner
+        if ROW_ID in inner.schema.names:
+            raise SplitError(f"{inner.name}: has a column named {ROW_ID!r} already; rename it "
+                             f"or use it as the id under its own name")
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.inner.schema.append(pa.field(ROW_ID, pa.int64()))
+
+    def iter_batches(self, columns: list[str] | None = None,
+                     categorical: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
+        wanted = None if columns is None else [c for c in columns if c != ROW_ID]
+        start = 0
+        for batch in self.inner.iter_batches(wanted, categorical):
+            rows = pa.array(np.arange(start, start + batch.num_rows, dtype=np.int64))
+            start += batch.num_rows
+            names = [*batch.schema.names, ROW_ID]
+            full = pa.RecordBatch.from_arrays([*batch.columns, rows], names=names)
+            yield full if columns is None else full.select(columns)
+
+
 def open_source(path: Path) -> ParquetSource | CsvSource | TableSource:
     """Source for a file: Parquet and CSV are streamed, HDF5 and ROOT are read whole."""
     path = Path(path)
@@ -1143,6 +1177,8 @@ def split_source(
 ) -> SplitReport:
     """Split any :class:`Source` (see :func:`split_file`)."""
     report_progress: Progress = progress or (lambda _f, _m: None)
+    if ROW_ID in (spec.id_column, spec.group) and not isinstance(source, RowIdSource):
+        source = RowIdSource(source)
     # Text columns are written as Arrow "string" whatever the engine held them as (pandas and
     # Dask use large_string), so every engine writes byte-identical schemas.
     schema = pa.schema([
