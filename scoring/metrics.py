@@ -583,6 +583,9 @@ def _build_r2(
 def _dense_codes(values: NDArray[Any]) -> tuple[NDArray[np.int64], int]:
     """Codes 0..n-1 for ``values`` (equal values, equal codes) and n: the values less their
     minimum when they are whole numbers in a narrow range (no hashing), else a factorization."""
+    if values.dtype.kind == "f" and values.size and np.array_equal(values, np.trunc(values)) \
+            and np.abs(values).max() < 2.0**53:
+        values = values.astype(np.int64)  # track ids read as floats (a format typed "float")
     if values.dtype.kind in "iu" and values.size:
         lo, hi = int(values.min()), int(values.max())
         if hi - lo <= 2 * values.size + 16:

@@ -161,6 +161,66 @@ def _gunzip(data: bytes | mmap.mmap, max_bytes: int) -> bytes:
     return b"".join(out)
 
 
+class _GunzipStream(io.RawIOBase):
+    """gzip data decompressed as pyarrow reads it, refusing more than ``max_bytes`` out.
+
+    pyarrow's CSV reader pulls blocks from it on an I/O thread while its other threads parse the
+    blocks already read (zlib lets go of the GIL while it inflates): decompressing and parsing
+    overlap instead of following each other, and the text is never held whole.
+    """
+
+    def __init__(self, data: bytes | mmap.mmap, max_bytes: int) -> None:
+        super().__init__()
+        self._view = memoryview(data)
+        self._offset = 0
+        self._inflater = zlib.decompressobj(wbits=31)
+        self._pending = b""
+        self._max = max_bytes
+        self.total = 0
+        self.over_cap = False
+        self.broken: str | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def _more(self, want: int) -> bytes:
+        while True:
+            if self._inflater.unconsumed_tail:
+                chunk: bytes | memoryview = self._inflater.unconsumed_tail
+            elif self._inflater.eof and (self._inflater.unused_data or
+                                         self._offset < len(self._view)):
+                rest = self._inflater.unused_data
+                self._inflater = zlib.decompressobj(wbits=31)  # a concatenated member
+                chunk = rest
+                if not rest:
+                    continue
+            elif self._offset < len(self._view) and not self._inflater.eof:
+                chunk = self._view[self._offset : self._offset + (1 << 20)]
+                self._offset += len(chunk)
+            else:
+                return b""
+            try:
+                piece = self._inflater.decompress(chunk, max(want, 1 << 16))
+            except zlib.error as exc:
+                self.broken = str(exc)
+                raise OSError(f"gzip: {exc}") from None
+            if piece:
+                return piece
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if not self._pending:
+            self._pending = self._more(len(view))
+        n = min(len(view), len(self._pending))
+        view[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        self.total += n
+        if self.total > self._max:
+            self.over_cap = True
+            raise OSError("over the decompression cap")
+        return n
+
+
 def _unzip(path: Path | BinaryIO, max_bytes: int) -> bytes:
     try:
         with zipfile.ZipFile(path) as archive:
@@ -196,8 +256,39 @@ def _locate_bad_utf8(data: bytes) -> int:
     return -1
 
 
+def _parse_gzip(
+    data: bytes | mmap.mmap, fmt: SubmissionFormat, id_is_string: bool, max_bytes: int
+) -> pa.Table:
+    """Parse gzipped CSV while decompressing it (:class:`_GunzipStream`).
+
+    Anything unusual (a line with the wrong number of fields, bad UTF-8, a broken stream) is
+    parsed again the plain way, whose messages name the line.
+    """
+    stream = _GunzipStream(data, max_bytes)
+    try:
+        table = _parse_csv(stream, fmt, id_is_string, stream_only=True)
+    except (_NeedsBytes, pa.ArrowException, OSError):
+        table = None
+    if stream.over_cap:
+        raise SubmissionInvalid(
+            f"the gzip file decompresses to more than {max_bytes // (1 << 20)} MiB, "
+            "the limit. Upload a smaller file."
+        )
+    if table is None:
+        return _parse_csv(_gunzip(data, max_bytes), fmt, id_is_string)
+    return table
+
+
+class _NeedsBytes(Exception):
+    """A streamed parse met something whose message needs the whole text: parse it again."""
+
+
 def _parse_csv(
-    data: bytes | mmap.mmap | Path, fmt: SubmissionFormat, id_is_string: bool
+    data: bytes | mmap.mmap | Path | _GunzipStream,
+    fmt: SubmissionFormat,
+    id_is_string: bool,
+    *,
+    stream_only: bool = False,
 ) -> pa.Table:
     # Category columns are dictionary-encoded while parsing: checking them then means checking
     # a handful of distinct values, not every row.
@@ -219,7 +310,11 @@ def _parse_csv(
         return "skip"
 
     def read(use_threads: bool) -> pa.Table:
-        source: Any = str(data) if isinstance(data, Path) else pa.py_buffer(data)
+        source: Any = (
+            str(data) if isinstance(data, Path)
+            else data if isinstance(data, _GunzipStream)
+            else pa.py_buffer(data)
+        )
         return pacsv.read_csv(
             source,
             read_options=pacsv.ReadOptions(use_threads=use_threads, block_size=1 << 20),
@@ -229,11 +324,15 @@ def _parse_csv(
 
     try:
         table = read(use_threads=True)
+        if bad_rows and stream_only:
+            raise _NeedsBytes
         if bad_rows:
             # Threaded parsing does not know line numbers; parse again serially to name them.
             bad_rows.clear()
             table = read(use_threads=False)
     except pa.ArrowInvalid as exc:
+        if stream_only or isinstance(data, _GunzipStream):
+            raise _NeedsBytes from None
         text = str(exc)
         if "UTF8" in text or "utf8" in text.lower():
             raw = data.read_bytes() if isinstance(data, Path) else bytes(data)
@@ -780,14 +879,14 @@ def read_table(path: Source, fmt: SubmissionFormat, *, id_is_string: bool,
     data: bytes | mmap.mmap | Path
     if raw is not None:
         if magic[:2] == b"\x1f\x8b":
-            data = _gunzip(raw, max_bytes)
+            return _parse_gzip(raw, fmt, id_is_string, max_bytes), _Source("csv")
         elif magic == b"PK\x03\x04":
             data = _unzip(io.BytesIO(raw), max_bytes)
         else:
             data = raw
     elif isinstance(path, Path):
         if magic[:2] == b"\x1f\x8b":
-            data = _gunzip(path.read_bytes(), max_bytes)
+            return _parse_gzip(path.read_bytes(), fmt, id_is_string, max_bytes), _Source("csv")
         elif magic == b"PK\x03\x04":
             data = _unzip(path, max_bytes)
         else:
