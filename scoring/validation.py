@@ -158,6 +158,11 @@ def _gunzip(data: bytes | mmap.mmap, max_bytes: int) -> bytes:
             f"the file looks gzip-compressed but cannot be decompressed ({exc}). "
             "Upload the plain CSV or compress it again with gzip."
         ) from None
+    if not inflater.eof:
+        raise SubmissionInvalid(
+            "the gzip file is truncated: it ends before its compressed data does. Upload it "
+            "again (or compress the CSV again with gzip)."
+        )
     return b"".join(out)
 
 
@@ -197,6 +202,9 @@ class _GunzipStream(io.RawIOBase):
             elif self._offset < len(self._view) and not self._inflater.eof:
                 chunk = self._view[self._offset : self._offset + (1 << 20)]
                 self._offset += len(chunk)
+            elif not self._inflater.eof:
+                self.broken = "truncated"
+                raise OSError("gzip: the data ends inside a member (truncated)")
             else:
                 return b""
             try:

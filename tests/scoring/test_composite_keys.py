@@ -172,3 +172,33 @@ def test_a_solution_with_repeated_keys_is_an_organizer_error(tmp_path: Path) -> 
     assert result.status == "error"
     assert "repeated keys" in result.detail
     assert SolutionError.__name__ in result.detail
+
+
+def test_gzipped_files_are_streamed_and_their_mistakes_still_named_by_line(
+    tmp_path: Path,
+) -> None:
+    truth, sub = kaggle_events(11, events=2)
+    keys = truth[["event_id", "hit_id"]]
+    text = sub.to_csv(index=False)
+    good = tmp_path / "good.csv.gz"
+    good.write_bytes(gzip.compress(text.encode()))
+    assert len(validate_submission(good, FMT, keys)) == len(truth)
+    # Two gzip members, as `cat a.gz b.gz` makes.
+    head, tail = text[: len(text) // 2], text[len(text) // 2 :]
+    two = tmp_path / "two.csv.gz"
+    two.write_bytes(gzip.compress(head.encode()) + gzip.compress(tail.encode()))
+    assert len(validate_submission(two, FMT, keys)) == len(truth)
+    lines = text.splitlines()
+    lines[5] += ",7"
+    bad = tmp_path / "bad.csv.gz"
+    bad.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    with pytest.raises(SubmissionInvalid, match="line 6 has 4 fields but the header has 3"):
+        validate_submission(bad, FMT, keys)
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(good.read_bytes()[:-40])
+    with pytest.raises(SubmissionInvalid, match="the gzip file is truncated"):
+        validate_submission(cut, FMT, keys)
+    bomb = tmp_path / "bomb.csv.gz"
+    bomb.write_bytes(gzip.compress(b"event_id,hit_id,track_id\n" + b"1,1,1\n" * 400_000))
+    with pytest.raises(SubmissionInvalid, match="decompresses to more than 1 MiB"):
+        validate_submission(bomb, FMT, keys, max_bytes=1 << 20)
