@@ -978,11 +978,44 @@ def _row_hashes(table: pa.Table | pa.RecordBatch, columns: list[str]) -> U64:
                 bits = f64.view(np.uint64)
             elif pa.types.is_integer(col.type) or pa.types.is_boolean(col.type):
                 bits = col.to_numpy(zero_copy_only=False).astype(np.int64).view(np.uint64)
+            elif pa.types.is_nested(col.type):
+                bits = _nested_hash(col)
             else:
                 bits = keyed_hash(col, 0, salt=5)
             np.multiply(bits, mult, out=tmp)
             np.add(h, tmp, out=h)
         return _mix(h)
+
+
+def _nested_hash(col: pa.Array | pa.ChunkedArray) -> U64:
+    """64-bit hash of each row of a jagged column (a list per row): equal lists, equal hashes.
+
+    Each element is mixed with its place in its list, the row's elements are summed (a
+    difference of running sums, no Python loop) and the length mixed in.
+    """
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    n = len(arr)
+    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)) or \
+            pa.types.is_nested(arr.type.value_type):
+        # Deeper nesting (lists of lists, records): hash the text of each row.
+        return keyed_hash(pa.array([repr(v) for v in arr.to_pylist()], pa.string()), 0, salt=9)
+    lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(arr)
+    if pa.types.is_floating(flat.type):
+        values = (flat.to_numpy(zero_copy_only=False).astype(np.float64) + 0.0).view(np.uint64)
+    elif pa.types.is_integer(flat.type) or pa.types.is_boolean(flat.type):
+        values = flat.to_numpy(zero_copy_only=False).astype(np.int64).view(np.uint64)
+    else:
+        values = keyed_hash(flat, 0, salt=7)
+    ends = np.cumsum(lengths, dtype=np.int64)
+    starts = ends - lengths
+    place = (np.arange(len(flat), dtype=np.int64) - np.repeat(starts, lengths)).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        mixed = _mix(values ^ (place * _GOLDEN))
+        running = np.concatenate([np.zeros(1, np.uint64), np.cumsum(mixed, dtype=np.uint64)])
+        sums = running[ends] - running[starts]
+        out: U64 = _mix(sums + lengths.astype(np.uint64) * _M1 + np.uint64(n > -1))
+    return out
 
 
 _MARK_BITS = 26
