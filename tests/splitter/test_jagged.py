@@ -117,3 +117,14 @@ def test_row_hashes_of_lists_tell_order_and_length_apart() -> None:
     assert h[0] == h[2]
     assert h[5] == h[6]
     assert len({h[0], h[1], h[3], h[4], h[5]}) == 5
+
+
+def test_a_release_of_jagged_files_has_no_csv_and_the_other_formats(tmp_path: Path) -> None:
+    from splitter.release import export_public_files
+
+    ntuple(tmp_path / "jets.root", n=30)
+    public = tmp_path / "public"
+    public.mkdir()
+    pq.write_table(read_arrow(tmp_path / "jets.root"), public / "train.parquet")
+    written = sorted(p.name for p in export_public_files(public, tmp_path / "out"))
+    assert written == ["train.h5", "train.parquet", "train.root"]
