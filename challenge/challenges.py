@@ -116,20 +116,50 @@ def copy_metric_store(settings: Settings, source_slug: str, slug: str) -> None:
         shutil.copytree(source, storage.metric_dir(settings, slug), dirs_exist_ok=True)
 
 
+def truth_column(metric: dict[str, Any]) -> str:
+    """The solution column a bundle's metric grades against: ``label``, or for TrackML the
+    particle id (its ``particle`` parameter)."""
+    if metric.get("name") == "trackml":
+        return str(metric.get("particle", get_metric("trackml").defaults["particle"]))
+    return str(metric["label"])
+
+
+def split_keys(challenge: Challenge) -> tuple[str, str | None]:
+    """The split's id column and group column for the submission key.
+
+    A composite key ``[event_id, hit_id]`` splits by its group (``split.group``, default the
+    first key column) and identifies rows within a group by the other column.
+    """
+    key = challenge.submission_format["id"]
+    group = challenge.split.get("group")
+    if isinstance(key, list):
+        group = str(group or key[0])
+        return next(str(k) for k in key if str(k) != group), group
+    return str(key), group
+
+
+def release_unit(challenge: Challenge) -> str:
+    """The column whose values say which rows were published: the id, or for a composite key
+    the group (a split publishes or hides whole events)."""
+    id_column, group = split_keys(challenge)
+    return group if isinstance(challenge.submission_format["id"], list) and group else id_column
+
+
 def split_spec_for(challenge: Challenge) -> SplitSpec:
     split = challenge.split
     reweight = split.get("reweight") or {}
+    id_column, group = split_keys(challenge)
     return SplitSpec(
         seed=int(split["seed"]),
-        id_column=str(challenge.submission_format["id"]),
-        label_column=str(split.get("label") or challenge.metric["label"]),
+        id_column=id_column,
+        label_column=str(split.get("label") or truth_column(challenge.metric)),
         weight_column=(reweight.get("weight") if isinstance(reweight, dict) else None)
         or challenge.metric.get("weight"),
         train=split["train"],
         public_test=split["public_test"],
         private_test=split["private_test"],
         stratify=split.get("stratify"),
-        group=split.get("group"),
+        group=group,
         reweight=bool(reweight),
         reweight_by=reweight.get("by") if isinstance(reweight, dict) else None,
         hidden=tuple(split.get("hidden") or ()),

@@ -211,7 +211,9 @@ def challenge_object(request: Request, challenge: Challenge) -> dict[str, Any]:
     ends = max(closes) if closes and len(closes) == len(phases) else FAR_FUTURE
     url = f"{settings_of(request).base_url}/c/{challenge.slug}"
     fmt = challenge.submission_format
-    columns = ", ".join([str(fmt.get("id", "")), *[str(c) for c in fmt.get("columns", {})]])
+    key = fmt.get("id", "")
+    columns = ", ".join([*(map(str, key) if isinstance(key, list) else [str(key)]),
+                         *[str(c) for c in fmt.get("columns", {})]])
     return {
         "id": challenge.id,
         "title": challenge.title,

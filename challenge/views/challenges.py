@@ -44,7 +44,7 @@ from challenge.web import (
     settings_of,
 )
 from scoring.metrics import MetricSpec
-from splitter.formats import export_table, file_checksums
+from splitter.formats import FormatError, export_table, file_checksums
 
 
 def visible_challenge(request: Request, slug: str) -> Challenge:
@@ -162,7 +162,10 @@ def _export(source: Path, fmt: str) -> Path:
     if not target.is_file() or target.stat().st_mtime < source.stat().st_mtime:
         target.parent.mkdir(exist_ok=True)
         tmp = target.with_name(".tmp-" + target.name)
-        export_table(source, fmt, tmp)
+        try:
+            export_table(source, fmt, tmp)
+        except FormatError as exc:  # jagged columns asked for as CSV: say which formats work
+            raise BadRequest(str(exc).split(": ", 1)[-1]) from exc
         tmp.replace(target)
     return target
 
