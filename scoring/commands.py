@@ -24,7 +24,7 @@ def infer_format(solution: Path, submission: Path, id_column: str | None = None)
     other columns, typed by what the submission holds (numbers as floats, text as categories)."""
     sol_columns = pq.read_schema(solution).names
     probe = SubmissionFormat(id_column="__id__", columns=(ColumnSpec("__x__", "float"),))
-    table, _ = read_table(submission, probe, id_is_string=False)
+    table, _ = read_table(submission, probe, id_is_string=False, check_header=False)
     names = [n.lstrip("\ufeff") for n in table.column_names]
     ident = id_column or next((n for n in names if n in sol_columns), names[0])
     columns = []
