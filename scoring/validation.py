@@ -223,6 +223,15 @@ def _not_utf8(data: bytes | mmap.mmap, offset: int, fmt: SubmissionFormat) -> Su
     )
 
 
+def _has_text(data: bytes | mmap.mmap, start: int) -> bool:
+    """Whether anything but white space follows ``start`` (looks at 4 KiB, rarely more)."""
+    while start < len(data):
+        if data[start : start + 4096].strip():
+            return True
+        start += 4096
+    return False
+
+
 def _check_csv_start(data: bytes | mmap.mmap, fmt: SubmissionFormat, check_header: bool) -> None:
     """Refuse what the CSV parser would misreport, by looking at the text before parsing it:
     UTF-16, blank files, a header without rows, a header that is huge, not UTF-8, or wrong."""
@@ -254,7 +263,7 @@ def _check_csv_start(data: bytes | mmap.mmap, fmt: SubmissionFormat, check_heade
         )
     if check_header:
         _check_header(next(csv.reader([text]), []), fmt, _Source("csv"))
-    if end < 0 or not data[end + 1 :].strip():
+    if end < 0 or not _has_text(data, end + 1):
         raise SubmissionInvalid(
             "the file has a header but no rows. Submit one row per id of the test file, "
             "after the header."
