@@ -160,3 +160,42 @@ def test_killed_worker_process_does_not_stop_grading_and_sigterm_stops_all(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         client.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_worker_processes_do_not_outlive_a_killed_podium_worker(
+    settings: Settings, redis_url: str, tmp_path: Path
+) -> None:
+    """`podium worker` killed with SIGKILL (no chance to pass anything on): its dramatiq
+    processes get SIGTERM from the kernel and stop, instead of running on orphaned (with the
+    embedded Redis, which dies with it, they retried forever)."""
+    client = redis.Redis.from_url(redis_url)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PODIUM_ENV": "test",
+        "PODIUM_SECRET_KEY": settings.secret_key,
+        "PODIUM_REDIS_URL": redis_url,
+        "PODIUM_DATABASE_URL": settings.database_url,
+        "PODIUM_DATA_DIR": str(settings.data_dir),
+        "PODIUM_LABEL_DIR": str(settings.label_dir),
+    }
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        podium = subprocess.Popen(
+            [sys.executable, "-m", "challenge.cli", "worker", "--processes", "1"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    tree: set[int] = set()
+    try:
+        _wait(lambda: alive_workers(client) == 1, 120, "a worker heartbeat", log)
+        tree = _descendants(podium.pid)
+        assert _worker_processes(podium.pid), tree
+        podium.kill()
+        podium.wait()
+        _wait(lambda: not any(_alive(p) for p in tree), 15, "the orphans to stop", log)
+    finally:
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        client.close()
