@@ -106,6 +106,8 @@ class WorkerSupervisor:
     reconciler), but without a worker nothing would be scored until someone noticed.
     """
 
+    QUICK_EXIT_SECONDS = 30.0
+
     def __init__(
         self,
         start: Callable[[], subprocess.Popen[bytes]],
@@ -122,12 +124,24 @@ class WorkerSupervisor:
 
     def _watch(self) -> None:
         log = logging.getLogger("podium.demo")
+        started, delay = time.monotonic(), 0.0
         while not self.stop.wait(self.interval):
             code = self.process.poll()
             if code is None or self.stop.is_set():
                 continue
-            log.warning("the scoring worker exited with code %s; starting a new one", code)
+            # One that dies soon after starting (database or Redis unreachable, a broken install)
+            # is started again less and less often, up to once a minute, not every second.
+            quick = time.monotonic() - started < self.QUICK_EXIT_SECONDS
+            delay = min(max(delay * 2, 1.0), 60.0) if quick else 0.0
+            log.warning(
+                "the scoring worker exited with code %s; starting a new one%s",
+                code,
+                f" in {delay:g} s" if delay else "",
+            )
+            if delay and self.stop.wait(delay):
+                return
             self.process = self.start()
+            started = time.monotonic()
             self.restarts += 1
 
     def terminate(self) -> None:

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -199,3 +200,21 @@ def test_worker_processes_do_not_outlive_a_killed_podium_worker(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         client.close()
+
+
+def test_a_worker_that_cannot_start_is_restarted_less_and_less_often() -> None:
+    """A worker that exits at once (database unreachable, say) is not restarted every second
+    forever: the delay doubles up to a minute."""
+    from challenge.cli import WorkerSupervisor
+
+    def failing() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+
+    stop = threading.Event()
+    supervisor = WorkerSupervisor(failing, stop, interval=0.05)
+    try:
+        time.sleep(4.0)
+        # Restarted after 1 s, then 2 s: twice in 4 s (it was ~40 times with no delay).
+        assert 1 <= supervisor.restarts <= 3, supervisor.restarts
+    finally:
+        supervisor.terminate()
