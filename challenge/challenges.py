@@ -14,7 +14,7 @@ import pandas as pd
 from sqlmodel import Session, col, select
 
 from challenge import storage
-from challenge.bundle import SLUG_RE, Bundle
+from challenge.bundle import MAX_METRIC_FILE_BYTES, METRIC_NAME_RE, SLUG_RE, Bundle
 from challenge.errors import BadRequest, Conflict, NotFound
 from challenge.models import Challenge, Participation, Phase, User, utcnow
 from challenge.settings import Settings
@@ -28,8 +28,15 @@ log = logging.getLogger(__name__)
 NON_SUBMITTING_PHASES = {"announcement"}
 
 
-def create_challenge(session: Session, *, bundle: Bundle, creator: User | None) -> Challenge:
-    """Insert the challenge and its phases in state 'preparing'; the split runs afterwards."""
+def create_challenge(
+    session: Session, *, bundle: Bundle, creator: User | None, settings: Settings | None = None
+) -> Challenge:
+    """Insert the challenge and its phases in state 'preparing'; the split runs afterwards.
+
+    A bundle with an organizer metric file needs ``settings``: the file is copied into the
+    challenge's metric store (:func:`challenge.storage.metric_dir`) here, once, and the metric
+    names it there.
+    """
     if session.exec(select(Challenge).where(Challenge.slug == bundle.slug)).first() is not None:
         raise Conflict(f"A challenge with slug '{bundle.slug}' exists; choose another slug.")
     try:
@@ -41,6 +48,10 @@ def create_challenge(session: Session, *, bundle: Bundle, creator: User | None) 
         get_metric(metric.name)
     except (ValueError, KeyError, TypeError) as exc:
         raise BadRequest(f"challenge.yaml: metric: {exc}") from exc
+    if bundle.metric_file is not None:
+        if settings is None:
+            raise TypeError("create_challenge needs settings to store the bundle's metric file")
+        store_metric_file(settings, bundle.slug, bundle.metric_file)
     row = Challenge(
         slug=bundle.slug,
         title=bundle.title,
@@ -75,13 +86,43 @@ def create_challenge(session: Session, *, bundle: Bundle, creator: User | None) 
     return row
 
 
+def store_metric_file(settings: Settings, slug: str, source: Path) -> str:
+    """Copy an organizer metric file into the challenge's metric store; return its store name.
+
+    The copy is written beside and renamed over, so a grading in progress reads the old file
+    or the new one, never half of one.
+    """
+    if not METRIC_NAME_RE.match(source.name):
+        raise BadRequest(
+            f"rename the metric file '{source.name}' to letters, digits, '_', '.' and '-' "
+            "(e.g. metric.py)."
+        )
+    if source.stat().st_size > MAX_METRIC_FILE_BYTES:
+        raise BadRequest(f"{source.name} is larger than 1 MiB; a metric file is Python source.")
+    folder = storage.metric_dir(settings, slug)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / source.name
+    partial = folder / f".{source.name}.partial"
+    shutil.copyfile(source, partial)
+    partial.chmod(0o644)
+    partial.replace(target)
+    return target.name
+
+
+def copy_metric_store(settings: Settings, source_slug: str, slug: str) -> None:
+    """Give a challenge cloned from another (a class) its own copy of the metric store."""
+    source = storage.metric_dir(settings, source_slug)
+    if source.is_dir():
+        shutil.copytree(source, storage.metric_dir(settings, slug), dirs_exist_ok=True)
+
+
 def split_spec_for(challenge: Challenge) -> SplitSpec:
     split = challenge.split
     reweight = split.get("reweight") or {}
     return SplitSpec(
         seed=int(split["seed"]),
         id_column=str(challenge.submission_format["id"]),
-        label_column=str(challenge.metric["label"]),
+        label_column=str(split.get("label") or challenge.metric["label"]),
         weight_column=(reweight.get("weight") if isinstance(reweight, dict) else None)
         or challenge.metric.get("weight"),
         train=split["train"],
@@ -116,6 +157,10 @@ def prepare_challenge(
     report = split_file(dataset_path, tmp_public, tmp_hidden, split_spec_for(challenge), progress)
     names = list(storage.PUBLIC_FILES)
     names += publish_variants(tmp_public, challenge.variants, progress)
+    metric_store = storage.metric_dir(settings, challenge.slug)
+    if metric_store.is_dir():
+        # The organizer metric file stored at creation lives beside the solution: keep it.
+        shutil.copytree(metric_store, tmp_hidden / metric_store.name)
     for tmp, final in ((tmp_public, public), (tmp_hidden, hidden)):
         shutil.rmtree(final, ignore_errors=True)
         tmp.replace(final)

@@ -132,6 +132,7 @@ def _grade(
             storage.solution_path(ctx.settings, challenge.slug),
             SubmissionFormat.from_dict(challenge.submission_format),
             MetricSpec.from_dict(challenge.metric),
+            metric_dir=storage.metric_dir(ctx.settings, challenge.slug),
             bootstrap=ctx.settings.score_bootstrap if bootstrap_public else 0,
             bootstrap_private=ctx.settings.score_bootstrap if bootstrap_private else 0,
             seed=seed,

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from scoring.custom import load_source
 from scoring.grading import grade
 from scoring.metrics import MetricSpec
 from scoring.sandbox import Limits, SandboxPool
@@ -123,7 +124,7 @@ def test_malformed_files_are_invalid_in_the_sandbox(
 def _python_metric(tmp_path: Path, body: str) -> MetricSpec:
     path = tmp_path / "metric.py"
     path.write_text(body)
-    return MetricSpec.from_dict({"name": "python", "file": str(path)})
+    return MetricSpec.from_dict({"name": "python", "file": "metric.py"})
 
 
 @pytest.mark.parametrize("value", ["float('nan')", "float('inf')", "{'score': float('-inf')}"])
@@ -136,8 +137,8 @@ def test_a_metric_returning_nan_or_inf_is_an_organizer_error(
     valid.to_csv(sub, index=False)
     metric = _python_metric(tmp_path, f"def score(solution, submission):\n    return {value}\n")
     for result in (
-        grade(sub, solution, HIGGS_FORMAT, metric, bootstrap=0),
-        pool.grade(sub, sol, HIGGS_FORMAT, metric, bootstrap=0),
+        grade(sub, solution, HIGGS_FORMAT, load_source(metric, tmp_path), bootstrap=0),
+        pool.grade(sub, sol, HIGGS_FORMAT, metric, metric_dir=tmp_path, bootstrap=0),
     ):
         assert result.status == "error", result
         assert "organizers" in result.message
@@ -164,7 +165,7 @@ def test_a_child_holding_the_pipes_open_does_not_delay_an_error_answer(
         "    raise RuntimeError('the metric failed')\n",
     )
     started = time.monotonic()
-    result = pool.grade(sub, sol, HIGGS_FORMAT, metric, bootstrap=0)
+    result = pool.grade(sub, sol, HIGGS_FORMAT, metric, metric_dir=tmp_path, bootstrap=0)
     took = time.monotonic() - started
     assert result.status == "error"
     assert "the metric failed" in result.detail
@@ -198,7 +199,7 @@ def test_the_jail_folders_of_killed_zygotes_are_swept(tmp_path: Path) -> None:
 def test_a_new_zygote_sweeps_the_jail_of_a_killed_one() -> None:
     folder = Path(tempfile.gettempdir())
     with SandboxPool(Limits(memory_mb=512, cpu_seconds=5, wall_seconds=5)) as first:
-        zygote = first._proc
+        zygote = first._builtin._proc  # the built-in metrics' zygote
         assert zygote is not None
         jails = list(folder.glob(f"{JAIL_PREFIX}{zygote.pid}-*"))
         assert len(jails) == 1
@@ -206,5 +207,5 @@ def test_a_new_zygote_sweeps_the_jail_of_a_killed_one() -> None:
         zygote.wait()
         assert jails[0].exists()  # killed: it could not remove its jail
     with SandboxPool(Limits(memory_mb=512, cpu_seconds=5, wall_seconds=5)) as second:
-        assert second._proc is not None
+        assert second._builtin._proc is not None
         assert not jails[0].exists()
