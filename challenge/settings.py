@@ -6,11 +6,19 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 from forum.config import ForumConfig
 
 PLACEHOLDER_SECRET = "dev-insecure-change-me"  # noqa: S105 - the value production refuses
+# Where compose (and Docker swarm, Kubernetes by convention) mounts secrets: a file named
+# podium_secret_key there sets PODIUM_SECRET_KEY (any setting, name in lower case).
+SECRETS_DIR = Path("/run/secrets")
 _FORUM = ForumConfig()
 
 
@@ -62,6 +70,22 @@ class Settings(BaseSettings):
     forum_fragment_cache_posts: int = Field(default=_FORUM.fragment_cache_posts, ge=0)
     forum_page_cache_pages: int = Field(default=_FORUM.page_cache_pages, ge=0)
     forum_image_hosts: str = ""  # comma-separated https hosts whose images posts may show
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit values, then the environment, then secret files (when the folder exists:
+        pydantic-settings warns about a missing one, and most machines have none)."""
+        sources = [init_settings, env_settings, dotenv_settings]
+        if SECRETS_DIR.is_dir():
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=SECRETS_DIR))
+        return tuple(sources)
 
     @model_validator(mode="after")
     def _defaults_and_guards(self) -> Settings:

@@ -135,6 +135,7 @@ def _grade(
             bootstrap=ctx.settings.score_bootstrap if bootstrap_public else 0,
             bootstrap_private=ctx.settings.score_bootstrap if bootstrap_private else 0,
             seed=seed,
+            max_bytes=decoded_limit_bytes(ctx.settings, challenge.limits),
             on_score=on_score,
         )
         return result.to_dict()
@@ -152,6 +153,13 @@ def _grade(
             "count against your quota once rescored.",
             "detail": traceback.format_exc(),
         }
+
+
+def decoded_limit_bytes(settings: Settings, limits: dict[str, Any]) -> int:
+    """What a submission may decode to (gunzipped, unzipped, Parquet read into memory): the
+    challenge's upload limit, so that compression never lets more through than a plain CSV."""
+    file_mb = int(limits.get("file_mb", settings.max_upload_mb))
+    return min(file_mb, settings.max_upload_mb) * 1024 * 1024
 
 
 @dramatiq.actor(

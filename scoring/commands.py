@@ -63,7 +63,7 @@ def infer_format(
     table = _peek(submission)
     peeked = table is not None
     if table is None:
-        table, _ = read_table(submission, probe, id_is_string=False)
+        table, _ = read_table(submission, probe, id_is_string=False, check_header=False)
     names = [n.lstrip("\ufeff") for n in table.column_names]
     if id_column is not None:
         key = [id_column]
@@ -87,7 +87,7 @@ def infer_format(
     ]
     if text and peeked:
         # Category values come from the whole file, not its first block.
-        table, _ = read_table(submission, probe, id_is_string=False)
+        table, _ = read_table(submission, probe, id_is_string=False, check_header=False)
     for name, column in zip(names, table.columns, strict=True):
         if name in key:
             continue

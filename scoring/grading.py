@@ -397,6 +397,14 @@ def grade(
         )
         subsets = _subset_kernels(solution, submission, metric)
         values = {key: kernel.value() for key, _, kernel in subsets}
+        for key, value in values.items():
+            if not math.isfinite(value):
+                # Stored, it would read "scored" with no score: the organizer's metric is wrong.
+                raise MetricError(
+                    f"the metric {metric.name!r} returned {value} on the {key} rows; a score "
+                    "must be a finite number (check the metric for a division by zero or a log "
+                    "of 0 on this submission)"
+                )
         private_resamples = bootstrap if bootstrap_private is None else bootstrap_private
         wants_interval = bootstrap > 0 or private_resamples > 0
         if on_score is not None and wants_interval and subsets:

@@ -8,6 +8,7 @@ fix them. Line numbers count the header as line 1 (a file without quoted newline
 from __future__ import annotations
 
 import contextlib
+import csv
 import difflib
 import io
 import mmap
@@ -15,6 +16,7 @@ import os
 import stat
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -33,6 +35,8 @@ from scoring.formats import ColumnSpec, SubmissionFormat
 DEFAULT_MAX_BYTES = 1 << 30
 #: How many offending lines a message names.
 _SHOW = 5
+#: A header line longer than this is refused before parsing (a format's header is a few names).
+MAX_HEADER_BYTES = 64 * 1024
 
 
 class SubmissionInvalid(ValueError):
@@ -60,6 +64,11 @@ class _Source:
             label = "line" if len(rows) == 1 else "lines"
         more = f" and {len(rows) - len(shown)} more" if len(rows) > len(shown) else ""
         return f"{label} {text}{more}"
+
+    def where_verb(self, rows: Sequence[int] | NDArray[np.intp], one: str, many: str) -> str:
+        """``where(rows)`` followed by the verb agreeing with it ("line 5 has", "lines 5, 9
+        have")."""
+        return f"{self.where(rows)} {one if len(rows) == 1 else many}"
 
 
 def _read_capped(stream: Any, max_bytes: int, what: str) -> bytes:
@@ -254,6 +263,92 @@ def _unzip(path: Path | BinaryIO, max_bytes: int) -> bytes:
         ) from None
 
 
+def _utf16(head: bytes) -> bool:
+    """UTF-16 text (Excel's "Unicode text"): a UTF-16 byte order mark, or NUL bytes in every
+    other position of ASCII text."""
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return True
+    sample = head[:4096]
+    return len(sample) >= 4 and sample.count(0) >= len(sample) // 3
+
+
+def _first_bad_utf8(data: bytes | mmap.mmap) -> int | None:
+    """Byte offset of the first invalid UTF-8 sequence, or None when the text is valid.
+
+    Arrow checks the whole buffer in place (no decoded copy); only a failure costs a Python
+    decode to find where.
+    """
+    buffer = pa.py_buffer(data)
+    offsets = pa.py_buffer(np.array([0, len(buffer)], dtype=np.int64).tobytes())
+    blob = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, buffer])
+    try:
+        blob.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        try:
+            bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return exc.start
+    return None
+
+
+def _not_utf8(data: bytes | mmap.mmap, offset: int, fmt: SubmissionFormat) -> SubmissionInvalid:
+    line = data[:offset].count(b"\n") + 1
+    byte = data[offset]
+    where = "in the header (line 1)" if line == 1 else f"on line {line}"
+    return SubmissionInvalid(
+        f"the file is not valid UTF-8 text: byte 0x{byte:02X} {where} is not UTF-8 (the file is "
+        "probably Latin-1 or Windows-1252, as older Excel versions save it). Save it as "
+        f"'CSV UTF-8' and upload it again; the header must be {','.join(fmt.expected_header())}."
+    )
+
+
+def _has_text(data: bytes | mmap.mmap, start: int) -> bool:
+    """Whether anything but white space follows ``start`` (looks at 4 KiB, rarely more)."""
+    while start < len(data):
+        if data[start : start + 4096].strip():
+            return True
+        start += 4096
+    return False
+
+
+def _check_csv_start(data: bytes | mmap.mmap, fmt: SubmissionFormat, check_header: bool) -> None:
+    """Refuse what the CSV parser would misreport, by looking at the text before parsing it:
+    UTF-16, blank files, a header without rows, a header that is huge, not UTF-8, or wrong."""
+    expected = ",".join(fmt.expected_header())
+    head = bytes(data[: MAX_HEADER_BYTES + 1])
+    if _utf16(head):
+        raise SubmissionInvalid(
+            "the file is UTF-16 text (Excel's 'Unicode Text'), not UTF-8. Save it as "
+            f"'CSV UTF-8 (comma delimited)'; the header must be {expected}."
+        )
+    if not head.strip():
+        raise SubmissionInvalid(
+            f"the file holds only blank lines. Upload a CSV whose first line is {expected}."
+        )
+    end = head.find(b"\n")
+    if end < 0 and len(head) > MAX_HEADER_BYTES:
+        raise SubmissionInvalid(
+            f"the header (first line) is longer than {MAX_HEADER_BYTES // 1024} KiB. "
+            f"The header must be {expected}."
+        )
+    header = head if end < 0 else head[:end]
+    bad = _first_bad_utf8(header)
+    if bad is not None:
+        raise _not_utf8(data, bad, fmt)
+    text = header.decode("utf-8").rstrip("\r")
+    if text.count('"') % 2:
+        raise SubmissionInvalid(
+            f"the header has a quote (\") that is not closed. The header must be {expected}."
+        )
+    if check_header:
+        _check_header(next(csv.reader([text]), []), fmt, _Source("csv"))
+    if end < 0 or not _has_text(data, end + 1):
+        raise SubmissionInvalid(
+            "the file has a header but no rows. Submit one row per id of the test file, "
+            "after the header."
+        )
+
+
 def _locate_bad_utf8(data: bytes) -> int:
     """0-based data row (line - 2) of the first line that is not valid UTF-8."""
     for lineno, line in enumerate(data.splitlines(), start=1):
@@ -266,11 +361,12 @@ def _locate_bad_utf8(data: bytes) -> int:
 
 def _parse_gzip(
     data: bytes | mmap.mmap, fmt: SubmissionFormat, id_is_string: bool, max_bytes: int
-) -> pa.Table:
+) -> pa.Table | None:
     """Parse gzipped CSV while decompressing it (:class:`_GunzipStream`).
 
-    Anything unusual (a line with the wrong number of fields, bad UTF-8, a broken stream) is
-    parsed again the plain way, whose messages name the line.
+    Anything unusual (a line with the wrong number of fields, bad UTF-8, a broken stream, no
+    rows) returns ``None``: the caller parses it again the plain way, whose checks and messages
+    name the problem and the line.
     """
     stream = _GunzipStream(data, max_bytes)
     try:
@@ -282,8 +378,8 @@ def _parse_gzip(
             f"the gzip file decompresses to more than {max_bytes // (1 << 20)} MiB, "
             "the limit. Upload a smaller file."
         )
-    if table is None:
-        return _parse_csv(_gunzip(data, max_bytes), fmt, id_is_string)
+    if table is None or table.num_rows == 0:
+        return None  # the caller decompresses and runs the plain path's checks and messages
     return table
 
 
@@ -360,6 +456,13 @@ def _parse_csv(
         ) from None
     if bad_rows:
         number, expected, actual, text = bad_rows[0]
+        if '"' in text and "\n" in text:
+            # A quote opened and never closed swallows the lines after it into one field.
+            raise SubmissionInvalid(
+                f"line {number} opens a quote (\") that is not closed on that line, so the "
+                f"lines after it run together: {text[:60]!r}. Remove the stray quote (values "
+                "need no quotes) or close it."
+            )
         lines = ", ".join(str(r[0]) for r in bad_rows[:_SHOW] if r[0] is not None)
         more = f" ({len(bad_rows)} lines in all: {lines})" if len(bad_rows) > 1 else ""
         raise SubmissionInvalid(
@@ -373,11 +476,18 @@ def _check_header(names: list[str], fmt: SubmissionFormat, source: _Source) -> l
     if names and names[0].startswith("\ufeff"):
         names = [names[0][1:], *names[1:]]
     expected = fmt.expected_header()
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted(n for n, count in Counter(names).items() if count > 1)
     if dupes:
+        shown = ", ".join(repr(n[:40]) for n in dupes[:_SHOW])
+        more = f" and {len(dupes) - _SHOW} more names" if len(dupes) > _SHOW else ""
         raise SubmissionInvalid(
-            f"the header repeats {', '.join(map(repr, dupes))}. "
-            f"The header must be {','.join(expected)}."
+            f"the header repeats {shown}{more}. The header must be {','.join(expected)}."
+        )
+    if len(names) > 4 * len(expected) + 16:
+        # Not a near miss: listing every unexpected name would bury the fix.
+        raise SubmissionInvalid(
+            f"the header has {len(names)} columns; it must have exactly {len(expected)}: "
+            f"{','.join(expected)}."
         )
     missing = [n for n in expected if n not in names]
     extra = [n for n in names if n not in expected]
@@ -422,11 +532,21 @@ def _numeric(
     if pa.types.is_floating(array.type):
         floats: NDArray[np.float64] = array.to_numpy().astype(np.float64, copy=False)
         return floats
+    kind = array.type.value_type if pa.types.is_dictionary(array.type) else array.type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        # Parquet columns of another type (bool, timestamp, list, binary): every row is wrong.
+        raise SubmissionInvalid(
+            f"column {name!r} has the type {array.type} in the Parquet file; it must hold "
+            f"numbers ({want}). Write it as integers or floats."
+        )
     values = array.to_numpy(zero_copy_only=False)
     parsed = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(
         dtype=np.float64, na_value=np.nan
     )
     bad = np.flatnonzero(np.isnan(parsed))
+    if not bad.size:  # numbers after all (a text column of a Parquet file)
+        numbers: NDArray[np.float64] = parsed
+        return numbers
     examples = ", ".join(repr(str(values[i])) for i in bad[:3])
     raise SubmissionInvalid(
         f"column {name!r} holds values that are not numbers on {source.where(bad)} "
@@ -436,13 +556,27 @@ def _numeric(
 
 def _integers(values: NDArray[Any], name: str, source: _Source, want: str) -> NDArray[np.int64]:
     if values.dtype.kind in "iu":
+        if values.dtype.kind == "u" and values.size and values.max() >= 2**62:
+            huge = np.flatnonzero(values >= 2**62)
+            raise SubmissionInvalid(
+                f"column {name!r} is far out of range on {source.where(huge)} "
+                f"({', '.join(str(values[i]) for i in huge[:3])}). Every row needs {want}."
+            )
         return values.astype(np.int64, copy=False)
     finite = np.isfinite(values)
     bad = np.flatnonzero(~finite | (np.floor(np.where(finite, values, 0)) != values))
     if bad.size:
         examples = ", ".join(repr(float(values[i])) for i in bad[:3])
         raise SubmissionInvalid(
-            f"column {name!r} must hold whole numbers; {source.where(bad)} hold {examples}. "
+            f"column {name!r} must hold whole numbers; {source.where_verb(bad, 'holds', 'hold')}"
+            f" {examples}. Every row needs {want}."
+        )
+    # Beyond int64 (1e308, 1e19) a cast would wrap to -9223372036854775808: say what was given.
+    huge = np.flatnonzero(np.abs(values) >= 2.0**62)
+    if huge.size:
+        examples = ", ".join(f"{float(values[i]):g}" for i in huge[:3])
+        raise SubmissionInvalid(
+            f"column {name!r} is far out of range on {source.where(huge)} ({examples}). "
             f"Every row needs {want}."
         )
     return values.astype(np.int64)
@@ -536,7 +670,8 @@ def _check_permutation(
         bad = np.flatnonzero(outside)
         raise SubmissionInvalid(
             f"column {name!r} must be a permutation of 1..{n} (one rank per row, each used "
-            f"once); {source.where(bad)} hold {', '.join(str(ranks[i]) for i in bad[:3])}."
+            f"once); {source.where_verb(bad, 'holds', 'hold')} "
+            f"{', '.join(str(ranks[i]) for i in bad[:3])}."
         )
     counts = np.bincount(ranks, minlength=n + 1)
     if counts.max(initial=0) > 1:
@@ -752,8 +887,9 @@ def _ids(
         bad = np.flatnonzero(unknown)
         examples = ", ".join(repr(values[i].item()) for i in bad[:3])
         raise SubmissionInvalid(
-            f"{source.where(bad)} have ids that are not in the test set ({examples}). "
-            f"Submit exactly one row per id of the test file, no others."
+            f"{source.where_verb(bad, 'has an id', 'have ids')} that {'is' if bad.size == 1 else 'are'}"
+            f" not in the test set ({examples}). Submit exactly one row per id of the test file, "
+            "no others."
         )
     counts = np.bincount(pos, minlength=n)
     if counts.max(initial=0) > 1:
@@ -852,8 +988,13 @@ Source = Path | BinaryIO
 
 
 def read_table(path: Source, fmt: SubmissionFormat, *, id_is_string: bool,
-               max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[pa.Table, _Source]:
-    """Parse a submission (CSV, gzipped CSV, zip of one CSV, or Parquet) into an Arrow table."""
+               max_bytes: int = DEFAULT_MAX_BYTES,
+               check_header: bool = True) -> tuple[pa.Table, _Source]:
+    """Parse a submission (CSV, gzipped CSV, zip of one CSV, or Parquet) into an Arrow table.
+
+    A CSV header is checked against ``fmt`` before the rows are parsed (a wrong header would
+    otherwise be reported as wrong rows); ``check_header=False`` skips that, for a caller that
+    does not know the format yet."""
     raw: bytes | mmap.mmap | None = None
     try:
         if isinstance(path, Path):
@@ -877,32 +1018,78 @@ def read_table(path: Source, fmt: SubmissionFormat, *, id_is_string: bool,
             f"{','.join(fmt.expected_header())}."
         )
     if magic == b"PAR1":
-        try:
-            source = pa.BufferReader(pa.py_buffer(raw)) if raw is not None else path
-            return pq.read_table(source), _Source("parquet")
-        except (pa.ArrowException, OSError) as exc:
-            raise SubmissionInvalid(
-                f"the Parquet file cannot be read ({exc}). Write it again, or upload a CSV."
-            ) from None
-    data: bytes | mmap.mmap | Path
+        parquet = raw if raw is not None or not isinstance(path, Path) else path
+        assert parquet is not None
+        return _read_parquet(parquet, max_bytes), _Source("parquet")
+    data: bytes | mmap.mmap
+    zipped = magic in (b"PK\x03\x04", b"PK\x05\x06")  # an empty archive starts PK\x05\x06
     if raw is not None:
         if magic[:2] == b"\x1f\x8b":
-            return _parse_gzip(raw, fmt, id_is_string, max_bytes), _Source("csv")
-        elif magic == b"PK\x03\x04":
+            streamed = _parse_gzip(raw, fmt, id_is_string, max_bytes)
+            if streamed is not None:
+                return streamed, _Source("csv")
+            data = _gunzip(raw, max_bytes)
+        elif zipped:
             data = _unzip(io.BytesIO(raw), max_bytes)
         else:
             data = raw
-    elif isinstance(path, Path):
+    else:
+        assert isinstance(path, Path)
         if magic[:2] == b"\x1f\x8b":
-            return _parse_gzip(path.read_bytes(), fmt, id_is_string, max_bytes), _Source("csv")
-        elif magic == b"PK\x03\x04":
+            compressed = path.read_bytes()
+            streamed = _parse_gzip(compressed, fmt, id_is_string, max_bytes)
+            if streamed is not None:
+                return streamed, _Source("csv")
+            data = _gunzip(compressed, max_bytes)
+        elif zipped:
             data = _unzip(path, max_bytes)
         else:
-            data = path
-    if magic[:3] == b"\xef\xbb\xbf" or (not isinstance(data, Path) and data[:3] == b"\xef\xbb\xbf"):
+            with path.open("rb") as handle:  # mapped, not copied; the map outlives the handle
+                data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    if not data:
+        raise SubmissionInvalid(
+            "the compressed file holds an empty file. Upload a CSV whose first line is "
+            f"{','.join(fmt.expected_header())}."
+        )
+    if data[:3] == b"\xef\xbb\xbf":
         # A UTF-8 byte order mark (Excel writes one) is not part of the first column's name.
-        data = (data.read_bytes() if isinstance(data, Path) else data)[3:]
+        data = data[3:]
+    _check_csv_start(data, fmt, check_header)
+    bad = _first_bad_utf8(data)
+    if bad is not None:
+        raise _not_utf8(data, bad, fmt)
     return _parse_csv(data, fmt, id_is_string), _Source("csv")
+
+
+def _read_parquet(source: bytes | mmap.mmap | Path, max_bytes: int) -> pa.Table:
+    """Read a Parquet submission, refusing one that decodes to more than ``max_bytes`` (a
+    640 KB file of constant values can hold 50M rows)."""
+    limit = max_bytes // (1 << 20)
+    try:
+        reader = pq.ParquetFile(
+            pa.BufferReader(pa.py_buffer(source)) if not isinstance(source, Path) else source
+        )
+        meta = reader.metadata
+        declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        # The writer states the decoded size; 8 bytes per value is a floor it cannot lie under.
+        decoded = max(declared, meta.num_rows * max(meta.num_columns, 1) * 8)
+        if decoded > max_bytes:
+            raise SubmissionInvalid(
+                f"the Parquet file holds {meta.num_rows} rows, about {decoded // (1 << 20)} MiB "
+                f"once decoded: over the {limit} MiB limit. Submit one row per id of the test "
+                "file."
+            )
+        return reader.read()
+    except MemoryError:
+        raise SubmissionInvalid(
+            f"the Parquet file decodes to more than the memory a submission may use (the "
+            f"limit is {limit} MiB). Submit one row per id of the test file."
+        ) from None
+    except (pa.ArrowException, OSError) as exc:
+        text = str(exc).replace(str(source), "the file") if isinstance(source, Path) else str(exc)
+        raise SubmissionInvalid(
+            f"the Parquet file cannot be read ({text}). Write it again, or upload a CSV."
+        ) from None
 
 
 def validate_submission(

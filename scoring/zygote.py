@@ -81,6 +81,13 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 #: Largest result or log a child may send back.
 _MAX_REPLY = 1 << 20
 _MAX_LOG = 16 << 10
+# Jail folders are named podium-jail-<zygote pid>-<random>, so that a later zygote can tell the
+# folders of killed ones (sweep_jails).
+JAIL_PREFIX = "podium-jail-"
+# How often the zygote checks whether the grading child has exited while its pipes stay open,
+# and how long it reads what is left after the exit.
+_POLL_SECONDS = 0.1
+_AFTER_EXIT_SECONDS = 0.2
 
 
 def _check(result: int, what: str) -> None:
@@ -328,6 +335,32 @@ def _run_child(request: dict[str, Any], result_w: int, log_w: int, jail: Jail,
         os._exit(code)
 
 
+def _exited(pid: int) -> bool:
+    """Whether the child has exited (left unreaped: cleanup collects its status and usage)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def sweep_jails(folder: str) -> None:
+    """Remove the empty jail folders of zygotes that are gone (killed, so they could not remove
+    their own). A jail is named after its zygote's pid; one whose zygote lives is left alone."""
+    for entry in os.scandir(folder):
+        parts = entry.name.split("-")
+        if not entry.name.startswith(JAIL_PREFIX) or len(parts) < 4 or not parts[2].isdigit():
+            continue
+        try:
+            os.kill(int(parts[2]), 0)
+            continue  # alive (or another user's process: not ours to judge)
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        with contextlib.suppress(OSError):  # rmdir: never removes a folder that is not empty
+            os.rmdir(entry.path)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -491,6 +524,7 @@ def start_one(
     killed_for_time = False
     forwarded = False
     early: dict[str, Any] | None = None
+    exited_at: float | None = None
     while open_fds and early is None:
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
@@ -498,7 +532,13 @@ def start_one(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             break
-        ready, _, _ = select.select(list(open_fds), [], [], remaining)
+        if exited_at is None and _exited(pid):
+            exited_at = time.perf_counter()
+        if exited_at is not None and time.perf_counter() - exited_at > _AFTER_EXIT_SECONDS:
+            # The child is gone but a process it started holds the pipes open: what the child
+            # wrote has been read; waiting for EOF would wait out the wall clock.
+            break
+        ready, _, _ = select.select(list(open_fds), [], [], min(remaining, _POLL_SECONDS))
         for fd in ready:
             chunk = os.read(fd, 65536)
             if not chunk:
@@ -608,7 +648,8 @@ def main() -> None:
     # A uid no other live zygote uses: processes are killed per uid after each job, so sharing
     # one would let two pools kill each other's children.
     uid = int(config["uid"]) if config.get("uid") is not None else UID_BASE + os.getpid()
-    root = tempfile.mkdtemp(prefix="podium-jail-")
+    sweep_jails(tempfile.gettempdir())
+    root = tempfile.mkdtemp(prefix=f"{JAIL_PREFIX}{os.getpid()}-")
     os.chmod(root, 0o755)  # noqa: S103 - an empty mount point; the jail's root must be enterable
     runtime = runtime_view()
     isolation = probe(root, uid, config["limits"], runtime)

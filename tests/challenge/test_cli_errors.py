@@ -194,6 +194,9 @@ def test_commands_with_bad_files_and_values_print_one_line(
         (["submissions", "higgs"], 3),
         (["leaderboard", "higgs"], 1),
         (["login", "ann", "--password-stdin"], 1),
+        (["logout"], 0),
+        (["challenge", "metric", "no-such-challenge", str(f["missing"])], 4),
+        (["challenge", "metric", "no-such-challenge", str(f["text"] / "metric.py")], 4),
     ]
     wrong = []
     for argv, expected in cases:

@@ -195,3 +195,36 @@ def test_a_worker_process_is_seen_by_health(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+def test_health_is_down_until_the_database_is_migrated(
+    settings_factory: Any, redis_url: str, tmp_path: Path
+) -> None:
+    """An empty database, or one a revision behind the code, answers 503 naming the migrations."""
+    from challenge.db import migrate
+    from challenge.health import script_heads
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    app = create_app(settings_factory(url))
+    app.state.health_redis = r = redis.Redis.from_url(redis_url)
+    beat(r, "host:4:1")
+    with TestClient(app) as client:
+        status, body = _health(client)
+        assert status == 503
+        assert set(body["problems"]) == {"migrations"}
+        assert "podium migrate" in body["problems"]["migrations"]
+        assert body["checks"]["database"] == "down"
+
+        migrate(url)
+        assert _health(client)[0] == 200
+
+        # One branch a revision behind (as after deploying new code without `podium migrate`).
+        engine = app.state.engine
+        head = next(h for h in sorted(script_heads()) if h.startswith("0"))
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "UPDATE alembic_version SET version_num = '0001_old' WHERE version_num = ?", (head,)
+            )
+        status, body = _health(client)
+        assert status == 503
+        assert head in body["problems"]["migrations"]

@@ -92,7 +92,7 @@ IDS = np.array([10, 11, 12, 13])
         ),
         (
             ["EventId,RankOrder,Class", "10,1,b", "11,2,b", "12,5,b", "13,4,s"],
-            ["permutation of 1..4", "line 4 hold 5"],
+            ["permutation of 1..4", "line 4 holds 5"],
         ),
         (
             ["EventId,RankOrder,Class", "10,1,b", "11,2,b", "11,3,b", "13,4,s"],
@@ -100,7 +100,7 @@ IDS = np.array([10, 11, 12, 13])
         ),
         (
             ["EventId,RankOrder,Class", "10,1,b", "11,2,b", "99,3,b", "13,4,s"],
-            ["line 4 have ids that are not in the test set", "99"],
+            ["line 4 has an id that is not in the test set", "99"],
         ),
         (["EventId,RankOrder,Class", "10,1,b", "11,2,b", "13,3,s"], ["1 ids are missing", "12"]),
         (
@@ -157,7 +157,7 @@ def test_zip_bomb_and_non_utf8_are_refused(tmp_path: Path) -> None:
         validate_submission(zipped, HIGGS_FORMAT, IDS, max_bytes=1 << 20)
     latin = tmp_path / "latin.csv"
     latin.write_bytes(b"EventId,RankOrder,Class\n10,1,b\n11,2,\xe9\n12,3,b\n13,4,s\n")
-    with pytest.raises(SubmissionInvalid, match=r"not valid UTF-8 text \(line 3\)"):
+    with pytest.raises(SubmissionInvalid, match=r"not valid UTF-8 text: byte 0xE9 on line 3 "):
         validate_submission(latin, HIGGS_FORMAT, IDS)
 
 
