@@ -6,7 +6,6 @@ import datetime as dt
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -33,8 +32,9 @@ from challenge.models import ApiToken, Challenge, Phase, Submission, User
 from challenge.submissions import access_submission, queue_position, quota_for, submissions_of
 from challenge.uploads import (
     check_declared_size,
-    iter_upload_file,
     limit_submission_rate,
+    receive_multipart,
+    record_upload,
     store_upload,
 )
 from challenge.views.challenges import download, higher_is_better, visible_challenge
@@ -218,17 +218,11 @@ async def submit(request: Request) -> Response:
     check_declared_size(request, challenge)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=1)
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile) or not upload.filename:
+        form = await receive_multipart(request, challenge, file_field="file")
+        if form.file is None:
             raise BadRequest("Send the predictions in a multipart field named 'file'.")
-        sub = await store_upload(
-            request,
-            challenge,
-            user,
-            iter_upload_file(upload),
-            upload.filename,
-            str(form.get("message", "")),
+        sub = await record_upload(
+            request, challenge, user, form.file, form.fields.get("message", "")
         )
     else:
         filename = request.query_params.get("filename", "")

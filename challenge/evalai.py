@@ -40,7 +40,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -82,8 +81,9 @@ from challenge.submissions import quota_for
 from challenge.teams import captain_of, members_of, team_of
 from challenge.uploads import (
     check_declared_size,
-    iter_upload_file,
     limit_submission_rate,
+    receive_multipart,
+    record_upload,
     store_upload,
     upload_limit_bytes,
 )
@@ -648,18 +648,11 @@ async def make_submission(request: Request) -> Response:
 
     challenge = await run_in_threadpool(_check)
     check_declared_size(request, challenge)
-    form = await request.form(max_files=1)
-    upload = form.get("input_file")
-    if not isinstance(upload, UploadFile) or not upload.filename:
+    form = await receive_multipart(request, challenge, file_field="input_file")
+    if form.file is None:
         raise BadRequest("Send the predictions in a multipart field named 'input_file'.")
-    sub = await store_upload(
-        request,
-        challenge,
-        user,
-        iter_upload_file(upload),
-        Path(upload.filename).name,
-        _message_of(form),
-    )
+    form.file.filename = Path(form.file.filename).name
+    sub = await record_upload(request, challenge, user, form.file, _message_of(form.fields))
     team = await run_in_threadpool(_team_row, db(request), sub)
     return JSONResponse(submission_object(sub, user.username, team), status_code=201)
 

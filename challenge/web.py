@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -99,12 +100,17 @@ def csrf_token(request: Request) -> str:
 async def read_form(request: Request) -> FormData:
     """Parse a POSTed form and check its CSRF token; every form view goes through here."""
     form = await request.form(max_files=2, max_fields=200)
+    check_csrf(request, form)
+    return form
+
+
+def check_csrf(request: Request, form: Mapping[str, Any]) -> None:
+    """Refuse a form whose CSRF token is not the session's (upload forms call it directly)."""
     given = form.get("csrf_token")
     if not csrf_matches(request.session.get("csrf"), given if isinstance(given, str) else None):
         raise BadRequest(
             "The form expired or came from another site. Reload the page and submit it again."
         )
-    return form
 
 
 def _fmt_time(value: dt.datetime | None) -> str:
