@@ -394,8 +394,15 @@ async def login(request: Request) -> Response:
 
 @compat
 def auth_token(request: Request) -> Response:
-    """The CLI swaps its login token for a long-lived one; Podium's tokens are already that."""
+    """The CLI swaps its login token for a long-lived one; Podium's tokens are already that.
+
+    Only a token is swapped: a cookie session gets 401, as EvalAI answers without a token.
+    """
     api_user(request)
+    if not getattr(request.state, "via_token", False):
+        raise NotAuthenticated(
+            "Send 'Authorization: Bearer <token>'; a login session has no token."
+        )
     return JSONResponse({"token": request.headers["authorization"].split(None, 1)[1].strip()})
 
 
@@ -857,59 +864,63 @@ def submission_message(request: Request) -> Response:
 routes = [
     Route("/auth/login", login, methods=["POST"]),
     Route("/accounts/user/get_auth_token", auth_token, methods=["GET"]),
-    Route("/challenges/challenge/{challenge_id:int}", challenge_detail, methods=["GET"]),
+    Route("/challenges/challenge/{challenge_id:dbint}", challenge_detail, methods=["GET"]),
     # After the phase route of the same length: `challenge/1/challenge_phase/2` is a phase,
     # `challenge/all/all/all` a list.
-    Route("/challenges/challenge/{challenge_id:int}/challenge_phase", phase_list, methods=["GET"]),
     Route(
-        "/challenges/challenge/{challenge_id:int}/challenge_phase/{phase_id:int}",
+        "/challenges/challenge/{challenge_id:dbint}/challenge_phase", phase_list, methods=["GET"]
+    ),
+    Route(
+        "/challenges/challenge/{challenge_id:dbint}/challenge_phase/{phase_id:dbint}",
         phase_detail,
         methods=["GET"],
     ),
     Route("/challenges/challenge/{time}/{approval}/{visibility}", challenge_list, methods=["GET"]),
-    Route("/challenges/{challenge_id:int}/challenge_phase_split", phase_splits, methods=["GET"]),
+    Route("/challenges/{challenge_id:dbint}/challenge_phase_split", phase_splits, methods=["GET"]),
     Route(
-        "/challenges/challenge/{challenge_id:int}/participant_team/{team_id:int}",
+        "/challenges/challenge/{challenge_id:dbint}/participant_team/{team_id:dbint}",
         participate,
         methods=["POST"],
     ),
     Route("/participants/participant_team", participant_teams, methods=["GET"]),
     Route(
-        "/participants/participant_team/{team_id:int}/challenge",
+        "/participants/participant_team/{team_id:dbint}/challenge",
         participant_challenges,
         methods=["GET"],
     ),
     Route("/hosts/challenge_host_team/", host_teams, methods=["GET"]),
     Route(
-        "/challenges/challenge_host_team/{team_id:int}/challenge",
+        "/challenges/challenge_host_team/{team_id:dbint}/challenge",
         host_challenges,
         methods=["GET"],
     ),
     Route(
-        "/jobs/challenge/{challenge_id:int}/challenge_phase/{phase_id:int}/submission/",
+        "/jobs/challenge/{challenge_id:dbint}/challenge_phase/{phase_id:dbint}/submission/",
         my_submissions,
         methods=["GET"],
     ),
     Route(
-        "/jobs/challenge/{challenge_id:int}/challenge_phase/{phase_id:int}/submission/",
+        "/jobs/challenge/{challenge_id:dbint}/challenge_phase/{phase_id:dbint}/submission/",
         make_submission,
         methods=["POST"],
     ),
-    Route("/jobs/submission/{submission_id:int}", get_submission, methods=["GET"]),
-    Route("/jobs/challenge_phase_split/{split_id:int}/leaderboard/", leaderboard, methods=["GET"]),
+    Route("/jobs/submission/{submission_id:dbint}", get_submission, methods=["GET"]),
     Route(
-        "/jobs/phases/{phase_id:int}/get_submission_file_presigned_url/",
+        "/jobs/challenge_phase_split/{split_id:dbint}/leaderboard/", leaderboard, methods=["GET"]
+    ),
+    Route(
+        "/jobs/phases/{phase_id:dbint}/get_submission_file_presigned_url/",
         presigned_urls,
         methods=["POST"],
     ),
-    Route("/evalai/uploads/{key}/{part:int}", upload_part, methods=["PUT"]),
+    Route("/evalai/uploads/{key}/{part:dbint}", upload_part, methods=["PUT"]),
     Route(
-        "/jobs/phases/{phase_id:int}/finish_submission_file_upload/{upload_id:int}/",
+        "/jobs/phases/{phase_id:dbint}/finish_submission_file_upload/{upload_id:dbint}/",
         finish_upload,
         methods=["POST"],
     ),
     Route(
-        "/jobs/phases/{phase_id:int}/send_submission_message/{upload_id:int}/",
+        "/jobs/phases/{phase_id:dbint}/send_submission_message/{upload_id:dbint}/",
         submission_message,
         methods=["POST"],
     ),
