@@ -777,17 +777,21 @@ async def upload_part(request: Request) -> Response:
     if not 1 <= part <= row.parts:
         raise NotFound(f"This upload has parts 1 to {row.parts}.")
     assert row.id is not None
+    cap = min(limit, EVALAI_CHUNK)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise PayloadTooLarge(f"A part may have at most {cap} bytes.")
     folder = _parts_dir(request, row.id)
     folder.mkdir(parents=True, exist_ok=True)
-    writer = await run_in_threadpool(
-        storage.StreamingWriter, folder / f"part-{part:05d}", min(limit, EVALAI_CHUNK)
-    )
+    writer = await run_in_threadpool(storage.StreamingWriter, folder / f"part-{part:05d}", cap)
     try:
+        # Counted as it streams in (with or without Content-Length): the writer refuses the
+        # first chunk past the cap and removes its temporary file.
         async for chunk in request.stream():
             await run_in_threadpool(writer.write, chunk)
         await run_in_threadpool(writer.finish)
     except storage.UploadTooLarge as exc:
-        raise PayloadTooLarge(f"A part may have at most {EVALAI_CHUNK} bytes.") from exc
+        raise PayloadTooLarge(f"A part may have at most {cap} bytes.") from exc
     except BaseException:
         writer.abort()
         raise

@@ -115,7 +115,8 @@ async def receive_file(
         await run_in_threadpool(received.discard)
         raise _too_large(limit) from exc
     except BaseException:
-        await run_in_threadpool(received.discard)
+        # Not awaited: a cancelled task could not await the thread (a close and an unlink).
+        received.discard()
         raise
     await _close_writer(received)
     return received
@@ -321,7 +322,7 @@ async def receive_multipart(
         ) from exc
     except BaseException:
         if received is not None:
-            await run_in_threadpool(received.discard)
+            received.discard()  # not awaited, as in receive_file
         raise
     if received is not None:
         await _close_writer(received)

@@ -237,6 +237,9 @@ def test_evalai_large_part_is_cut_at_the_cap(
         )
         assert r.status_code == 201, r.text
         url = r.json()["presigned_urls"][0]["url"].removeprefix("http://testserver")
+        declared = await c.put(url, content=b"x" * (MB + 1))
+        assert declared.status_code == 413, declared.text
+        assert declared.json()["error"] == f"A part may have at most {MB} bytes."
         body = Body(settings, b"EventId,RankOrder,Class\n", 20 * MB)
         return await c.put(url, content=body), body
 
