@@ -6,7 +6,6 @@ import datetime as dt
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -33,14 +32,22 @@ from challenge.models import ApiToken, Challenge, Phase, Submission, User
 from challenge.submissions import access_submission, queue_position, quota_for, submissions_of
 from challenge.uploads import (
     check_declared_size,
-    iter_upload_file,
     limit_submission_rate,
+    receive_multipart,
+    record_upload,
     store_upload,
 )
 from challenge.views.challenges import download, higher_is_better, visible_challenge
 from challenge.views.leaderboards import private_hidden_message
 from challenge.views.organizer import organized_challenge
-from challenge.web import current_user, db, limit_login_rate, settings_of
+from challenge.web import (
+    current_user,
+    db,
+    json_object,
+    limit_login_rate,
+    query_int,
+    settings_of,
+)
 
 
 # Uploads per participant per minute, over every API (native and EvalAI). The daily quota bounds
@@ -152,12 +159,7 @@ def entry_json(e: Entry) -> dict[str, Any]:
 
 
 async def create_token(request: Request) -> Response:
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise BadRequest(
-            'Send JSON: {"login": "...", "password": "...", "name": "laptop"}.'
-        ) from exc
+    body = await json_object(request, '{"login": "...", "password": "...", "name": "laptop"}')
     limit_login_rate(request)
 
     def _create() -> Response:
@@ -194,10 +196,7 @@ def get_challenge(request: Request) -> Response:
 
 async def join(request: Request) -> Response:
     user = api_user(request)
-    try:
-        body = await request.json()
-    except ValueError:
-        body = {}
+    body = await json_object(request, '{"accept_rules": true}')
     if body.get("accept_rules") is not True:
         raise BadRequest('Accept the rules and data licence: send {"accept_rules": true}.')
 
@@ -218,17 +217,11 @@ async def submit(request: Request) -> Response:
     check_declared_size(request, challenge)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=1)
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile) or not upload.filename:
+        form = await receive_multipart(request, challenge, file_field="file")
+        if form.file is None:
             raise BadRequest("Send the predictions in a multipart field named 'file'.")
-        sub = await store_upload(
-            request,
-            challenge,
-            user,
-            iter_upload_file(upload),
-            upload.filename,
-            str(form.get("message", "")),
+        sub = await record_upload(
+            request, challenge, user, form.file, form.fields.get("message", "")
         )
     else:
         filename = request.query_params.get("filename", "")
@@ -378,7 +371,7 @@ def all_submissions(request: Request) -> Response:
     status = request.query_params.get("status")
     if status:
         query = query.where(Submission.status == status)
-    limit = min(int(request.query_params.get("limit", "500") or 500), 5000)
+    limit = query_int(request, "limit", 500, maximum=5000)
     out = []
     for sub, username, phase_name in session.exec(query.limit(limit)).all():
         item = submission_json(request, sub)
@@ -447,7 +440,7 @@ routes = [
     Route("/auth/token", create_token, methods=["POST"]),
     Route("/me", me, methods=["GET"]),
     Route("/tokens", list_tokens, methods=["GET"]),
-    Route("/tokens/{id:int}", delete_token, methods=["DELETE"]),
+    Route("/tokens/{id:dbint}", delete_token, methods=["DELETE"]),
     Route("/organize/challenges", organized_challenges, methods=["GET"]),
     Route("/challenges/{slug}/all-submissions", all_submissions, methods=["GET"]),
     Route("/challenges/{slug}/reveal", reveal, methods=["POST"]),
@@ -458,5 +451,5 @@ routes = [
     Route("/challenges/{slug}/submissions", submit, methods=["POST"]),
     Route("/challenges/{slug}/submissions", my_submissions, methods=["GET"]),
     Route("/challenges/{slug}/leaderboard", leaderboard, methods=["GET"]),
-    Route("/submissions/{id:int}", get_submission, methods=["GET"]),
+    Route("/submissions/{id:dbint}", get_submission, methods=["GET"]),
 ]

@@ -27,6 +27,7 @@ from challenge.security import (
     security_headers,
 )
 from challenge.settings import Settings
+from challenge.storage import sweep_abandoned_uploads
 from challenge.web import make_templates, render
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,10 @@ def create_app(settings: Settings, engine: sa.Engine | None = None) -> Starlette
     from challenge.views import teaching as teaching_views
 
     engine = engine or make_engine(settings.database_url)
+    try:
+        sweep_abandoned_uploads(settings)
+    except OSError:
+        log.exception("could not sweep abandoned uploads under %s", settings.submissions_dir)
     limiter_client = health_client = None
     if not settings.redis_url.startswith("stub://"):
         try:

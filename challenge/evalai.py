@@ -40,7 +40,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -82,8 +81,9 @@ from challenge.submissions import quota_for
 from challenge.teams import captain_of, members_of, team_of
 from challenge.uploads import (
     check_declared_size,
-    iter_upload_file,
     limit_submission_rate,
+    receive_multipart,
+    record_upload,
     store_upload,
     upload_limit_bytes,
 )
@@ -396,8 +396,15 @@ async def login(request: Request) -> Response:
 
 @compat
 def auth_token(request: Request) -> Response:
-    """The CLI swaps its login token for a long-lived one; Podium's tokens are already that."""
+    """The CLI swaps its login token for a long-lived one; Podium's tokens are already that.
+
+    Only a token is swapped: a cookie session gets 401, as EvalAI answers without a token.
+    """
     api_user(request)
+    if not getattr(request.state, "via_token", False):
+        raise NotAuthenticated(
+            "Send 'Authorization: Bearer <token>'; a login session has no token."
+        )
     return JSONResponse({"token": request.headers["authorization"].split(None, 1)[1].strip()})
 
 
@@ -650,18 +657,11 @@ async def make_submission(request: Request) -> Response:
 
     challenge = await run_in_threadpool(_check)
     check_declared_size(request, challenge)
-    form = await request.form(max_files=1)
-    upload = form.get("input_file")
-    if not isinstance(upload, UploadFile) or not upload.filename:
+    form = await receive_multipart(request, challenge, file_field="input_file")
+    if form.file is None:
         raise BadRequest("Send the predictions in a multipart field named 'input_file'.")
-    sub = await store_upload(
-        request,
-        challenge,
-        user,
-        iter_upload_file(upload),
-        Path(upload.filename).name,
-        _message_of(form),
-    )
+    form.file.filename = Path(form.file.filename).name
+    sub = await record_upload(request, challenge, user, form.file, _message_of(form.fields))
     team = await run_in_threadpool(_team_row, db(request), sub)
     return JSONResponse(submission_object(sub, user.username, team), status_code=201)
 
@@ -779,17 +779,21 @@ async def upload_part(request: Request) -> Response:
     if not 1 <= part <= row.parts:
         raise NotFound(f"This upload has parts 1 to {row.parts}.")
     assert row.id is not None
+    cap = min(limit, EVALAI_CHUNK)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise PayloadTooLarge(f"A part may have at most {cap} bytes.")
     folder = _parts_dir(request, row.id)
     folder.mkdir(parents=True, exist_ok=True)
-    writer = await run_in_threadpool(
-        storage.StreamingWriter, folder / f"part-{part:05d}", min(limit, EVALAI_CHUNK)
-    )
+    writer = await run_in_threadpool(storage.StreamingWriter, folder / f"part-{part:05d}", cap)
     try:
+        # Counted as it streams in (with or without Content-Length): the writer refuses the
+        # first chunk past the cap and removes its temporary file.
         async for chunk in request.stream():
             await run_in_threadpool(writer.write, chunk)
         await run_in_threadpool(writer.finish)
     except storage.UploadTooLarge as exc:
-        raise PayloadTooLarge(f"A part may have at most {EVALAI_CHUNK} bytes.") from exc
+        raise PayloadTooLarge(f"A part may have at most {cap} bytes.") from exc
     except BaseException:
         writer.abort()
         raise
@@ -866,59 +870,63 @@ def submission_message(request: Request) -> Response:
 routes = [
     Route("/auth/login", login, methods=["POST"]),
     Route("/accounts/user/get_auth_token", auth_token, methods=["GET"]),
-    Route("/challenges/challenge/{challenge_id:int}", challenge_detail, methods=["GET"]),
+    Route("/challenges/challenge/{challenge_id:dbint}", challenge_detail, methods=["GET"]),
     # After the phase route of the same length: `challenge/1/challenge_phase/2` is a phase,
     # `challenge/all/all/all` a list.
-    Route("/challenges/challenge/{challenge_id:int}/challenge_phase", phase_list, methods=["GET"]),
     Route(
-        "/challenges/challenge/{challenge_id:int}/challenge_phase/{phase_id:int}",
+        "/challenges/challenge/{challenge_id:dbint}/challenge_phase", phase_list, methods=["GET"]
+    ),
+    Route(
+        "/challenges/challenge/{challenge_id:dbint}/challenge_phase/{phase_id:dbint}",
         phase_detail,
         methods=["GET"],
     ),
     Route("/challenges/challenge/{time}/{approval}/{visibility}", challenge_list, methods=["GET"]),
-    Route("/challenges/{challenge_id:int}/challenge_phase_split", phase_splits, methods=["GET"]),
+    Route("/challenges/{challenge_id:dbint}/challenge_phase_split", phase_splits, methods=["GET"]),
     Route(
-        "/challenges/challenge/{challenge_id:int}/participant_team/{team_id:int}",
+        "/challenges/challenge/{challenge_id:dbint}/participant_team/{team_id:dbint}",
         participate,
         methods=["POST"],
     ),
     Route("/participants/participant_team", participant_teams, methods=["GET"]),
     Route(
-        "/participants/participant_team/{team_id:int}/challenge",
+        "/participants/participant_team/{team_id:dbint}/challenge",
         participant_challenges,
         methods=["GET"],
     ),
     Route("/hosts/challenge_host_team/", host_teams, methods=["GET"]),
     Route(
-        "/challenges/challenge_host_team/{team_id:int}/challenge",
+        "/challenges/challenge_host_team/{team_id:dbint}/challenge",
         host_challenges,
         methods=["GET"],
     ),
     Route(
-        "/jobs/challenge/{challenge_id:int}/challenge_phase/{phase_id:int}/submission/",
+        "/jobs/challenge/{challenge_id:dbint}/challenge_phase/{phase_id:dbint}/submission/",
         my_submissions,
         methods=["GET"],
     ),
     Route(
-        "/jobs/challenge/{challenge_id:int}/challenge_phase/{phase_id:int}/submission/",
+        "/jobs/challenge/{challenge_id:dbint}/challenge_phase/{phase_id:dbint}/submission/",
         make_submission,
         methods=["POST"],
     ),
-    Route("/jobs/submission/{submission_id:int}", get_submission, methods=["GET"]),
-    Route("/jobs/challenge_phase_split/{split_id:int}/leaderboard/", leaderboard, methods=["GET"]),
+    Route("/jobs/submission/{submission_id:dbint}", get_submission, methods=["GET"]),
     Route(
-        "/jobs/phases/{phase_id:int}/get_submission_file_presigned_url/",
+        "/jobs/challenge_phase_split/{split_id:dbint}/leaderboard/", leaderboard, methods=["GET"]
+    ),
+    Route(
+        "/jobs/phases/{phase_id:dbint}/get_submission_file_presigned_url/",
         presigned_urls,
         methods=["POST"],
     ),
-    Route("/evalai/uploads/{key}/{part:int}", upload_part, methods=["PUT"]),
+    Route("/evalai/uploads/{key}/{part:dbint}", upload_part, methods=["PUT"]),
     Route(
-        "/jobs/phases/{phase_id:int}/finish_submission_file_upload/{upload_id:int}/",
+        "/jobs/phases/{phase_id:dbint}/finish_submission_file_upload/{upload_id:dbint}/",
         finish_upload,
         methods=["POST"],
     ),
     Route(
-        "/jobs/phases/{phase_id:int}/send_submission_message/{upload_id:int}/",
+        "/jobs/phases/{phase_id:dbint}/send_submission_message/{upload_id:dbint}/",
         submission_message,
         methods=["POST"],
     ),

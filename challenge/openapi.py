@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from challenge.web import MAX_DB_INT
+
 JSON = "application/json"
 
 
@@ -84,11 +86,14 @@ def _op(
 
 
 def _path_param(name: str, kind: str = "string", description: str = "") -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": kind}
+    if kind == "integer":
+        schema.update(minimum=0, maximum=MAX_DB_INT)  # the `dbint` route convertor's range
     return {
         "name": name,
         "in": "path",
         "required": True,
-        "schema": {"type": kind},
+        "schema": schema,
         "description": description or name,
     }
 
@@ -449,11 +454,17 @@ def _podium_paths() -> dict[str, Any]:
                 "Every submission of a challenge you organize",
                 org,
                 (200, _array(_ref("OrganizerSubmission")), "Newest first."),
-                errors=(401, 404),
+                errors=(400, 401, 404),
                 params=[
                     SLUG,
                     _query("status", "Only this status, e.g. `error`."),
-                    _query("limit", "At most this many (default 500, max 5000).", "integer"),
+                    _query(
+                        "limit",
+                        "At most this many (default 500, max 5000).",
+                        "integer",
+                        minimum=1,
+                        maximum=5000,
+                    ),
                 ],
             )
         },
@@ -483,7 +494,13 @@ def _evalai_paths() -> dict[str, Any]:
         "team_id", "integer", "One of your team ids, or your user id (see participant_team)."
     )
     upload = _path_param("upload_id", "integer", "The `submission_pk` of a large upload.")
-    err = {"400": _json(_ref("EvalAIError"), "Refused; `error` says why.")}
+    # The statuses whose `error` the EvalAI CLI prints (challenge.evalai.CLI_SHOWN_STATUSES).
+    err = {
+        "400": _json(_ref("EvalAIError"), "Refused; `error` says why."),
+        "401": _json(_ref("EvalAIError"), "No valid token; `detail` is `Invalid token`."),
+        "403": _json(_ref("EvalAIError"), "Not allowed now; `error` says why."),
+        "406": _json(_ref("EvalAIError"), "Missing, over quota or too large; `error` says why."),
+    }
 
     def op(summary: str, ok: tuple[int, dict[str, Any] | None, str], **kw: Any) -> dict[str, Any]:
         out = _op(summary, tag, ok, **kw)

@@ -19,6 +19,7 @@ import csv
 import datetime as dt
 import io
 import math
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,6 @@ from challenge import storage
 from challenge.challenges import (
     challenge_status,
     copy_metric_store,
-    get_challenge_by_slug,
     join_challenge,
     phases_of,
     prepare_challenge,
@@ -268,6 +268,42 @@ def _add_phase(
     return phase
 
 
+# Licences whose terms let anyone reuse the data and adapt it (a class is an adaptation), by SPDX
+# id: public-domain dedications, attribution-only and share-alike licences. Non-commercial (NC) and
+# no-derivatives (ND) variants, custom terms and an empty licence do not qualify: Podium cannot
+# tell whether a course is commercial, and a class is a derivative. docs/teaching.md lists them.
+REUSABLE_LICENCE = re.compile(
+    r"^(CC0(-1\.0)?|PDDL(-1\.0)?|CC-BY(-SA)?(-[1-4]\.0)?|ODC-BY(-1\.0)?|ODBL(-1\.0)?"
+    r"|MIT|APACHE-2\.0|BSD-[23]-CLAUSE|ISC|UNLICENSE)$"
+)
+
+
+def licence_allows_reuse(licence: str) -> bool:
+    """Whether a challenge's data licence lets another organizer clone it into a class."""
+    return REUSABLE_LICENCE.match(licence.strip().upper().replace(" ", "-")) is not None
+
+
+def may_clone(source: Challenge, user: User) -> bool:
+    """Own challenges (an admin: any), or listed ones whose licence allows reuse.
+
+    Whether the source has finished is checked separately, with its own message.
+    """
+    if user.role == "admin" or (source.created_by is not None and source.created_by == user.id):
+        return True
+    return source.is_listed and licence_allows_reuse(source.license)
+
+
+def clonable_source(session: Session, slug: str, user: User) -> Challenge:
+    """The challenge ``slug`` if ``user`` may clone it; a missing and a forbidden one look alike."""
+    source = session.exec(select(Challenge).where(Challenge.slug == slug)).first()
+    if source is None or not may_clone(source, user):
+        raise NotFound(
+            f"No challenge '{slug}' that you may clone: clone your own challenges, or public "
+            "ones whose data licence allows reuse (docs/teaching.md lists them)."
+        )
+    return source
+
+
 def create_class(
     session: Session,
     settings: Settings,
@@ -287,6 +323,7 @@ def create_class(
 ) -> Classroom:
     """Clone a finished challenge into a private class with fresh data.
 
+    The instructor must be allowed to clone the source (:func:`may_clone`).
     ``data="simulate"``: generates ``events`` HiggsML-like events (default: as many as the source
     split) with ``seed`` (default: random), splits them with the source's split specification
     under that seed. ``data="held-back"``: re-splits, with the source's fractions and ``seed``,
@@ -303,9 +340,9 @@ def create_class(
         )
     if session.exec(select(Challenge).where(Challenge.slug == slug)).first() is not None:
         raise Conflict(f"'{slug}' is taken; choose another slug for the class.", field="slug")
-    source = get_challenge_by_slug(session, source_slug)
     if instructor.role not in ("admin", "organizer"):
         raise BadRequest("Only organizers and admins can create classes.")
+    source = clonable_source(session, source_slug, instructor)
     label = challenge_status(phases_of(session, source)).label
     if label != "finished":
         raise BadRequest(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from sqlmodel import Session
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
@@ -18,6 +20,71 @@ from challenge.errors import BadRequest, NotAuthenticated, NotFound
 from challenge.models import User
 from challenge.security import csrf_matches, new_csrf_token
 from challenge.settings import Settings
+
+# The largest id our tables hold (their keys are INTEGER: 32 bits on PostgreSQL): a bigger number
+# in a path is no row of ours, and handed to the database it raised (SQLite's OverflowError past
+# 2**63 - 1, PostgreSQL's "integer out of range").
+MAX_DB_INT = 2**31 - 1
+
+
+def _at_most(limit: int) -> str:
+    """A regex for the decimal numbers from 0 to ``limit`` (leading zeros within its length)."""
+    digits = str(limit)
+    alternatives = [f"[0-9]{{1,{len(digits) - 1}}}"]
+    for i, d in enumerate(digits):
+        if d != "0":
+            rest = len(digits) - i - 1
+            alternatives.append(
+                digits[:i] + f"[0-{int(d) - 1}]" + (f"[0-9]{{{rest}}}" if rest else "")
+            )
+    alternatives.append(digits)
+    return "|".join(alternatives)
+
+
+class DatabaseIdConvertor(Convertor[int]):
+    """``{name:dbint}``: a path integer a database column can hold; a bigger one matches no route
+    (404), like an id that does not exist."""
+
+    regex = f"(?:{_at_most(MAX_DB_INT)})"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("dbint", DatabaseIdConvertor())
+
+
+def query_int(
+    request: Request, name: str, default: int, *, minimum: int = 1, maximum: int = MAX_DB_INT
+) -> int:
+    """An integer query parameter; anything else is a 400 that says what to send."""
+    raw = request.query_params.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if not minimum <= value <= maximum:
+        raise BadRequest(
+            f"{name} must be a whole number from {minimum} to {maximum}, not '{raw[:40]}'.",
+            field=name,
+        )
+    return value
+
+
+async def json_object(request: Request, example: str) -> dict[str, Any]:
+    """The request's JSON body, which must be an object; else a 400 showing ``example``."""
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise BadRequest(f"Send a JSON object: {example}.")
+    return body
 
 
 def engine_of(request: Request) -> sa.Engine:
@@ -99,12 +166,17 @@ def csrf_token(request: Request) -> str:
 async def read_form(request: Request) -> FormData:
     """Parse a POSTed form and check its CSRF token; every form view goes through here."""
     form = await request.form(max_files=2, max_fields=200)
+    check_csrf(request, form)
+    return form
+
+
+def check_csrf(request: Request, form: Mapping[str, Any]) -> None:
+    """Refuse a form whose CSRF token is not the session's (upload forms call it directly)."""
     given = form.get("csrf_token")
     if not csrf_matches(request.session.get("csrf"), given if isinstance(given, str) else None):
         raise BadRequest(
             "The form expired or came from another site. Reload the page and submit it again."
         )
-    return form
 
 
 def _fmt_time(value: dt.datetime | None) -> str:

@@ -20,6 +20,12 @@ from forum.config import ForumConfig
 from forum.interface import ForumUser
 from forum.models import MERGED, PENDING, VISIBLE, Moderator, Post, Sanction, Thread, utcnow
 
+# A page number past this is refused: its offset would overflow the database's integers.
+MAX_PAGE = 1_000_000
+# The largest id the tables hold (INTEGER keys, 32 bits on PostgreSQL); a bigger one in a URL is no
+# post or thread of ours (and the database refused it with an error).
+MAX_ID = 2**31 - 1
+
 
 class ForumError(Exception):
     """A problem the user can act on; ``message`` says what to change."""
@@ -332,6 +338,6 @@ def page_number(raw: str | None, *, last: int | None = None) -> int:
         number = int(str(raw))
     except ValueError:
         raise ForumError(f"Page must be a number from 1, not '{raw}'.") from None
-    if number < 1:
-        raise ForumError(f"Page must be a number from 1, not '{raw}'.")
+    if not 1 <= number <= MAX_PAGE:
+        raise ForumError(f"Page must be a number from 1 to {MAX_PAGE}, not '{raw}'.")
     return number

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, func, select
 
@@ -511,16 +513,38 @@ def toggle_vote(session: Session, *, actor: Actor, post: Post, thread: Thread) -
     if post.author_id == user.id:
         raise Forbidden("You cannot vote for your own post.")
     assert post.id is not None
-    existing = session.get(Vote, (post.id, user.id))
-    if existing is not None:
-        session.delete(existing)
-        post.score -= 1
-    else:
-        session.add(Vote(post_id=post.id, user_id=user.id))
-        post.score += 1
-    session.add(post)
-    session.flush()
-    return existing is None
+    # In SQL, not read-then-write: two toggles at once (a double click, two tabs) would both see
+    # no vote and both insert it, and the second insert failed on the primary key. The insert
+    # that finds the vote there does nothing, and that toggle takes the vote back instead. The
+    # score moves by what was really inserted or deleted, so it always equals the stored votes.
+    votes = Vote.__table__  # type: ignore[attr-defined]
+    insert = (
+        sqlite_insert(votes)
+        if session.get_bind().dialect.name == "sqlite"
+        else postgresql_insert(votes)
+    )
+    added = session.execute(
+        insert.values(post_id=post.id, user_id=user.id, created_at=utcnow())
+        .on_conflict_do_nothing()
+        .returning(votes.c.user_id)
+    ).first()
+    delta = 1
+    if added is None:
+        removed = session.execute(
+            sa.delete(votes)
+            .where(votes.c.post_id == post.id, votes.c.user_id == user.id)
+            .returning(votes.c.user_id)
+        ).first()
+        delta = -1 if removed is not None else 0
+    mark_versioned(session, thread.id or 0)
+    session.execute(
+        sa.update(Post).where(col(Post.id) == post.id).values(score=col(Post.score) + delta)
+    )
+    session.execute(
+        sa.update(Thread).where(col(Thread.id) == thread.id).values(version=col(Thread.version) + 1)
+    )
+    session.refresh(post, ["score"])
+    return delta > 0
 
 
 def accept_answer(session: Session, *, actor: Actor, thread: Thread, post: Post | None) -> None:

@@ -28,6 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from forum.access import (
     ANNOUNCEMENTS,
+    MAX_ID,
     STANDING,
     Actor,
     Forbidden,
@@ -213,9 +214,12 @@ class ForumViews:
     @staticmethod
     def int_param(value: Any, what: str) -> int:
         try:
-            return int(str(value))
+            number = int(str(value))
         except ValueError:
             raise ForumError(f"{what} must be a number, not '{value}'.") from None
+        if not 0 <= number <= MAX_ID:
+            raise NotFound(f"{what} not found.")
+        return number
 
     @staticmethod
     def wants_json(request: Request) -> bool:

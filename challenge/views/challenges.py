@@ -6,7 +6,6 @@ from pathlib import Path
 
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -29,11 +28,12 @@ from challenge.schedule import challenge_page_extras, require_data_access
 from challenge.submissions import queue_position, quota_for, submissions_of
 from challenge.uploads import (
     check_declared_size,
-    iter_upload_file,
     limit_submission_rate,
-    store_upload,
+    receive_multipart,
+    record_upload,
 )
 from challenge.web import (
+    check_csrf,
     current_user,
     db,
     flash,
@@ -192,18 +192,12 @@ async def submit(request: Request) -> Response:
     challenge = await run_in_threadpool(visible_challenge, request, request.path_params["slug"])
     limit_submission_rate(request, user)
     check_declared_size(request, challenge)
-    form = await read_form(request)
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile) or not upload.filename:
-        raise BadRequest("Choose a prediction file to upload.")
-    sub = await store_upload(
-        request,
-        challenge,
-        user,
-        iter_upload_file(upload),
-        upload.filename,
-        str(form.get("message", "")),
+    form = await receive_multipart(
+        request, challenge, file_field="file", check_fields=lambda f: check_csrf(request, f)
     )
+    if form.file is None:
+        raise BadRequest("Choose a prediction file to upload.")
+    sub = await record_upload(request, challenge, user, form.file, form.fields.get("message", ""))
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse({"id": sub.id, "status": sub.status}, status_code=201)
     flash(request, f"Submission #{sub.id} received; it is being scored.")

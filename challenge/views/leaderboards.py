@@ -50,7 +50,7 @@ from challenge.models import Challenge, Phase, User, utcnow
 from challenge.plots import shakeup_svg, time_series_svg
 from challenge.teams import team_of
 from challenge.views.challenges import visible_challenge
-from challenge.web import current_user, db, engine_of, render, settings_of
+from challenge.web import current_user, db, engine_of, query_int, render, settings_of
 
 log = logging.getLogger(__name__)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -118,10 +118,7 @@ def private_hidden_message(challenge: Challenge, phases: list[Phase]) -> str:
 
 
 def _page_number(request: Request) -> int:
-    try:
-        return max(1, int(request.query_params.get("page", "1")))
-    except ValueError as exc:
-        raise BadRequest("page must be a whole number, e.g. ?page=2.") from exc
+    return query_int(request, "page", 1, maximum=1_000_000)
 
 
 def board_page(request: Request, br: BoardRequest, head: BoardHead | None = None) -> BoardPage:

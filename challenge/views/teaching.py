@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from challenge.challenges import challenge_status, phases_of
 from challenge.errors import BadRequest, PodiumError
-from challenge.models import Challenge
+from challenge.models import Challenge, User
 from challenge.teaching import (
     class_of,
     classes_of,
@@ -21,6 +21,7 @@ from challenge.teaching import (
     grade_rows,
     grades_csv,
     join_class,
+    may_clone,
     reset_class,
     set_grade_rule,
     term_of,
@@ -28,6 +29,7 @@ from challenge.teaching import (
 from challenge.web import (
     db,
     flash,
+    query_int,
     read_form,
     redirect,
     render,
@@ -54,14 +56,21 @@ def _seed(value: str) -> int | None:
     return int(value)
 
 
-def _finished_sources(request: Request) -> list[Challenge]:
-    from sqlmodel import col, select
+def _finished_sources(request: Request, user: User) -> list[Challenge]:
+    """The finished challenges ``user`` may clone: their own, and public reusable ones."""
+    from sqlmodel import col, or_, select
 
     session = db(request)
     rows = session.exec(
-        select(Challenge).where(col(Challenge.is_listed)).order_by(col(Challenge.id))
+        select(Challenge)
+        .where(or_(col(Challenge.is_listed), Challenge.created_by == user.id))
+        .order_by(col(Challenge.id))
     )
-    return [c for c in rows if challenge_status(phases_of(session, c)).label == "finished"]
+    return [
+        c
+        for c in rows
+        if may_clone(c, user) and challenge_status(phases_of(session, c)).label == "finished"
+    ]
 
 
 async def classes(request: Request) -> Response:
@@ -71,7 +80,7 @@ async def classes(request: Request) -> Response:
             request,
             "teaching/index.html",
             classes=classes_of(db(request), user),
-            sources=_finished_sources(request),
+            sources=_finished_sources(request, user),
             form={},
         )
     form = await read_form(request)
@@ -104,7 +113,7 @@ async def classes(request: Request) -> Response:
                 "teaching/index.html",
                 status_code=exc.status_code,
                 classes=classes_of(session, user),
-                sources=_finished_sources(request),
+                sources=_finished_sources(request, user),
                 form=fields,
                 error=exc.message,
             )
@@ -118,7 +127,7 @@ def class_page(request: Request) -> Response:
     user = require_role(request, "admin", "organizer")
     session = db(request)
     classroom, challenge = class_of(session, request.path_params["slug"], user)
-    term = int(request.query_params.get("term") or classroom.term)
+    term = query_int(request, "term", classroom.term, maximum=1_000_000)
     return render(
         request,
         "teaching/class.html",
@@ -135,7 +144,7 @@ def grades(request: Request) -> Response:
     user = require_role(request, "admin", "organizer")
     session = db(request)
     classroom, challenge = class_of(session, request.path_params["slug"], user)
-    term = int(request.query_params.get("term") or classroom.term)
+    term = query_int(request, "term", classroom.term, maximum=1_000_000)
     text = grades_csv(grade_rows(session, classroom, challenge, term))
     return PlainTextResponse(
         text,

@@ -215,7 +215,7 @@ routes = [
     Route("/c/{slug}/team/invite", invite_member, methods=["POST"]),
     Route("/c/{slug}/team/leave", leave, methods=["POST"]),
     Route("/c/{slug}/team/captain", hand_over_captaincy, methods=["POST"]),
-    Route("/c/{slug}/invitations/{id:int}/{answer:str}", answer_invitation, methods=["POST"]),
-    Route("/c/{slug}/submissions/{id:int}/final", pick_final, methods=["POST"]),
+    Route("/c/{slug}/invitations/{id:dbint}/{answer:str}", answer_invitation, methods=["POST"]),
+    Route("/c/{slug}/submissions/{id:dbint}/final", pick_final, methods=["POST"]),
     *mail_routes,  # the account page's e-mail preferences (mounted with the team pages)
 ]

@@ -474,3 +474,97 @@ def test_cli_held_back_class_names_the_dataset_problem(
     assert "NAME:N" in err
     assert main(["class", "create", *args, "--held-back", "--dataset", "nope:1"]) == 4
     assert "Dataset 'nope:1' cannot be read" in capsys.readouterr().err
+
+
+def test_only_own_or_public_reusable_challenges_can_be_cloned(
+    cli_env: None,
+    client: Any,
+    make_challenge: Any,
+    make_user: Any,
+    settings: Any,
+    engine: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Another organizer's unlisted challenge, or one whose licence forbids reuse, answers like a
+    missing one: nothing is created and no file of it is published to the refused instructor."""
+    from challenge.models import User
+
+    prof = make_user("prof", role="organizer")
+    rival = make_user("rival", role="organizer")
+    finished = {"opens_days": -20, "closes_days": -1}
+    make_challenge("rival-unlisted", owner=rival, **finished)
+    make_challenge("rival-nc", owner=rival, **finished)
+    make_challenge("rival-open", owner=rival, **finished)
+    make_challenge("prof-own", owner=prof, **finished)
+    with Session(engine) as session:
+        for slug, listed, licence in [
+            ("rival-unlisted", False, "CC-BY-4.0"),
+            ("rival-nc", True, "CC-BY-NC-4.0"),
+            ("prof-own", False, "Proprietary"),
+        ]:
+            row = session.exec(select(Challenge).where(Challenge.slug == slug)).one()
+            row.is_listed, row.license = listed, licence
+            session.add(row)
+        session.commit()
+    login(client, "prof")
+    offered = client.get("/teach").text.split("<select", 1)[1].split("</select>", 1)[0]
+    assert "prof-own" in offered
+    assert "rival-open" in offered
+    assert "rival-unlisted" not in offered
+    assert "rival-nc" not in offered
+
+    times = {"opens": "2026-01-01T00:00", "closes": "2099-01-01T00:00"}
+    missing = _create_form(client, source="no-such", slug="k1", **times)
+    assert missing.status_code == 404
+    for source in ("rival-unlisted", "rival-nc"):
+        r = _create_form(client, source=source, slug="k1", **times)
+        assert r.status_code == 404, source
+        assert r.text.replace(source, "no-such") == missing.text
+        assert "that you may clone" in r.text
+    cli = ["class", "create", "rival-unlisted", "k1", "--opens", "2026-01-01T00:00Z"]
+    assert main([*cli, "--closes", "2099-01-01T00:00Z", "--owner", "prof"]) == 4
+    assert "No challenge 'rival-unlisted' that you may clone" in capsys.readouterr().err
+    with Session(engine) as session:
+        assert session.exec(select(Challenge).where(Challenge.slug == "k1")).first() is None
+        assert session.exec(select(Classroom)).all() == []
+    assert not storage.public_dir(settings, "k1").exists()
+    assert not storage.label_dir(settings, "k1").exists()
+
+    # One's own (even unlisted, any licence) and public reusable ones are cloned.
+    for n, source in enumerate(("prof-own", "rival-open")):
+        r = _create_form(client, source=source, slug=f"ok-{n}", **times)
+        assert r.status_code == 303, r.text
+    # An admin may clone anything finished.
+    make_user("root", role="admin")
+    cli = ["class", "create", "rival-nc", "k2", "--opens", "2026-01-01T00:00Z"]
+    assert main([*cli, "--closes", "2099-01-01T00:00Z", "--owner", "root"]) == 0
+    with Session(engine) as session:
+        owners = {
+            c.slug: session.get(User, c.created_by).username  # type: ignore[union-attr]
+            for c in session.exec(select(Challenge)).all()
+            if c.slug in ("ok-0", "ok-1", "k2")
+        }
+    assert owners == {"ok-0": "prof", "ok-1": "prof", "k2": "root"}
+
+
+@pytest.mark.parametrize(
+    ("licence", "reusable"),
+    [
+        ("CC-BY-4.0", True),
+        ("cc-by-sa-4.0", True),
+        ("CC0-1.0", True),
+        ("ODbL-1.0", True),
+        ("MIT", True),
+        ("Apache-2.0", True),
+        ("CC-BY-NC-4.0", False),
+        ("CC-BY-ND-4.0", False),
+        ("CC-BY-NC-SA-4.0", False),
+        ("", False),
+        ("Proprietary", False),
+        ("CC-BY-4.0 plus our terms", False),
+    ],
+)
+def test_licences_that_allow_reuse(licence: str, reusable: bool) -> None:
+    from challenge.teaching import licence_allows_reuse
+
+    assert licence_allows_reuse(licence) is reusable
