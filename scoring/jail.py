@@ -97,8 +97,10 @@ class Mount:
 class Budget:
     """What one run may use; exceeding any ends it with a message naming which.
 
-    ``cpus`` caps the rate (cores) besides the total ``cpu_seconds``; ``disk_mb`` bounds the
-    tmpfs scratch, each file written and the writable mounts' total.
+    ``cpus`` caps the rate (cores) besides the total ``cpu_seconds``: on the 2-core host that is
+    what keeps a busy run off the core file scoring uses (a lower cgroup CPU weight was tried and
+    starved a run's start on a loaded host, docs/benchmarks.md). ``disk_mb`` bounds the tmpfs
+    scratch, each file written and the writable mounts' total.
     """
 
     cpu_seconds: float = 600.0
