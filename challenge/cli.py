@@ -52,7 +52,15 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def start_worker_process(processes: int = 2) -> subprocess.Popen[bytes]:
+#: The queues of the file-scoring pool; code runs have a pool of their own (queue "code"), so a
+#: long run never holds a process that a 150 ms file score needs.
+FILE_QUEUES = ("scoring", "rescoring", "prepare", "maintenance", "mail")
+CODE_QUEUES = ("code",)
+
+
+def start_worker_process(
+    processes: int = 2, queues: Sequence[str] = FILE_QUEUES
+) -> subprocess.Popen[bytes]:
     env = os.environ.copy()
     # dramatiq polls an idle Redis queue with a backoff of up to 1 s by default, so a fresh
     # submission would wait ~0.4 s before a worker sees it; 25 ms keeps that near 10 ms.
@@ -66,10 +74,13 @@ def start_worker_process(processes: int = 2) -> subprocess.Popen[bytes]:
             "dramatiq",
             "challenge.tasks",
             "challenge.schedule",
+            "challenge.coderuns",
             "--processes",
             str(processes),
             "--threads",
             "1",
+            "--queues",
+            *queues,
         ],
         env=env,
     )
@@ -140,8 +151,14 @@ def run_scheduler_forever(interval: float, stop: threading.Event) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = load_settings()
     _ensure_redis(settings)
-    proc = start_worker_process(args.processes)
-    return proc.wait()
+    queues = [q.strip() for q in (args.queues or "").split(",") if q.strip()]
+    if queues:
+        return start_worker_process(args.processes, queues).wait()
+    pools = [start_worker_process(args.processes, FILE_QUEUES)]
+    if args.code_processes > 0:
+        pools.append(start_worker_process(args.code_processes, CODE_QUEUES))
+    codes = [p.wait() for p in pools]
+    return max(codes)
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
@@ -250,6 +267,10 @@ def cmd_challenge_create(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     engine = make_engine(settings.database_url)
+    from challenge.codabench import is_codabench_bundle
+
+    if is_codabench_bundle(Path(args.bundle)):
+        return create_from_codabench(settings, engine, Path(args.bundle), args.owner)
     try:
         bundle = parse_bundle(Path(args.bundle))
         dataset_path = bundle.dataset_path
@@ -289,6 +310,64 @@ def cmd_challenge_create(args: argparse.Namespace) -> int:
     print(
         json.dumps({"slug": bundle.slug, "state": "ready", "split": report}, indent=2, default=str)
     )
+    return EXIT_OK
+
+
+def create_from_codabench(settings: Settings, engine: Any, path: Path, owner: str | None) -> int:
+    """``podium challenge create`` of a Codabench bundle: parse, build the environment, insert."""
+    import tempfile
+
+    from sqlmodel import select
+
+    from challenge.codabench import (
+        build_environment,
+        create_codabench_challenge,
+        parse_codabench_bundle,
+    )
+    from challenge.db import session_scope
+    from challenge.errors import PodiumError
+    from challenge.models import Challenge, User
+
+    with tempfile.TemporaryDirectory(prefix="podium-bundle-") as tmp:
+        try:
+            bundle = parse_codabench_bundle(path, Path(tmp))
+            for note in bundle.notes:
+                print(f"note: {note}", file=sys.stderr)
+            with session_scope(engine) as session:
+                creator = None
+                if owner:
+                    creator = session.exec(select(User).where(User.username == owner)).first()
+                    if creator is None:
+                        raise CliError(f"no user '{owner}'; create it with 'podium user create'.")
+                if session.exec(select(Challenge).where(Challenge.slug == bundle.slug)).first():
+                    raise CliError(
+                        f"a challenge with slug '{bundle.slug}' exists; set another slug in "
+                        "podium.yaml beside competition.yaml.", EXIT_INVALID,
+                    )  # fmt: skip
+            environment = None
+            if bundle.requirements is not None:
+                print(f"building the Python environment from {bundle.requirements.name} …",
+                      file=sys.stderr)  # fmt: skip
+                environment = build_environment(settings, bundle.slug, bundle.requirements)
+            with session_scope(engine) as session:
+                creator = (
+                    session.exec(select(User).where(User.username == owner)).first()
+                    if owner else None
+                )  # fmt: skip
+                row = create_codabench_challenge(
+                    session, settings=settings, bundle=bundle, creator=creator,
+                    environment=environment,
+                )  # fmt: skip
+                out = {
+                    "slug": row.slug, "state": row.state, "kind": row.kind,
+                    "phases": [p["name"] for p in bundle.phases],
+                    "columns": [c["key"] for c in bundle.columns], "ranking": bundle.ranking,
+                    "environment": (environment or {}).get("prefix") or "podium runtime",
+                    "notes": bundle.notes,
+                }  # fmt: skip
+        except PodiumError as exc:
+            raise CliError(exc.message, EXIT_INVALID) from exc
+    print(json.dumps(out, indent=2))
     return EXIT_OK
 
 
@@ -954,12 +1033,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
         while sub["status"] in ("received", "scoring") and time.monotonic() < deadline:
             time.sleep(0.3)
             sub = _check(http.get(f"/api/submissions/{sub['id']}")).json()
+    log = sub.get("log") or {}
+    if log.get("stdout"):
+        print(log["stdout"].rstrip())
     if sub["status"] == "scored":
         ci = sub.get("public_ci")
         extra = f"  (95% interval {ci[0]:.5f} .. {ci[1]:.5f})" if ci else ""
         print(f"scored: public score {sub['public_score']:.6f}{extra}")
+        for key, value in (sub.get("scores") or {}).items():  # a code challenge's columns
+            print(f"  {key}: {value:.6g}")
         return EXIT_OK
     if sub["status"] in ("invalid", "error"):
+        if log.get("stderr"):  # a code run's traceback, shown to its author
+            print(log["stderr"].rstrip(), file=sys.stderr)
         print(f"{sub['status']}: {sub.get('error')}", file=sys.stderr)
         return EXIT_INVALID if sub["status"] == "invalid" else EXIT_ERROR
     print(
@@ -1057,6 +1143,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2, help="web worker processes (default 2)")
     w = add("worker", cmd_worker, "Run the scoring worker (dramatiq).")
     w.add_argument("--processes", type=int, default=2)
+    w.add_argument(
+        "--code-processes", type=int, default=1,
+        help="processes of the code-run pool (queue 'code'); 0 runs none here",
+    )  # fmt: skip
+    w.add_argument(
+        "--queues", default="",
+        help="comma-separated queues to consume in one pool (e.g. 'code'); default: a "
+        "file-scoring pool and a code-run pool",
+    )  # fmt: skip
     sc = add("scheduler", cmd_scheduler, "Send periodic jobs (reconciler, phase changes).")
     sc.add_argument("--interval", type=float, default=30.0)
     add("migrate", cmd_migrate, "Create or upgrade the database schema.")
@@ -1066,7 +1161,7 @@ def build_parser() -> argparse.ArgumentParser:
     cc = add(
         "create", cmd_challenge_create, "Create a challenge from a bundle (challenge.yaml).", chs
     )
-    cc.add_argument("bundle")
+    cc.add_argument("bundle", help="challenge.yaml, or a Codabench bundle (folder or zip)")
     cc.add_argument("--owner", help="user name of the organizer who owns it")
     add("list", cmd_challenge_list, "List all challenges.", chs)
     rs = add("rescore", cmd_challenge_rescore, "Rescore one submission or a whole challenge.", chs)
