@@ -292,9 +292,10 @@ def leaderboard(request: Request) -> Response:
         from sqlmodel import col, select
 
         ids = [e.submission_id for e in entries]
-        scores = dict(
-            session.exec(select(Submission.id, Submission.scores).where(col(Submission.id).in_(ids)))
-        )
+        rows = session.exec(
+            select(Submission.id, Submission.scores).where(col(Submission.id).in_(ids))
+        ).all()
+        scores = {sub_id: values for sub_id, values in rows}
         for entry in body["entries"]:
             entry["scores"] = scores.get(entry["submission_id"]) or {}
         body["columns"] = [
