@@ -295,7 +295,7 @@ def leaderboard(request: Request) -> Response:
         rows = session.exec(
             select(Submission.id, Submission.scores).where(col(Submission.id).in_(ids))
         ).all()
-        scores = {sub_id: values for sub_id, values in rows}
+        scores: dict[Any, Any] = dict(rows)
         for entry in body["entries"]:
             entry["scores"] = scores.get(entry["submission_id"]) or {}
         body["columns"] = [
