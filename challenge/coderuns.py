@@ -141,10 +141,27 @@ def outcome_to_result(
     )  # fmt: skip
 
 
+_published = False
+
+
+def publish_jail_once(allow_partial: bool) -> None:
+    """Tell /health and the admin page what this worker's host gives the jail (once per process)."""
+    global _published
+    if _published:
+        return
+    _published = True
+    from challenge.health import publish_code_jail
+    from scoring.jail import host_capabilities
+
+    client = getattr(dramatiq.get_broker(), "client", None)
+    publish_code_jail(client, {**host_capabilities(), "partial_allowed": allow_partial})
+
+
 def grade_code_submission(submission_id: int) -> bool:
     """Claim, run and store one code submission; False when another worker has it. Idempotent."""
     ctx = context()
     settings = ctx.settings
+    publish_jail_once(settings.code_allow_partial_isolation)
     with session_scope(ctx.engine) as session:
         sub = session.get(Submission, submission_id)
         if sub is None:

@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from challenge.challenges import get_challenge_by_slug, phases_of, reveal_private_leaderboard
 from challenge.errors import NotFound
-from challenge.health import worker_statuses
+from challenge.health import code_jail_statuses, worker_statuses
 from challenge.models import Challenge, Submission, User
 from challenge.rescoring import rescore_phase, rescore_submission, runs_of
 from challenge.tasks import enqueue_rescore
@@ -42,10 +42,13 @@ def dashboard(request: Request) -> Response:
         rows.append((challenge, counts))
     # The latest rescore of each challenge: its state, and why it failed if it did.
     rescores = {c.id: runs_of(session, c, limit=1) for c, _ in rows}
-    workers = worker_statuses(request.app.state.ratelimiter.client) if user.role == "admin" else []
+    client = request.app.state.ratelimiter.client
+    workers = worker_statuses(client) if user.role == "admin" else []
+    code_jails = code_jail_statuses(client) if user.role == "admin" else []
     return render(
-        request, "challenge/organize.html", rows=rows, workers=workers, rescores=rescores
-    )
+        request, "challenge/organize.html", rows=rows, workers=workers, rescores=rescores,
+        code_jails=code_jails,
+    )  # fmt: skip
 
 
 async def reveal(request: Request) -> Response:

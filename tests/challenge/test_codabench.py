@@ -402,3 +402,64 @@ def test_reconciler_sends_lost_code_runs_to_the_code_queue(
         assert row is not None
         assert row.status == "scored"
         assert row.results_recorded == 1
+
+
+# ---------------------------------------------------------------- partial isolation
+
+PARTIAL = {
+    "bwrap": True, "root": True, "user_namespaces": True, "seccomp": True, "cgroup": None,
+    "missing": ["no cgroup limits (memory, pids, cpu): not delegated here"], "complete": False,
+}  # fmt: skip
+
+
+@needs_jail
+def test_a_host_missing_a_wall_refuses_code_until_an_admin_accepts(
+    client: TestClient, engine: sa.Engine, settings: Settings, code_challenge: Challenge,
+    code_worker: Any, make_user: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import scoring.jail
+
+    monkeypatch.setattr(scoring.jail, "_capabilities", PARTIAL)
+    make_user("ana")
+    join_approved(client, engine, code_challenge.slug, "ana")
+    refused = upload(client, code_challenge.slug, model_zip(GOOD_MODEL))
+    code_worker.drain()
+    with session_scope(engine) as session:
+        row = session.get(Submission, refused)
+        assert row is not None
+        assert row.status == "error"
+        assert "the server cannot isolate it" in row.error_message
+        assert "no cgroup limits" in row.error_detail
+    monkeypatch.setattr(settings, "code_allow_partial_isolation", True)
+    accepted = upload(client, code_challenge.slug, model_zip(GOOD_MODEL))
+    code_worker.drain()
+    with session_scope(engine) as session:
+        row = session.get(Submission, accepted)
+        assert row is not None
+        assert row.status == "scored", row.error_detail
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_health_and_admin_page_show_what_the_jail_misses(
+    client: TestClient, app: Any, make_user: Any, redis_url: str
+) -> None:
+    import redis
+
+    from challenge.health import beat, publish_code_jail
+
+    r = redis.Redis.from_url(redis_url)
+    app.state.health_redis = r
+    app.state.ratelimiter.client = r
+    beat(r, "host:1:1")
+    assert "code_isolation" not in client.get("/health").json()  # no code worker yet
+    publish_code_jail(r, PARTIAL)
+    body = client.get("/health").json()
+    assert body["status"] == "ok"  # file grading is unaffected
+    assert body["code_isolation"] == {
+        "complete": False, "missing": PARTIAL["missing"], "workers": 1,
+    }  # fmt: skip
+    make_user("root", role="admin")
+    login(client, "root")
+    page = client.get("/organize").text
+    assert "PARTIAL: no cgroup limits (memory, pids, cpu): not delegated here" in page
+    assert "until an admin sets PODIUM_CODE_ALLOW_PARTIAL_ISOLATION" in page
