@@ -538,6 +538,36 @@ class _UidLease:
                 self.path.unlink()
 
 
+def sweep_stale_runs(state_dir: Path = DEFAULT_STATE_DIR) -> list[int]:
+    """Clean up after runs whose worker died (SIGKILL, OOM): kill what is left in their cgroups,
+    remove the groups, the mount points and the uid lease. Returns the uids swept."""
+    swept = []
+    uids = state_dir / "uids"
+    if not uids.is_dir():
+        return swept
+    v1, _ = _cgroup_mounts()
+    own = _own_cgroups()
+    v2_parent = _v2_root()
+    for lease in uids.iterdir():
+        if not lease.name.isdigit() or not _UidLease._stale(lease):
+            continue
+        name = f"podium-run-{lease.name}"
+        dirs: dict[str, Path] = {}
+        if v2_parent is not None and (v2_parent / name).is_dir():
+            dirs[""] = v2_parent / name
+        for controller, mount in v1.items():
+            group = mount / own.get(controller, "/").lstrip("/") / name
+            if group.is_dir():
+                dirs[controller] = group
+        if dirs:
+            (CgroupV2(dirs) if "" in dirs else CgroupV1(dirs)).remove()
+        shutil.rmtree(state_dir / f"run-{lease.name}", ignore_errors=True)
+        with contextlib.suppress(OSError):
+            lease.unlink()
+        swept.append(int(lease.name))
+    return swept
+
+
 # ---------------------------------------------------------------- output capture
 
 
@@ -695,6 +725,7 @@ def run_jailed(
     started = time.monotonic()
     state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(state_dir, 0o711)  # noqa: S103 - enterable, not listable: holds mount points
+    sweep_stale_runs(state_dir)
     lease = _UidLease(state_dir)
     uid = lease.uid
     run_dir = state_dir / f"run-{uid}"

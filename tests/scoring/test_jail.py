@@ -7,7 +7,10 @@ in the same process works: the worker goes on.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -299,3 +302,26 @@ def jail_processes(uid: int) -> list[int]:
             except (OSError, IndexError):
                 continue
     return found
+
+
+def test_what_a_killed_worker_left_is_swept(tmp_path: Path) -> None:
+    """A worker killed mid-run leaves its run's cgroup, mount points and uid lease; the next run
+    (on any worker of the host) kills what is left and removes them."""
+    state = Path(tempfile.mkdtemp(prefix="podium-jail-test-", dir="/tmp"))  # enterable by runs
+    (state / "uids").mkdir(parents=True)
+    dead = subprocess.Popen(["/usr/bin/true"])
+    dead.wait()
+    uid = jail.UID_BASE + 12345
+    (state / "uids" / str(uid)).write_text(str(dead.pid))
+    group = jail.create_cgroup(f"podium-run-{uid}", SMALL)
+    leftover = subprocess.Popen(["/usr/bin/sleep", "600"])
+    for procs in group.procs_files:
+        procs.write_text(str(leftover.pid))
+    (state / f"run-{uid}").mkdir()
+    result = run("print('next run')", tmp_path, state_dir=state)
+    assert result.ok, result.stderr
+    assert leftover.wait(5) == -9
+    assert not any(d.exists() for d in group.dirs.values())
+    assert not (state / f"run-{uid}").exists()
+    assert not (state / "uids" / str(uid)).exists()
+    shutil.rmtree(state)
