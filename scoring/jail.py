@@ -541,7 +541,7 @@ class _UidLease:
 def sweep_stale_runs(state_dir: Path = DEFAULT_STATE_DIR) -> list[int]:
     """Clean up after runs whose worker died (SIGKILL, OOM): kill what is left in their cgroups,
     remove the groups, the mount points and the uid lease. Returns the uids swept."""
-    swept = []
+    swept: list[int] = []
     uids = state_dir / "uids"
     if not uids.is_dir():
         return swept

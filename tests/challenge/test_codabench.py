@@ -329,6 +329,9 @@ def test_model_zip_uploaded_in_the_browser_is_scored_into_the_columns(
     assert board["ranking"] == "accuracy"
     assert [c["key"] for c in board["columns"]] == ["accuracy", "duration"]
     assert set(board["entries"][0]["scores"]) == {"accuracy", "duration"}
+    page = client.get(f"/c/{slug}/leaderboard").text  # the board shows every column
+    assert "<th>Predict time (s)</th>" in page
+    assert 'data-column="duration"' in page
     # … nobody else does.
     client.post("/logout", data={"csrf_token": csrf_of(client)})
     login(client, "bob")
