@@ -215,13 +215,23 @@ def grade_code_submission(submission_id: int) -> bool:
             run_log, scores = {}, {}
     except Exception as exc:
         log.exception("code run %s failed on the worker", submission_id)
-        with session_scope(ctx.engine) as session:
-            session.execute(
-                sa.update(Submission)
-                .where(col(Submission.id) == submission_id, col(Submission.status) == "scoring")
-                .values(status="received")
-            )
-        raise InfrastructureError(str(exc)) from exc
+        message = dramatiq.middleware.CurrentMessage.get_current_message()
+        retries = int(message.options.get("retries", 0)) if message is not None else 0
+        if retries < MAX_INFRA_RETRIES:
+            with session_scope(ctx.engine) as session:
+                session.execute(
+                    sa.update(Submission)
+                    .where(col(Submission.id) == submission_id, col(Submission.status) == "scoring")
+                    .values(status="received")
+                )
+            raise InfrastructureError(str(exc)) from exc
+        # Out of retries: an error the organizers see, as for files (challenge/tasks.py).
+        result = {
+            "status": "error",
+            "detail": f"{type(exc).__name__}: {exc}",
+            "message": "Running your code failed on our side. The organizers have been told.",
+        }
+        run_log, scores = {}, {}
     finally:
         for folder in ("submission", "steps"):
             shutil.rmtree(work / folder, ignore_errors=True)

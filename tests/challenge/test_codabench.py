@@ -16,7 +16,7 @@ import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
@@ -466,3 +466,64 @@ def test_health_and_admin_page_show_what_the_jail_misses(
     page = client.get("/organize").text
     assert "PARTIAL: no cgroup limits (memory, pids, cpu): not delegated here" in page
     assert "until an admin sets PODIUM_CODE_ALLOW_PARTIAL_ISOLATION" in page
+
+
+def test_a_worker_failure_is_retried_then_stored_as_an_error(
+    client: TestClient, engine: sa.Engine, settings: Settings, code_challenge: Challenge,
+    make_user: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import dramatiq
+
+    from challenge import coderuns
+
+    make_user("ana")
+    join_approved(client, engine, code_challenge.slug, "ana")
+    lost = make_broker("stub://")  # nothing runs it: the test calls the actor's function
+    previous = use_broker(lost)
+    try:
+        sub_id = upload(client, code_challenge.slug, model_zip(GOOD_MODEL))
+    finally:
+        use_broker(previous)
+        lost.close()
+    tasks.configure(settings, engine)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk of the worker is full")
+
+    monkeypatch.setattr(coderuns, "run_task", broken)
+    with pytest.raises(tasks.InfrastructureError):  # dramatiq retries it with backoff
+        coderuns.grade_code_submission(sub_id)
+    assert _status(engine, sub_id) == ("received", 0)  # claimable again at once
+
+    class LastTry:
+        options: ClassVar[dict[str, int]] = {"retries": tasks.MAX_INFRA_RETRIES}
+
+    monkeypatch.setattr(dramatiq.middleware.CurrentMessage, "get_current_message", lambda: LastTry)
+    assert coderuns.grade_code_submission(sub_id) is True
+    assert _status(engine, sub_id) == ("error", 1)
+    with session_scope(engine) as session:
+        row = session.get(Submission, sub_id)
+        assert row is not None
+        assert "disk of the worker is full" in row.error_detail
+        assert "on our side" in row.error_message
+
+
+def _status(engine: sa.Engine, sub_id: int) -> tuple[str, int]:
+    with session_scope(engine) as session:
+        row = session.get(Submission, sub_id)
+        assert row is not None
+        return row.status, row.results_recorded
+
+
+def test_rescoring_a_code_challenge_is_refused_with_a_reason(
+    engine: sa.Engine, code_challenge: Challenge, make_user: Any
+) -> None:
+    from challenge.errors import BadRequest
+    from challenge.rescoring import rescore_phase
+
+    admin = make_user("root", role="admin")
+    with session_scope(engine) as session:
+        phase = session.exec(select(Phase).where(Phase.challenge_id == code_challenge.id)).first()
+        assert phase is not None
+        with pytest.raises(BadRequest, match="not available for Codabench challenges"):
+            rescore_phase(session, phase_id=int(phase.id or 0), actor=admin)
