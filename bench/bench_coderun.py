@@ -62,8 +62,12 @@ def start_cost(runs: int) -> None:
             jailed.append(time.perf_counter() - t)
             assert result.ok, result.stderr
     print(f"load average {os.getloadavg()[0]:.2f}, {runs} alternating runs each")
-    print(f"bare python -c 'import numpy'      p50 {p50(bare):7.1f} ms  min {min(bare)*1000:6.1f}")
-    print(f"jailed run (bwrap+seccomp+cgroup)  p50 {p50(jailed):7.1f} ms  min {min(jailed)*1000:6.1f}")
+    print(
+        f"bare python -c 'import numpy'      p50 {p50(bare):7.1f} ms  min {min(bare) * 1000:6.1f}"
+    )
+    print(
+        f"jailed run (bwrap+seccomp+cgroup)  p50 {p50(jailed):7.1f} ms  min {min(jailed) * 1000:6.1f}"
+    )
     print(f"ratio p50 {p50(jailed) / p50(bare):.2f} (target <= 2)")
 
 
@@ -108,7 +112,11 @@ def scoring_under_code_runs(runs: int) -> None:
             def code_runs() -> None:
                 while not stop.is_set():
                     run_jailed(
-                        [sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<20: pass"],
+                        [
+                            sys.executable,
+                            "-c",
+                            "import time\nt=time.time()\nwhile time.time()-t<20: pass",
+                        ],
                         mounts=[],
                         budget=busy,
                     )
@@ -119,8 +127,10 @@ def scoring_under_code_runs(runs: int) -> None:
             loaded = measure()
             stop.set()
             worker.join(30)
-    print(f"file scoring p50 alone {p50(alone):.1f} ms, with a code run busy {p50(loaded):.1f} ms, "
-          f"ratio {p50(loaded) / p50(alone):.2f} (target <= 1.10); load {os.getloadavg()[0]:.2f}")
+    print(
+        f"file scoring p50 alone {p50(alone):.1f} ms, with a code run busy {p50(loaded):.1f} ms, "
+        f"ratio {p50(loaded) / p50(alone):.2f} (target <= 1.10); load {os.getloadavg()[0]:.2f}"
+    )
 
 
 def main() -> None:

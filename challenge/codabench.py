@@ -98,7 +98,9 @@ def is_codabench_bundle(path: Path) -> bool:
         return (path / "competition.yaml").is_file() or (path / "competition.yml").is_file()
     if path.is_file() and zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
-            return any(Path(n).name in ("competition.yaml", "competition.yml") for n in zf.namelist())
+            return any(
+                Path(n).name in ("competition.yaml", "competition.yml") for n in zf.namelist()
+            )
     return False
 
 
@@ -174,7 +176,9 @@ def _budget(raw: Any, where: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in raw.items():
         if key not in BUDGET_KEYS:
-            raise BundleError(f"podium.yaml: {where}.{key}: unknown; known: {', '.join(BUDGET_KEYS)}.")
+            raise BundleError(
+                f"podium.yaml: {where}.{key}: unknown; known: {', '.join(BUDGET_KEYS)}."
+            )
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
             raise BundleError(f"podium.yaml: {where}.{key}: give a positive number.")
         out[key] = float(value)
@@ -352,7 +356,9 @@ def parse_codabench_bundle(path: Path, workdir: Path) -> CodabenchBundle:
     boards = raw.get("leaderboards", raw.get("leaderboard"))
     board_key = "leaderboards" if "leaderboards" in raw else "leaderboard"
     if not isinstance(boards, list) or len(boards) != 1:
-        raise loc.error((board_key,), "Podium shows one leaderboard per challenge; list exactly one.")
+        raise loc.error(
+            (board_key,), "Podium shows one leaderboard per challenge; list exactly one."
+        )
     board = boards[0]
     bp = (board_key, "0")
     for key in board:
@@ -400,7 +406,9 @@ def parse_codabench_bundle(path: Path, workdir: Path) -> CodabenchBundle:
         for role in ("ingestion_program", "scoring_program"):
             if role in task:
                 try:
-                    Program.load(_program_dir(task[role], workdir / f"probe-{index}-{role}"), role=role)
+                    Program.load(
+                        _program_dir(task[role], workdir / f"probe-{index}-{role}"), role=role
+                    )
                 except CodeRunError as exc:
                     raise BundleError(f"{yaml_path.name}: tasks.{index}.{exc}") from exc
 
@@ -581,8 +589,13 @@ def create_codabench_challenge(
         description_md=bundle.description_md,
         bundle_yaml=bundle.source_yaml,
         kind="codabench",
-        limits={"per_day": bundle.limits["per_day"], "total": bundle.limits["total"],
-                "file_mb": 100, "team_size": 4, "final_selections": 2},
+        limits={
+            "per_day": bundle.limits["per_day"],
+            "total": bundle.limits["total"],
+            "file_mb": 100,
+            "team_size": 4,
+            "final_selections": 2,
+        },
         leaderboard={"reveal": "at_close"},
         public_files=files,
         requires_approval=bundle.requires_approval,

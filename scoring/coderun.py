@@ -61,7 +61,9 @@ class Program:
             if meta.is_file():
                 break
         else:
-            raise CodeRunError(f"{role}: no metadata.yaml in {path.name}/ (it gives the 'command').")
+            raise CodeRunError(
+                f"{role}: no metadata.yaml in {path.name}/ (it gives the 'command')."
+            )
         try:
             raw = yaml.safe_load(meta.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -140,7 +142,7 @@ def read_scores(output: Path) -> dict[str, float]:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CodeRunError(f"scores.json is not valid JSON ({exc}).") from exc
         if not isinstance(data, dict):
-            raise CodeRunError("scores.json must be an object such as {\"accuracy\": 0.9}.")
+            raise CodeRunError('scores.json must be an object such as {"accuracy": 0.9}.')
     else:
         text = read_output_file(output, "scores.txt", MAX_SCORES_BYTES)
         if text is None:

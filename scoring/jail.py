@@ -845,15 +845,19 @@ def run_jailed(
             exceeded = "disk_mb"
         if exceeded is None and result.disk_mb > budget.disk_mb:
             exceeded = "disk_mb"
-        if exceeded is None and code != 0 and any(
-            text in result.stderr[-4096:] for text in DISK_FULL_MESSAGES
+        if (
+            exceeded is None
+            and code != 0
+            and any(text in result.stderr[-4096:] for text in DISK_FULL_MESSAGES)
         ):
             exceeded = "disk_mb"  # the scratch tmpfs filled up (ENOSPC) or a file hit its limit
         if exceeded is not None:
             what, unit = BUDGET_UNITS[exceeded]
             limit = getattr(budget, exceeded)
             result.exceeded = what
-            result.message = f"Stopped: the {what} budget ({limit:g} {unit}".rstrip() + ") was exceeded."
+            result.message = (
+                f"Stopped: the {what} budget ({limit:g} {unit}".rstrip() + ") was exceeded."
+            )
         elif code != 0:
             result.message = f"The program exited with code {code}."
         return result

@@ -42,7 +42,9 @@ from tests.challenge.stub_workers import JOIN_TIMEOUT_MS, stub_broker_and_worker
 
 BUNDLES = Path(__file__).parents[1] / "bundles" / "codabench"
 GOOD_MODEL = (BUNDLES / "code-task" / "starting_kit" / "model.py").read_text()
-BROKEN_MODEL = "class Model:\n    def fit(self, X, y):\n        raise ValueError('my model is broken')\n"
+BROKEN_MODEL = (
+    "class Model:\n    def fit(self, X, y):\n        raise ValueError('my model is broken')\n"
+)
 
 needs_jail = pytest.mark.skipif(
     os.geteuid() != 0 or not host_capabilities()["complete"],
@@ -93,7 +95,9 @@ def test_results_bundle_maps_onto_a_challenge(tmp_path: Path) -> None:
     assert bundle.limits == {"per_day": 5, "total": 50}
     assert bundle.phases[0]["budget"]["wall_seconds"] == 120
     assert bundle.detailed_results is True
-    assert any(n.startswith("docker_image: codalab/codalab-legacy:py3 is not run") for n in bundle.notes)
+    assert any(
+        n.startswith("docker_image: codalab/codalab-legacy:py3 is not run") for n in bundle.notes
+    )
 
 
 def test_code_bundle_from_a_zip(tmp_path: Path) -> None:
@@ -347,7 +351,9 @@ def test_detailed_results_are_served_under_a_csp_sandbox(
 ) -> None:  # fmt: skip
     bundle = parse_codabench_bundle(BUNDLES / "results-task", tmp_path / "parse")
     with session_scope(engine) as session:
-        challenge = create_codabench_challenge(session, settings=settings, bundle=bundle, creator=None)
+        challenge = create_codabench_challenge(
+            session, settings=settings, bundle=bundle, creator=None
+        )
     make_user("ana")
     join_approved(client, engine, challenge.slug, "ana")
     labels = (BUNDLES / "results-task" / "reference_data" / "labels.csv").read_bytes()

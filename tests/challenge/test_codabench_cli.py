@@ -47,7 +47,9 @@ def test_podium_submit_a_model_zip_shows_columns_and_tracebacks(
     engine = make_engine(settings.database_url)
     bundle = parse_codabench_bundle(BUNDLES / "code-task", tmp_path / "parse")
     with session_scope(engine) as session:
-        slug = create_codabench_challenge(session, settings=settings, bundle=bundle, creator=None).slug
+        slug = create_codabench_challenge(
+            session, settings=settings, bundle=bundle, creator=None
+        ).slug
     make_user("carol")
     podium = Podium(url, settings, tmp_path)
     r = podium("login", "carol", "--url", url, "--password-stdin", stdin=PASSWORD + "\n")

@@ -126,7 +126,9 @@ def test_a_long_code_run_does_not_delay_file_scoring_and_survives_its_worker(
     wait_for(lambda: state(engine, long_run)[0] == "scoring", pools, "the code run to start")
     # File scoring goes on at its own pace while the code run is in flight.
     for seed in range(3):
-        sid = submit_frame(settings, engine, files, user, random_submission(settings, files.slug, seed))
+        sid = submit_frame(
+            settings, engine, files, user, random_submission(settings, files.slug, seed)
+        )
         started = time.monotonic()
         send(tasks.score_submission, sid)
         wait_for(lambda sid=sid: state(engine, sid)[0] == "scored", pools, "a file score", 60)

@@ -49,10 +49,13 @@ def test_legacy_placeholders_become_the_jail_paths() -> None:
     assert expand_command("python3 $program/score.py $input $output", step="scoring") == (
         "python3 /app/program/score.py /app/input /app/output"
     )
-    assert expand_command(
-        "python $ingestion_program/run.py $input $output $submission_program $shared",
-        step="ingestion",
-    ) == "python /app/program/run.py /app/input_data /app/output /app/ingested_program /app/shared"
+    assert (
+        expand_command(
+            "python $ingestion_program/run.py $input $output $submission_program $shared",
+            step="ingestion",
+        )
+        == "python /app/program/run.py /app/input_data /app/output /app/ingested_program /app/shared"
+    )
 
 
 def test_a_command_asking_for_hidden_data_in_ingestion_is_refused(tmp_path: Path) -> None:

@@ -282,9 +282,7 @@ def test_output_is_bounded(tmp_path: Path) -> None:
 def test_symlinks_in_output_are_not_followed(tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("hidden")
-    result = run(
-        f"import os\nos.symlink({str(secret)!r}, '/app/output/scores.json')", tmp_path
-    )
+    result = run(f"import os\nos.symlink({str(secret)!r}, '/app/output/scores.json')", tmp_path)
     assert result.ok, result.stderr
     assert read_output_file(tmp_path / "output", "scores.json", 100) is None
 
