@@ -1,4 +1,7 @@
 FROM python:3.11-slim
+# The code-run jail (docs/codabench.md): bubblewrap for namespaces, libseccomp for its filter.
+RUN apt-get update && apt-get install -y --no-install-recommends bubblewrap libseccomp2 \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 # Dependencies first, pinned with hashes (requirements.lock, `make lock`): a build next month
 # installs what was tested, and this layer is reused while only the code changes.

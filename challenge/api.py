@@ -142,7 +142,26 @@ def submission_json(request: Request, sub: Submission) -> dict[str, Any]:
         "error": sub.error_message or None,
         "queue_position": queue_position(db(request), sub),
     }
+    if sub.scores or sub.run_log:  # a code run (docs/codabench.md): every column, and its log
+        out["scores"] = dict(sub.scores)
+        out["log"] = code_run_log(request, sub)
     return out
+
+
+def code_run_log(request: Request, sub: Submission) -> dict[str, Any] | None:
+    """The run's output and usage; callers reach ``sub`` through ``access_submission`` (its
+    author, the challenge's organizer, an admin). ``hide_output`` hides the output from the
+    author but not the usage (Codabench's phase setting)."""
+    log = dict(sub.run_log)
+    if not log:
+        return None
+    viewer = api_user(request)
+    if log.get("hidden") and viewer.id == sub.user_id and viewer.role != "admin":
+        log["stdout"] = log["stderr"] = ""
+    log.pop("hidden", None)
+    if log.pop("detailed", False):
+        log["detailed_results_url"] = f"/submissions/{sub.id}/detailed"
+    return log
 
 
 def entry_json(e: Entry) -> dict[str, Any]:
@@ -278,9 +297,25 @@ def leaderboard(request: Request) -> Response:
         raise NotFound(private_hidden_message(challenge, phases_of(session, challenge)))
     fn = private_leaderboard if board == "private" else public_leaderboard
     entries = fn(session, challenge, phase, higher_is_better(challenge))
-    return JSONResponse(
-        {"phase": phase.name, "board": board, "entries": [entry_json(e) for e in entries]}
-    )
+    body: dict[str, Any] = {
+        "phase": phase.name, "board": board, "entries": [entry_json(e) for e in entries],
+    }  # fmt: skip
+    if challenge.kind == "codabench":  # every column; 'score' is the ranking column's
+        from sqlmodel import col, select
+
+        ids = [e.submission_id for e in entries]
+        rows = session.exec(
+            select(Submission.id, Submission.scores).where(col(Submission.id).in_(ids))
+        ).all()
+        scores: dict[Any, Any] = dict(rows)
+        for entry in body["entries"]:
+            entry["scores"] = scores.get(entry["submission_id"]) or {}
+        body["columns"] = [
+            {k: c[k] for k in ("key", "title", "sorting", "precision")}
+            for c in challenge.codabench.get("columns", []) if not c.get("hidden")
+        ]
+        body["ranking"] = challenge.codabench.get("ranking")
+    return JSONResponse(body)
 
 
 def list_tokens(request: Request) -> Response:

@@ -69,12 +69,18 @@ def _die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
+#: The queues of the file-scoring pool; code runs have a pool of their own (queue "code"), so a
+#: long run never holds a process that a 150 ms file score needs.
+FILE_QUEUES = ("scoring", "rescoring", "prepare", "maintenance", "mail")
+CODE_QUEUES = ("code",)
+
+
 def start_worker_process(
-    processes: int = 2, *, supervised: bool = False
+    processes: int = 2, queues: Sequence[str] = FILE_QUEUES, *, supervised: bool = False
 ) -> subprocess.Popen[bytes]:
-    """``python -m dramatiq`` with the scoring actors. ``supervised``: in a process group of its
-    own (only the supervisor's signals reach it, and it can be killed whole) that ends when its
-    parent dies."""
+    """``python -m dramatiq`` with the actors, consuming ``queues``. ``supervised``: in a process
+    group of its own (only the supervisor's signals reach it, and it can be killed whole) that
+    ends when its parent dies."""
     env = os.environ.copy()
     # dramatiq polls an idle Redis queue with a backoff of up to 1 s by default, so a fresh
     # submission would wait ~0.4 s before a worker sees it; 25 ms keeps that near 10 ms.
@@ -88,10 +94,13 @@ def start_worker_process(
             "dramatiq",
             "challenge.tasks",
             "challenge.schedule",
+            "challenge.coderuns",
             "--processes",
             str(processes),
             "--threads",
             "1",
+            "--queues",
+            *queues,
         ],
         env=env,
         start_new_session=supervised,
@@ -164,10 +173,19 @@ class WorkerGroup:
     SIGTERM on to every one and kills what is left after ``grace`` seconds (compose waits 10).
     """
 
-    def __init__(self, processes: int, stop: threading.Event, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        processes: int,
+        stop: threading.Event,
+        interval: float = 1.0,
+        queues: Sequence[str] = FILE_QUEUES,
+    ) -> None:
         self.stop = stop
+        chosen = tuple(queues)
         self.supervisors = [
-            WorkerSupervisor(lambda: start_worker_process(1, supervised=True), stop, interval)
+            WorkerSupervisor(
+                lambda: start_worker_process(1, chosen, supervised=True), stop, interval
+            )
             for _ in range(processes)
         ]
 
@@ -223,10 +241,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    group = WorkerGroup(args.processes, stop)
+    queues = [q.strip() for q in (args.queues or "").split(",") if q.strip()]
+    groups = (
+        [WorkerGroup(args.processes, stop, queues=queues)]
+        if queues
+        else [WorkerGroup(args.processes, stop, queues=FILE_QUEUES)]
+        + ([WorkerGroup(args.code_processes, stop, queues=CODE_QUEUES)]
+           if args.code_processes > 0 else [])
+    )
     while not stop.wait(1.0):
         pass
-    group.terminate()
+    for group in groups:
+        group.terminate()
     return EXIT_OK
 
 
@@ -301,6 +327,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     accounts = seed_demo(settings, events=args.events)
     stop = threading.Event()
     worker = WorkerGroup(args.worker_processes, stop, interval=2.0)
+    # Code runs (Codabench challenges) on a pool of their own, as `podium worker` does.
+    code_worker = WorkerGroup(1, stop, interval=2.0, queues=CODE_QUEUES)
     scheduler = threading.Thread(target=run_scheduler_forever, args=(30.0, stop), daemon=True)
     scheduler.start()
     url = f"http://{args.host}:{args.port}"
@@ -321,6 +349,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
     finally:
         worker.terminate()
+        code_worker.terminate()
     return EXIT_OK
 
 
@@ -338,6 +367,10 @@ def cmd_challenge_create(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     engine = make_engine(settings.database_url)
+    from challenge.codabench import is_codabench_bundle
+
+    if is_codabench_bundle(Path(args.bundle)):
+        return create_from_codabench(settings, engine, Path(args.bundle), args.owner)
     try:
         bundle = parse_bundle(Path(args.bundle))
         dataset_path = bundle.dataset_path
@@ -379,6 +412,64 @@ def cmd_challenge_create(args: argparse.Namespace) -> int:
     print(
         json.dumps({"slug": bundle.slug, "state": "ready", "split": report}, indent=2, default=str)
     )
+    return EXIT_OK
+
+
+def create_from_codabench(settings: Settings, engine: Any, path: Path, owner: str | None) -> int:
+    """``podium challenge create`` of a Codabench bundle: parse, build the environment, insert."""
+    import tempfile
+
+    from sqlmodel import select
+
+    from challenge.codabench import (
+        build_environment,
+        create_codabench_challenge,
+        parse_codabench_bundle,
+    )
+    from challenge.db import session_scope
+    from challenge.errors import PodiumError
+    from challenge.models import Challenge, User
+
+    with tempfile.TemporaryDirectory(prefix="podium-bundle-") as tmp:
+        try:
+            bundle = parse_codabench_bundle(path, Path(tmp))
+            for note in bundle.notes:
+                print(f"note: {note}", file=sys.stderr)
+            with session_scope(engine) as session:
+                creator = None
+                if owner:
+                    creator = session.exec(select(User).where(User.username == owner)).first()
+                    if creator is None:
+                        raise CliError(f"no user '{owner}'; create it with 'podium user create'.")
+                if session.exec(select(Challenge).where(Challenge.slug == bundle.slug)).first():
+                    raise CliError(
+                        f"a challenge with slug '{bundle.slug}' exists; set another slug in "
+                        "podium.yaml beside competition.yaml.", EXIT_INVALID,
+                    )  # fmt: skip
+            environment = None
+            if bundle.requirements is not None:
+                print(f"building the Python environment from {bundle.requirements.name} …",
+                      file=sys.stderr)  # fmt: skip
+                environment = build_environment(settings, bundle.slug, bundle.requirements)
+            with session_scope(engine) as session:
+                creator = (
+                    session.exec(select(User).where(User.username == owner)).first()
+                    if owner else None
+                )  # fmt: skip
+                row = create_codabench_challenge(
+                    session, settings=settings, bundle=bundle, creator=creator,
+                    environment=environment,
+                )  # fmt: skip
+                out = {
+                    "slug": row.slug, "state": row.state, "kind": row.kind,
+                    "phases": [p["name"] for p in bundle.phases],
+                    "columns": [c["key"] for c in bundle.columns], "ranking": bundle.ranking,
+                    "environment": (environment or {}).get("prefix") or "podium runtime",
+                    "notes": bundle.notes,
+                }  # fmt: skip
+        except PodiumError as exc:
+            raise CliError(exc.message, EXIT_INVALID) from exc
+    print(json.dumps(out, indent=2))
     return EXIT_OK
 
 
@@ -1170,12 +1261,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
         while sub["status"] in ("received", "scoring") and time.monotonic() < deadline:
             time.sleep(0.3)
             sub = _check(http.get(f"/api/submissions/{sub['id']}")).json()
+    log = sub.get("log") or {}
+    if log.get("stdout"):
+        print(log["stdout"].rstrip())
     if sub["status"] == "scored":
         ci = sub.get("public_ci")
         extra = f"  (95% interval {ci[0]:.5f} .. {ci[1]:.5f})" if ci else ""
         print(f"scored: public score {sub['public_score']:.6f}{extra}")
+        for key, value in (sub.get("scores") or {}).items():  # a code challenge's columns
+            print(f"  {key}: {value:.6g}")
         return EXIT_OK
     if sub["status"] in ("invalid", "error"):
+        if log.get("stderr"):  # a code run's traceback, shown to its author
+            print(log["stderr"].rstrip(), file=sys.stderr)
         print(f"{sub['status']}: {sub.get('error')}", file=sys.stderr)
         return EXIT_INVALID if sub["status"] == "invalid" else EXIT_ERROR
     print(
@@ -1290,6 +1388,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2, help="web worker processes (default 2)")
     w = add("worker", cmd_worker, "Run the scoring worker (dramatiq).")
     w.add_argument("--processes", type=int, default=2)
+    w.add_argument(
+        "--code-processes", type=int, default=1,
+        help="processes of the code-run pool (queue 'code'); 0 runs none here",
+    )  # fmt: skip
+    w.add_argument(
+        "--queues", default="",
+        help="comma-separated queues to consume in one pool (e.g. 'code'); default: a "
+        "file-scoring pool and a code-run pool",
+    )  # fmt: skip
     sc = add("scheduler", cmd_scheduler, "Send periodic jobs (reconciler, phase changes).")
     sc.add_argument("--interval", type=float, default=30.0)
     sc.add_argument("--alive-file", help="touch this file after each tick that sent its jobs")
@@ -1300,7 +1407,7 @@ def build_parser() -> argparse.ArgumentParser:
     cc = add(
         "create", cmd_challenge_create, "Create a challenge from a bundle (challenge.yaml).", chs
     )
-    cc.add_argument("bundle")
+    cc.add_argument("bundle", help="challenge.yaml, or a Codabench bundle (folder or zip)")
     cc.add_argument("--owner", help="user name of the organizer who owns it")
     add("list", cmd_challenge_list, "List all challenges.", chs)
     cm = add("metric", cmd_challenge_metric, "Store a python metric file with a challenge.", chs)

@@ -72,6 +72,46 @@ def worker_statuses(client: redis.Redis | None) -> list[dict[str, Any]]:
     )
 
 
+CODE_KEY = "podium:code-workers"
+
+
+def publish_code_jail(client: redis.Redis | None, capabilities: dict[str, Any]) -> None:
+    """Record what this code worker's host gives the code-run jail (scoring.jail)."""
+    if client is None:
+        return
+    record = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": time.time(),
+        "complete": bool(capabilities.get("complete")),
+        "missing": [str(m) for m in capabilities.get("missing", [])],
+        "cgroup": capabilities.get("cgroup"),
+        "seccomp": bool(capabilities.get("seccomp")),
+        "user_namespaces": bool(capabilities.get("user_namespaces")),
+        "partial_allowed": bool(capabilities.get("partial_allowed")),
+    }
+    try:
+        client.hset(CODE_KEY, f"{record['host']}:{record['pid']}", json.dumps(record))
+    except redis.RedisError:
+        log.warning("could not publish the code jail's status to Redis", exc_info=True)
+
+
+def code_jail_statuses(client: redis.Redis | None) -> list[dict[str, Any]]:
+    """The code workers seen in the last day and their jail, newest first."""
+    if client is None:
+        return []
+    try:
+        raw = client.hgetall(CODE_KEY)
+    except redis.RedisError:
+        return []
+    now = time.time()
+    records = [json.loads(v) for v in raw.values()]
+    return sorted(
+        (r for r in records if now - r.get("started", 0) < STALE_SECONDS),
+        key=lambda r: -float(r["started"]),
+    )
+
+
 # ---------------------------------------------------------------- worker heartbeats
 
 
@@ -245,6 +285,16 @@ def check_health(engine: sa.Engine, client: redis.Redis | None) -> tuple[bool, d
     ok = not problems
     body: dict[str, Any] = {"status": "ok" if ok else "down", "checks": checks}
     body["workers_alive"] = int(workers)
+    # What the code workers' hosts give the code-run jail: shown, never a failure of /health
+    # (file grading does not need it); a worker missing a wall refuses code runs unless an admin
+    # set PODIUM_CODE_ALLOW_PARTIAL_ISOLATION.
+    jails = code_jail_statuses(client) if checks.get("redis") == "ok" else []
+    if jails:
+        body["code_isolation"] = {
+            "complete": all(j["complete"] for j in jails),
+            "missing": sorted({m for j in jails for m in j["missing"]}),
+            "workers": len(jails),
+        }
     if problems:
         body["problems"] = problems
     return ok, body

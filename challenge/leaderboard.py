@@ -75,6 +75,8 @@ class BoardPage:
 def higher_is_better_of(challenge: Challenge) -> bool:
     from scoring.metrics import MetricSpec
 
+    if challenge.kind == "codabench":  # the ranking column's sorting (challenge/codabench.py)
+        return bool(challenge.codabench.get("higher_is_better", True))
     return MetricSpec.from_dict(challenge.metric).higher_is_better
 
 

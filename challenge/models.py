@@ -94,6 +94,10 @@ class Challenge(SQLModel, table=True):
     requires_approval: bool = False
     email_domains: str = Field(default="", max_length=500)  # comma-separated; empty = anyone
     merge_deadline: dt.datetime | None = ts_column()
+    # files: graded prediction files; codabench: the programs of an imported Codabench bundle
+    # (challenge/codabench.py), whose task layout, columns and environment are in ``codabench``.
+    kind: str = Field(default="files", max_length=12)
+    codabench: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
 
 
 class Phase(SQLModel, table=True):
@@ -108,6 +112,7 @@ class Phase(SQLModel, table=True):
     accepts_submissions: bool = True
     registration_code: str = Field(default="", max_length=40)  # on-site check-in
     board_version: int = 0  # bumped whenever the phase's board changes; keys the page cache
+    budget: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)  # code runs: scoring.jail.Budget
 
 
 class Participation(SQLModel, table=True):
@@ -164,6 +169,10 @@ class Submission(SQLModel, table=True):
     # Results stored by the scoring actor: exactly 1 once scored, whatever the queue did.
     results_recorded: int = 0
     score_version: int = 0  # bumped each time a rescore is applied to this submission
+    # Code challenges: every leaderboard column's score (public_score is the ranking column's),
+    # and the run's bounded output and usage, shown to its author only.
+    scores: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    run_log: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
 
 
 class Team(SQLModel, table=True):

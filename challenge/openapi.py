@@ -228,6 +228,23 @@ def _schemas() -> dict[str, Any]:
             is_late={"type": "boolean"},
             error=_nullable("string", description="What to fix, for invalid files."),
             queue_position=_nullable("integer", description="Submissions ahead in the queue."),
+            scores={
+                "type": "object",
+                "additionalProperties": {"type": "number"},
+                "description": "Code challenges: every leaderboard column (docs/codabench.md).",
+            },
+            log={
+                "type": ["object", "null"],
+                "description": "Code challenges: the run's stdout, stderr (bounded), usage per "
+                "step, the budget it exceeded, and its detailed results' URL.",
+                "properties": {
+                    "stdout": {"type": "string"},
+                    "stderr": {"type": "string"},
+                    "usage": {"type": "object"},
+                    "exceeded": {"type": ["string", "null"]},
+                    "detailed_results_url": {"type": "string"},
+                },
+            },
         ),
         "OrganizerSubmission": {
             "allOf": [
@@ -253,12 +270,26 @@ def _schemas() -> dict[str, Any]:
             submitted_at=iso,
             entries={"type": "integer", "description": "Scored submissions of this entrant."},
             public_rank=_nullable("integer", description="Private board: the public rank."),
+            scores={
+                "type": "object",
+                "additionalProperties": {"type": "number"},
+                "description": "Code challenges: every column of this entry.",
+            },
         ),
         "Leaderboard": _obj(
             ["phase", "board", "entries"],
             phase={"type": "string"},
             board={"type": "string", "enum": ["public", "private"]},
             entries=_array(_ref("LeaderboardEntry")),
+            columns=_array(
+                _obj(
+                    key={"type": "string"},
+                    title={"type": "string"},
+                    sorting={"type": "string", "enum": ["asc", "desc"]},
+                    precision={"type": "integer"},
+                )
+            ),
+            ranking={"type": "string", "description": "Code challenges: the ranking column."},
         ),
         "Reveal": _obj(
             ["slug"], slug={"type": "string"}, revealed_at=iso, forced={"type": "boolean"}

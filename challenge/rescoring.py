@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from challenge.challenges import private_scores_visible_among
-from challenge.errors import NotFound
+from challenge.errors import BadRequest, NotFound
 from challenge.leaderboard import (
     bump_board_version,
     higher_is_better_of,
@@ -57,6 +57,11 @@ def _organized(session: Session, challenge_id: int, actor: User) -> Challenge:
     challenge = session.get(Challenge, challenge_id)
     if challenge is None or (actor.role != "admin" and challenge.created_by != actor.id):
         raise NotFound("No such challenge.")
+    if challenge.kind == "codabench":  # rescoring grades files; code runs are not replayed
+        raise BadRequest(
+            "Rescoring is not available for Codabench challenges yet: participants' code "
+            "would run again; ask them to resubmit."
+        )
     return challenge
 
 

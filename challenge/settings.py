@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     sandbox_cpu_seconds: int = Field(default=60, ge=1)
     sandbox_wall_seconds: float = Field(default=120.0, gt=0)
     reconcile_after_seconds: int = Field(default=120, ge=5)
+    # Code challenges (docs/codabench.md): extra pip arguments when building a challenge's
+    # environment, whether code may run on a host missing a wall of the jail (an admin's
+    # decision), and how much of a run's stdout and stderr is kept.
+    code_pip_args: str = ""
+    code_allow_partial_isolation: bool = False
+    code_log_kb: int = Field(default=64, ge=1, le=4096)
     login_rate_per_minute: int = Field(default=20, ge=1)
     secure_cookies: bool = False
     # E-mail notices (challenge/mail.py): SMTP when smtp_host is set, else .eml files in mail_dir.

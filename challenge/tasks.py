@@ -399,6 +399,9 @@ def reconcile_once() -> int:
     received_deadline = now - dt.timedelta(seconds=ctx.settings.reconcile_after_seconds)
     never_sent_deadline = now - dt.timedelta(seconds=NEVER_SENT_GRACE_SECONDS)
     scoring_deadline = now - dt.timedelta(seconds=lease_seconds(ctx.settings))
+    from challenge.coderuns import stuck_code_runs
+
+    code_challenges = select(Challenge.id).where(col(Challenge.kind) == "codabench")
     with session_scope(ctx.engine) as session:
         rows = session.exec(
             select(Submission.id, Submission.status, Submission.enqueued_at).where(
@@ -417,6 +420,8 @@ def reconcile_once() -> int:
                     sa.and_(
                         col(Submission.status) == "scoring",
                         col(Submission.scoring_started_at) < scoring_deadline,
+                        # Code runs have leases of their own (their phase's budget), below.
+                        col(Submission.challenge_id).not_in(code_challenges),
                     ),
                 )
             )
@@ -427,7 +432,15 @@ def reconcile_once() -> int:
             if i is not None and status == "received" and not sent
         ]
         stuck = [int(i) for i, _, _ in rows if i is not None and int(i) not in never_sent]
+        stuck += stuck_code_runs(session, now)
         ids = never_sent + stuck
+        code_ids = set(
+            session.exec(
+                select(Submission.id).where(
+                    col(Submission.id).in_(ids), col(Submission.challenge_id).in_(code_challenges)
+                )
+            ).all()
+        )
         if ids:
             session.execute(
                 sa.update(Submission).where(col(Submission.id).in_(ids)).values(enqueued_at=now)
@@ -479,7 +492,7 @@ def reconcile_once() -> int:
         with session_scope(ctx.engine) as session:
             rescoring.apply_rescore(session, run_id)
     for submission_id in ids:
-        score_submission.send(submission_id)
+        _grading_actor(submission_id in code_ids).send(submission_id)
     for submission_id in intervals:
         finish_interval.send(submission_id)
     if intervals:
@@ -547,7 +560,11 @@ def enqueue_scoring(engine: sa.Engine, submission_id: int) -> None:
     the upload itself is never lost.
     """
     try:
-        score_submission.send(submission_id)
+        with session_scope(engine) as session:
+            from challenge.coderuns import is_code_challenge_submission
+
+            code = is_code_challenge_submission(session, submission_id)
+        _grading_actor(code).send(submission_id)
     except Exception:
         log.exception("could not enqueue submission %s; the reconciler will retry", submission_id)
         return
@@ -557,3 +574,12 @@ def enqueue_scoring(engine: sa.Engine, submission_id: int) -> None:
             .where(col(Submission.id) == submission_id)
             .values(enqueued_at=utcnow())
         )
+
+
+def _grading_actor(code: bool) -> Any:
+    """The actor that grades a submission: a code run (its own queue) or a file score."""
+    if code:
+        from challenge.coderuns import run_code_submission
+
+        return run_code_submission
+    return score_submission

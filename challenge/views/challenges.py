@@ -7,7 +7,13 @@ from pathlib import Path
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+)
 from starlette.routing import Route
 
 from challenge import storage
@@ -25,7 +31,7 @@ from challenge.errors import BadRequest, NotFound
 from challenge.leaderboard import participant_scores
 from challenge.models import Challenge, User
 from challenge.schedule import challenge_page_extras, require_data_access
-from challenge.submissions import queue_position, quota_for, submissions_of
+from challenge.submissions import access_submission, queue_position, quota_for, submissions_of
 from challenge.uploads import (
     check_declared_size,
     limit_submission_rate,
@@ -59,7 +65,35 @@ def visible_challenge(request: Request, slug: str) -> Challenge:
 
 
 def higher_is_better(challenge: Challenge) -> bool:
+    if challenge.kind == "codabench":
+        from challenge.leaderboard import higher_is_better_of
+
+        return higher_is_better_of(challenge)
     return MetricSpec.from_dict(challenge.metric).higher_is_better
+
+
+#: Detailed results are the organizer's HTML about a participant's run: shown in an opaque origin
+#: with no script, form, plugin or network (CSP sandbox without allow-*), so it can neither run
+#: code as the site nor reach it.
+DETAILED_RESULTS_CSP = (
+    "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+    "frame-ancestors 'self'"
+)
+
+
+def detailed_results(request: Request) -> Response:
+    """A code run's ``detailed_results.html``, for whoever may see the submission."""
+    from challenge.coderuns import detailed_results_path
+
+    user = require_user(request)
+    sub = access_submission(db(request), int(request.path_params["id"]), user)
+    path = detailed_results_path(settings_of(request), int(sub.id or 0))
+    if not sub.run_log.get("detailed") or not path.is_file():
+        raise NotFound("This submission has no detailed results.")
+    return HTMLResponse(
+        path.read_text(encoding="utf-8", errors="replace"),
+        headers={"Content-Security-Policy": DETAILED_RESULTS_CSP, "Cache-Control": "private"},
+    )
 
 
 def index(request: Request) -> Response:
@@ -234,4 +268,5 @@ routes = [
     Route("/c/{slug}/data/{name}", download, methods=["GET"], name="download"),
     Route("/c/{slug}/submit", submit, methods=["POST"], name="submit"),
     Route("/c/{slug}/submissions", submission_rows, methods=["GET"], name="submission_rows"),
+    Route("/submissions/{id:int}/detailed", detailed_results, methods=["GET"]),
 ]

@@ -19,7 +19,7 @@ import psycopg
 import sqlalchemy as sa
 from jinja2 import Environment
 from markupsafe import Markup
-from sqlmodel import col
+from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -46,7 +46,7 @@ from challenge.leaderboard import (
     public_leaderboard,
     team_score_history,
 )
-from challenge.models import Challenge, Phase, User, utcnow
+from challenge.models import Challenge, Phase, Submission, User, utcnow
 from challenge.plots import shakeup_svg, time_series_svg
 from challenge.teams import team_of
 from challenge.views.challenges import visible_challenge
@@ -330,7 +330,10 @@ def board_body(request: Request, br: BoardRequest, head: BoardHead | None) -> Ma
     def build() -> Markup:
         result = board_page(request, br, head)
         env: Environment = request.app.state.templates
+        columns, column_scores = code_columns(request, br.challenge, result)
         html = env.get_template("challenge/_leaderboard_body.html").render(
+            columns=columns,
+            column_scores=column_scores,
             challenge=br.challenge,
             phase=br.phase,
             phases=br.phases,
@@ -343,6 +346,27 @@ def board_body(request: Request, br: BoardRequest, head: BoardHead | None) -> Ma
         return Markup(html)  # noqa: S704 - autoescaped template output
 
     return build() if head is None else board_cache(request).get_or_build(key, build)
+
+
+def code_columns(
+    request: Request, challenge: Challenge, result: Any
+) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    """A Codabench challenge's other leaderboard columns and each shown entry's scores
+    (the ranking column is the board's Score)."""
+    if challenge.kind != "codabench":
+        return [], {}
+    ranking = challenge.codabench.get("ranking")
+    columns = [
+        c for c in challenge.codabench.get("columns", [])
+        if not c.get("hidden") and c["key"] != ranking
+    ]  # fmt: skip
+    ids = [e.submission_id for e in getattr(result, "entries", [])]
+    if not columns or not ids:
+        return columns, {}
+    rows = db(request).exec(
+        select(Submission.id, Submission.scores).where(col(Submission.id).in_(ids))
+    ).all()
+    return columns, {int(i): dict(scores or {}) for i, scores in rows if i is not None}
 
 
 class HeadReader:

@@ -20,7 +20,7 @@ from challenge.challenges import (
     reveal_refusal,
 )
 from challenge.errors import NotFound, PodiumError
-from challenge.health import worker_statuses
+from challenge.health import code_jail_statuses, worker_statuses
 from challenge.models import Challenge, Submission, User, utcnow
 from challenge.rescoring import rescore_phase, rescore_submission, runs_of
 from challenge.tasks import enqueue_rescore
@@ -52,7 +52,9 @@ def dashboard(request: Request) -> Response:
         rows.append((challenge, counts))
     # The latest rescore of each challenge: its state, and why it failed if it did.
     rescores = {c.id: runs_of(session, c, limit=1) for c, _ in rows}
-    workers = worker_statuses(request.app.state.ratelimiter.client) if user.role == "admin" else []
+    client = request.app.state.ratelimiter.client
+    workers = worker_statuses(client) if user.role == "admin" else []
+    code_jails = code_jail_statuses(client) if user.role == "admin" else []
     reveals = {c.id: reveal_state(session, c, user) for c, _ in rows}
     return render(
         request,
@@ -61,6 +63,7 @@ def dashboard(request: Request) -> Response:
         workers=workers,
         rescores=rescores,
         reveals=reveals,
+        code_jails=code_jails,
     )
 
 

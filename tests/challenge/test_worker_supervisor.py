@@ -115,7 +115,8 @@ def test_killed_worker_process_does_not_stop_grading_and_sigterm_stops_all(
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
         podium = subprocess.Popen(
-            [sys.executable, "-m", "challenge.cli", "worker", "--processes", "2"],
+            [sys.executable, "-m", "challenge.cli", "worker", "--processes", "2",
+             "--code-processes", "0"],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
@@ -184,7 +185,8 @@ def test_worker_processes_do_not_outlive_a_killed_podium_worker(
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
         podium = subprocess.Popen(
-            [sys.executable, "-m", "challenge.cli", "worker", "--processes", "1"],
+            [sys.executable, "-m", "challenge.cli", "worker", "--processes", "1",
+             "--code-processes", "0"],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     tree: set[int] = set()
