@@ -51,6 +51,14 @@ def fair_table(n: int, seed: int) -> pd.DataFrame:
             df[f"PRI_jet_{jet}_{var}"] = np.where(has, base[f"PRI_jet_{jet}_{var}"], -25.0)
     df["PRI_jet_all_pt"] = (np.where(n_jets >= 1, lead, 0.0) + np.where(n_jets >= 2, sub, 0.0)
                             + np.where(n_jets >= 3, third, 0.0))
+    # Corner cases of the definitions: tau and lepton at the same phi (MET centrality retried
+    # with a shifted lepton), two jets at the same eta (lepton centrality with 1e-4), and a
+    # jet-less event with jet activity in PRI_jet_all_pt (DER_sum_pt adds it anyway).
+    rows = np.flatnonzero(n_jets >= 2)[:60]
+    df.loc[rows[:20], "PRI_had_phi"] = df.loc[rows[:20], "PRI_lep_phi"].to_numpy()
+    df.loc[rows[20:40], "PRI_jet_subleading_eta"] = df.loc[rows[20:40], "PRI_jet_leading_eta"]
+    zero = np.flatnonzero(n_jets == 0)[:20]
+    df.loc[zero, "PRI_jet_all_pt"] = 15.0
     df[FAIR_PRI_COLUMNS] = df[FAIR_PRI_COLUMNS].round(3)
     for c in FAIR_DER_COLUMNS:
         df[c] = 0.0
