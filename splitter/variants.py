@@ -149,7 +149,7 @@ def apply_fair_systematics(
     diboson_scale: float | None = None, bkg_scale: float | None = None,
     process_scales: Mapping[str, float] | None = None, mmc: str = "rescale",
     process_column: str | None = None, weight_column: str | None = None,
-    label_column: str | None = None,
+    label_column: str | None = None, postprocess: bool = True,
 ) -> pd.DataFrame:
     """The systematics of the FAIR Universe HiggsML Uncertainty Challenge, on a 2024-named table.
 
@@ -170,6 +170,8 @@ def apply_fair_systematics(
        [0, 26] is removed (its pT leaves ``PRI_jet_all_pt``, its variables become -25, the jet
        count goes down by one); events with ``PRI_lep_pt`` < 20 are dropped;
     5. the DER features are recomputed (:func:`splitter.kinematics.compute_der_fair`).
+
+    ``postprocess=False`` skips step 4, as that code's ``dopostprocess=False`` does.
 
     Columns other than the features follow their rows. ``DER_mass_MMC``, absent from the 2024
     data, is rescaled or dropped as with the 2014 naming if a table has it.
@@ -234,8 +236,8 @@ def apply_fair_systematics(
     pri["PRI_met_phi"] = np.arctan2(my, mx)
     pri = {c: np.round(v, 3) for c, v in pri.items()}
 
-    keep = pri["PRI_had_pt"] >= FAIR_HAD_PT_MIN
-    for jet in ("subleading", "leading"):
+    keep = pri["PRI_had_pt"] >= FAIR_HAD_PT_MIN if postprocess else np.ones(len(df), bool)
+    for jet in ("subleading", "leading") if postprocess else ():
         pt = pri[f"PRI_jet_{jet}_pt"]
         gone = (pt >= 0.0) & (pt <= FAIR_JET_PT_MAX_REMOVED)
         pri["PRI_jet_all_pt"] = np.where(gone, pri["PRI_jet_all_pt"] - pt,
@@ -243,7 +245,8 @@ def apply_fair_systematics(
         for var in ("pt", "eta", "phi"):
             pri[f"PRI_jet_{jet}_{var}"] = np.where(gone, -25.0, pri[f"PRI_jet_{jet}_{var}"])
         njet = njet - gone
-    keep &= pri["PRI_lep_pt"] >= FAIR_LEP_PT_MIN
+    if postprocess:
+        keep &= pri["PRI_lep_pt"] >= FAIR_LEP_PT_MIN
 
     pri["PRI_n_jets"] = njet
     for c in FAIR_DER_COLUMNS:
@@ -383,7 +386,8 @@ def _fair_spec(df: pd.DataFrame, spec: Mapping[str, Any]) -> pd.DataFrame:
         return None if spec.get(key) is None else float(spec[key])
 
     known = {"name", "kind", "tes", "jes", "soft_met", "seed", "ttbar_scale", "diboson_scale",
-             "bkg_scale", "mmc", "process_column", "weight_column", "label_column"}
+             "bkg_scale", "mmc", "process_column", "weight_column", "label_column",
+             "postprocess"}
     unknown = sorted(set(spec) - known)
     if unknown:
         raise VariantError(f"systematics: unknown option(s) {', '.join(unknown)}; options: "
@@ -394,7 +398,7 @@ def _fair_spec(df: pd.DataFrame, spec: Mapping[str, Any]) -> pd.DataFrame:
         ttbar_scale=num("ttbar_scale"), diboson_scale=num("diboson_scale"),
         bkg_scale=num("bkg_scale"), mmc=str(spec.get("mmc", "rescale")),
         process_column=spec.get("process_column"), weight_column=spec.get("weight_column"),
-        label_column=spec.get("label_column"))
+        label_column=spec.get("label_column"), postprocess=bool(spec.get("postprocess", True)))
 
 
 def _soft_met_spec(df: pd.DataFrame, spec: Mapping[str, Any]) -> pd.DataFrame:

@@ -126,7 +126,8 @@ def _der(ev: dict[str, float]) -> dict[str, float]:
 def reference_systematics(df: pd.DataFrame, tes: float = 1.0, jes: float = 1.0,
                           soft_met: float = 0.0, seed: int = 31415,
                           ttbar_scale: float | None = None, diboson_scale: float | None = None,
-                          bkg_scale: float | None = None) -> pd.DataFrame:
+                          bkg_scale: float | None = None,
+                          postprocess: bool = True) -> pd.DataFrame:
     soft = np.zeros((2, len(df)))
     if soft_met > 0:
         state = np.random.RandomState(seed)
@@ -160,15 +161,15 @@ def reference_systematics(df: pd.DataFrame, tes: float = 1.0, jes: float = 1.0,
         ev["PRI_met"], ev["PRI_met_phi"] = math.hypot(mx, my), math.atan2(my, mx)
         for c in FAIR_PRI_COLUMNS:
             ev[c] = float(np.round(ev[c], 3))
-        if ev["PRI_had_pt"] < 26:
+        if postprocess and ev["PRI_had_pt"] < 26:
             continue
-        for jet in ("subleading", "leading"):
+        for jet in ("subleading", "leading") if postprocess else ():
             if 0 <= ev[f"PRI_jet_{jet}_pt"] <= 26:
                 ev["PRI_jet_all_pt"] -= ev[f"PRI_jet_{jet}_pt"]
                 for var in ("pt", "eta", "phi"):
                     ev[f"PRI_jet_{jet}_{var}"] = -25.0
                 ev["PRI_n_jets"] -= 1
-        if ev["PRI_lep_pt"] < 20:
+        if postprocess and ev["PRI_lep_pt"] < 20:
             continue
         ev.update(_der(ev))
         rows.append(ev)
@@ -267,3 +268,10 @@ def test_bad_options_say_what_to_change(table: pd.DataFrame) -> None:
         apply_variant(table, {"kind": "systematics", "tes": 0})
     with pytest.raises(VariantError, match="'sigma'"):
         apply_variant(table, {"kind": "soft_met"})
+
+
+def test_without_postprocess_no_event_is_dropped(table: pd.DataFrame) -> None:
+    params: dict[str, Any] = {"tes": 0.97, "jes": 0.97, "postprocess": False}
+    podium = apply_variant(table, {"kind": "systematics", **params})
+    assert len(podium) == len(table)
+    assert_same(podium, reference_systematics(table, **params))
