@@ -1,6 +1,10 @@
 """Benchmark: splitting a large HiggsML-like Parquet file against plain copies of it.
 
-    python bench/bench_split.py --rows 10000000 [--data var/bench/higgs-10M.parquet]
+    python bench/bench_split.py --rows 10000000 [--data var/bench/higgs-10M.parquet] [--jagged]
+
+``--jagged`` adds a list column ``jet_pt`` (one to four jet momenta per event, as many as
+``PRI_jet_num`` says, at least one) to every row of the file, as an ntuple's ``Jet_Pt[nJet]``
+is stored: the split must keep the target with jagged columns too.
 
 Methods, each run in its own child process (peak RSS = the child's ru_maxrss, read by the parent
 with resource.getrusage(RUSAGE_CHILDREN) around a wrapper process per method):
@@ -67,6 +71,30 @@ def run_method(method: str, data: Path, out: Path) -> float:
     return time.perf_counter() - t0
 
 
+def add_jagged_column(flat: Path) -> Path:
+    """``flat`` with a list column ``jet_pt`` per row, written next to it (once)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = flat.with_name(flat.stem + "-jagged.parquet")
+    if out.exists():
+        return out
+    pf = pq.ParquetFile(flat)
+    rng = np.random.default_rng(5)
+    with pq.ParquetWriter(out, pf.schema_arrow.append(pa.field("jet_pt", pa.list_(pa.float64())))
+                          ) as writer:
+        for i in range(pf.num_row_groups):
+            group = pf.read_row_group(i)
+            counts = np.clip(group.column("PRI_jet_num").to_numpy(), 1, 4).astype(np.int32)
+            offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+            values = pa.array(rng.exponential(40.0, int(offsets[-1])))
+            jets = pa.ListArray.from_arrays(pa.array(offsets), values)
+            writer.write_table(group.append_column("jet_pt", jets))
+    print(f"added jet_pt lists -> {out} ({out.stat().st_size / 2**20:.0f} MiB)")
+    return out
+
+
 def measure(method: str, data: Path, workdir: Path) -> dict[str, float]:
     """Run ``method`` in a fresh wrapper process that runs it in a child and reports the child's
     time and peak RSS (RUSAGE_CHILDREN of the wrapper covers exactly that one child)."""
@@ -81,6 +109,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--data", type=Path)
     ap.add_argument("--methods", default="copy,stream,split,naive")
+    ap.add_argument("--jagged", action="store_true", help="add a list column jet_pt")
     ap.add_argument("--wrap")
     ap.add_argument("--run")
     ap.add_argument("--out", type=Path)
@@ -110,6 +139,8 @@ def main() -> None:
         write_higgs(data, args.rows, seed=1)
         print(f"generated {args.rows} rows in {time.perf_counter() - t0:.1f} s -> {data} "
               f"({data.stat().st_size / 2**20:.0f} MiB)")
+    if args.jagged:
+        data = add_jagged_column(data)
     results: dict[str, dict[str, float]] = {}
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="bench-split-", dir=data.parent) as tmp:

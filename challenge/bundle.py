@@ -61,7 +61,8 @@ class _Located:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark is not None else ""
-            raise BundleError(f"{filename}{where}: not valid YAML ({exc}).") from exc
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+            raise BundleError(f"{filename}{where}: not valid YAML ({problem}).") from exc
         if node is not None:
             self._walk(node, ())
 
@@ -237,7 +238,8 @@ def parse_bundle_text(text: str, *, filename: str = "challenge.yaml", base_dir: 
         raise loc.error(
             ("metric",), "write {name: ams, weight: Weight, label: Label, positive: s}."
         )
-    if "label" not in metric and "label" not in split:
+    if "label" not in metric and "label" not in split and metric.get("name") != "trackml":
+        # TrackML's truth column is its own parameter, `particle` (default particle_id).
         raise loc.error(
             ("metric", "label"),
             "name the label column the split keeps hidden: label: Label in the metric, or in "
@@ -248,6 +250,15 @@ def parse_bundle_text(text: str, *, filename: str = "challenge.yaml", base_dir: 
     if metric.get("name") == "python" and "file" in metric:
         metric_file = _metric_file(metric["file"], base_dir, loc)
         metric["file"] = metric_file.name
+    key = submission["id"]
+    if isinstance(key, list) and (
+        len(key) != 2 or str(split.get("group", key[0])) not in [str(k) for k in key]
+    ):
+        raise loc.error(
+            ("submission", "id"),
+            "a composite key has two columns, the group the split keeps whole and the row id "
+            "within it, e.g. id: [event_id, hit_id] with split: {group: event_id}.",
+        )
 
     phases_raw = raw["phases"]
     if not isinstance(phases_raw, list) or not phases_raw:
@@ -282,7 +293,20 @@ def parse_bundle_text(text: str, *, filename: str = "challenge.yaml", base_dir: 
     leaderboard = dict(raw.get("leaderboard") or {})
     reveal = leaderboard.setdefault("reveal", "at_close")
     if reveal not in ("at_close", "manual"):
-        raise loc.error(("leaderboard", "reveal"), "use 'at_close' or 'manual'.")
+        # A date: the reveal happens then, but never before the last phase closes.
+        if not isinstance(reveal, dt.datetime | str):
+            raise loc.error(
+                ("leaderboard", "reveal"),
+                "use 'at_close', 'manual' or a date such as 2027-07-15T00:00Z.",
+            )
+        try:
+            when = _as_datetime(reveal, loc, ("leaderboard", "reveal"))
+        except BundleError as exc:
+            raise loc.error(
+                ("leaderboard", "reveal"),
+                "use 'at_close', 'manual' or a date such as 2027-07-15T00:00Z.",
+            ) from exc
+        leaderboard["reveal"] = when.isoformat()
 
     return Bundle(
         slug=slug,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +15,8 @@ from sqlmodel import Session, col, select
 
 from challenge import storage
 from challenge.bundle import MAX_METRIC_FILE_BYTES, METRIC_NAME_RE, SLUG_RE, Bundle
-from challenge.errors import BadRequest, Conflict, NotFound
-from challenge.models import Challenge, Participation, Phase, User, utcnow
+from challenge.errors import BadRequest, Conflict, NotFound, PermissionDenied
+from challenge.models import AuditEvent, Challenge, Participation, Phase, User, utcnow
 from challenge.settings import Settings
 from scoring.formats import SubmissionFormat
 from scoring.metrics import MetricSpec, get_metric
@@ -116,20 +116,50 @@ def copy_metric_store(settings: Settings, source_slug: str, slug: str) -> None:
         shutil.copytree(source, storage.metric_dir(settings, slug), dirs_exist_ok=True)
 
 
+def truth_column(metric: dict[str, Any]) -> str:
+    """The solution column a bundle's metric grades against: ``label``, or for TrackML the
+    particle id (its ``particle`` parameter)."""
+    if metric.get("name") == "trackml":
+        return str(metric.get("particle", get_metric("trackml").defaults["particle"]))
+    return str(metric["label"])
+
+
+def split_keys(challenge: Challenge) -> tuple[str, str | None]:
+    """The split's id column and group column for the submission key.
+
+    A composite key ``[event_id, hit_id]`` splits by its group (``split.group``, default the
+    first key column) and identifies rows within a group by the other column.
+    """
+    key = challenge.submission_format["id"]
+    group = challenge.split.get("group")
+    if isinstance(key, list):
+        group = str(group or key[0])
+        return next(str(k) for k in key if str(k) != group), group
+    return str(key), group
+
+
+def release_unit(challenge: Challenge) -> str:
+    """The column whose values say which rows were published: the id, or for a composite key
+    the group (a split publishes or hides whole events)."""
+    id_column, group = split_keys(challenge)
+    return group if isinstance(challenge.submission_format["id"], list) and group else id_column
+
+
 def split_spec_for(challenge: Challenge) -> SplitSpec:
     split = challenge.split
     reweight = split.get("reweight") or {}
+    id_column, group = split_keys(challenge)
     return SplitSpec(
         seed=int(split["seed"]),
-        id_column=str(challenge.submission_format["id"]),
-        label_column=str(split.get("label") or challenge.metric["label"]),
+        id_column=id_column,
+        label_column=str(split.get("label") or truth_column(challenge.metric)),
         weight_column=(reweight.get("weight") if isinstance(reweight, dict) else None)
         or challenge.metric.get("weight"),
         train=split["train"],
         public_test=split["public_test"],
         private_test=split["private_test"],
         stratify=split.get("stratify"),
-        group=split.get("group"),
+        group=group,
         reweight=bool(reweight),
         reweight_by=reweight.get("by") if isinstance(reweight, dict) else None,
         hidden=tuple(split.get("hidden") or ()),
@@ -247,26 +277,190 @@ def challenge_status(phases: list[Phase], now: dt.datetime | None = None) -> Cha
     return ChallengeStatus("finished", last, last is not None, next_change)
 
 
-def private_board_visible(
-    challenge: Challenge, phase: Phase, now: dt.datetime | None = None
+# ---------------------------------------------------------------- private scores and the reveal
+#
+# One split, one private set: every phase that takes submissions is graded against the challenge's
+# one hidden solution, so every such phase ranks on the same private rows. Whether a private score
+# may be shown (a board, a plot, a CSV, a participant's own submission, a graded interval) is
+# decided by :func:`private_scores_visible` alone; see docs/leaderboards.md, "Who sees private
+# scores", and docs/security/reveal.md.
+
+REVEAL_MODES = ("at_close", "manual")
+
+
+def ranking_phases(phases: Sequence[Phase]) -> list[Phase]:
+    """The phases that rank on the challenge's private rows: every phase that takes submissions."""
+    return [p for p in phases if p.accepts_submissions]
+
+
+def last_close(phases: Sequence[Phase]) -> dt.datetime | None:
+    """When the last phase ranking on the private rows closes (None: one has no close date, or
+    no phase takes submissions, so the private scores can never be shown)."""
+    ranking = ranking_phases(phases)
+    closes = [p.closes_at for p in ranking if p.closes_at is not None]
+    if not ranking or len(closes) < len(ranking):
+        return None
+    return max(closes)
+
+
+def scheduled_reveal_date(leaderboard: dict[str, Any] | None) -> dt.datetime | None:
+    """The bundle's reveal date (``leaderboard: {reveal: 2027-07-15T00:00Z}``), if it names one."""
+    value = (leaderboard or {}).get("reveal", "at_close")
+    if not isinstance(value, str) or value in REVEAL_MODES:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def reveal_due_at(challenge: Challenge, phases: Sequence[Phase]) -> dt.datetime | None:
+    """When the reveal happens without anyone's action: at the last close (``at_close``), at the
+    bundle's date but never before the last close, or never (``manual``, or a phase without a
+    close date)."""
+    closes = last_close(phases)
+    if closes is None:
+        return None
+    mode = (challenge.leaderboard or {}).get("reveal", "at_close")
+    if mode == "at_close":
+        return closes
+    date = scheduled_reveal_date(challenge.leaderboard)
+    return max(date, closes) if date is not None else None
+
+
+def phase_blocking_reveal(phases: Sequence[Phase], now: dt.datetime | None = None) -> Phase | None:
+    """A phase ranking on the private rows that has not closed by ``now`` (the one closing last,
+    or one without a close date), or None when they have all closed."""
+    now = now or utcnow()
+    waiting = [p for p in ranking_phases(phases) if p.closes_at is None or now < p.closes_at]
+    if not waiting:
+        return None
+    endless = [p for p in waiting if p.closes_at is None]
+    return endless[0] if endless else max(waiting, key=lambda p: p.closes_at or now)
+
+
+def private_scores_visible_among(
+    challenge: Challenge, phases: Sequence[Phase], now: dt.datetime | None = None
 ) -> bool:
+    """:func:`private_scores_visible` with the challenge's phases already read (all of them)."""
+    now = now or utcnow()
+    closes = last_close(phases)
+    if closes is None or now < closes:
+        return False  # a phase that ranks on the private rows is open, upcoming or endless
     if challenge.revealed_at is not None:
         return True
-    if challenge.leaderboard.get("reveal", "at_close") == "manual":
-        return False
-    return phase_state(phase, now) == "closed"
+    due = reveal_due_at(challenge, phases)
+    return due is not None and now >= due
 
 
-def reveal_private_leaderboard(session: Session, *, challenge: Challenge, actor: User) -> None:
-    """Make the private boards public; their intervals are graded once the caller commits."""
-    if challenge.revealed_at is None:
-        from challenge.tasks import send_private_intervals_after_commit
+def private_scores_visible(
+    session: Session, challenge: Challenge, now: dt.datetime | None = None
+) -> bool:
+    """Whether anyone but the challenge's organizers may see a private score of it, now.
 
-        challenge.revealed_at = utcnow()
-        session.add(challenge)
-        assert challenge.id is not None
-        send_private_intervals_after_commit(session, challenge.id)
-        log.info("private leaderboard of %s revealed by %s", challenge.slug, actor.username)
+    True only when every phase that ranks on the private rows (every phase taking submissions:
+    they share the one split) has closed by the clock, AND the reveal has happened: by hand
+    (``revealed_at``) or by the bundle's schedule (``at_close``, or its date). A ``revealed_at``
+    set while a phase is open (a phase added or reopened later) shows nothing. This is the one
+    place that decides; every surface, the graders and the holdout ledger ask it.
+    """
+    return private_scores_visible_among(challenge, phases_of(session, challenge), now)
+
+
+def reveal_refusal(
+    challenge: Challenge,
+    phases: Sequence[Phase],
+    now: dt.datetime | None = None,
+    actor: User | None = None,
+) -> str | None:
+    """Why the private leaderboard cannot be revealed by hand now (None: it can), saying when it
+    can. With ``actor``: also refused to anyone but an admin before the bundle's reveal date."""
+    if not ranking_phases(phases):
+        return "This challenge has no phase that takes submissions: there is no private board."
+    now = now or utcnow()
+    blocking = phase_blocking_reveal(phases, now)
+    if blocking is not None and blocking.closes_at is None:
+        return (
+            f"Phase '{blocking.name}' ranks on the private test rows and has no closing date: "
+            "give it one (Extend) before the private leaderboard can be revealed."
+        )
+    if blocking is not None:
+        return (
+            f"The private leaderboard can be revealed once phase '{blocking.name}' closes, at "
+            f"{blocking.closes_at:%Y-%m-%d %H:%M} UTC: every phase is scored on the same "
+            "private rows, so until then private scores would tell its participants about the "
+            "rows that decide it."
+        )
+    due = reveal_due_at(challenge, phases)
+    if actor is not None and actor.role != "admin" and due is not None and now < due:
+        return (
+            f"The private leaderboard is revealed at {due:%Y-%m-%d %H:%M} UTC as the bundle "
+            "schedules; only a site admin may reveal it earlier, giving a reason."
+        )
+    return None
+
+
+def reveal_private_leaderboard(
+    session: Session,
+    *,
+    challenge: Challenge,
+    actor: User,
+    confirm: str,
+    reason: str = "",
+    now: dt.datetime | None = None,
+) -> AuditEvent | None:
+    """Reveal the private scores by hand; cannot be undone. Returns the audit record (None: it
+    was revealed already).
+
+    Refused while any phase ranking on the private rows has not closed (whoever asks). ``confirm``
+    must be the challenge's slug, typed by the organizer. Before the bundle's reveal date only a
+    site admin may reveal, and ``reason`` is then required; it is recorded either way. The
+    private intervals are graded once the caller commits.
+    """
+    if challenge.revealed_at is not None:
+        return None
+    now = now or utcnow()
+    phases = phases_of(session, challenge)
+    refusal = reveal_refusal(challenge, phases, now, actor)
+    if refusal is not None:
+        raise PermissionDenied(refusal)
+    if confirm.strip() != challenge.slug:
+        raise BadRequest(
+            f"A reveal cannot be undone: type the challenge's slug '{challenge.slug}' to confirm.",
+            field="confirm",
+        )
+    reason = reason.strip()
+    due = reveal_due_at(challenge, phases)
+    early = due is not None and now < due  # an admin's forced reveal (reveal_refusal let it by)
+    if early and not reason:
+        raise BadRequest(
+            "Say why the private leaderboard is revealed before its scheduled date; the reason "
+            "is recorded.",
+            field="reason",
+        )
+    from challenge.tasks import send_private_intervals_after_commit
+
+    challenge.revealed_at = now
+    session.add(challenge)
+    assert challenge.id is not None
+    event = AuditEvent(
+        challenge_id=challenge.id,
+        actor_id=actor.id,
+        action="reveal_forced" if early else "reveal",
+        reason=reason[:2000],
+        created_at=now,
+    )
+    session.add(event)
+    session.flush()
+    send_private_intervals_after_commit(session, challenge.id)
+    log.info(
+        "private leaderboard of %s revealed by %s%s",
+        challenge.slug,
+        actor.username,
+        f" before its date ({reason})" if early else "",
+    )
+    return event
 
 
 def get_challenge_by_slug(session: Session, slug: str) -> Challenge:

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from challenge.settings import Settings, load_settings
 
@@ -379,7 +379,7 @@ def cmd_challenge_rescore(args: argparse.Namespace) -> int:
                     if phase.id is not None
                 ]
     except NotFound as exc:
-        raise CliError(str(exc)) from exc
+        raise CliError(str(exc), EXIT_INVALID) from exc
     for run in runs:
         assert run.id is not None
         enqueue_rescore(engine, run.id)
@@ -423,8 +423,48 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _score_solution(path: Path) -> Any:
+    """The solution for ``podium score``: a Parquet path as it is, any other format the splitter
+    reads (CSV, HDF5, ROOT) as a table, a folder of TrackML truth files as one table keyed by
+    ``event_id, hit_id``."""
+    import pyarrow as pa
+
+    from splitter.formats import read_arrow, table_format
+    from splitter.tracking import read_truth_folder
+
+    if path.is_dir():
+        return pa.Table.from_pandas(read_truth_folder(path), preserve_index=False)
+    if not path.exists():
+        raise CliError(f"{path}: no such file", EXIT_INVALID)
+    if table_format(path) == "parquet":
+        return path
+    return read_arrow(path)
+
+
+def _score_submission(path: Path, scratch: Path) -> Path:
+    """The submission for ``podium score``: CSV (plain, gzipped, zipped) and Parquet as they are;
+    HDF5 and ROOT converted to Parquet through the splitter."""
+    import pyarrow.parquet as pq
+
+    from splitter.formats import read_arrow
+
+    if not path.is_file():
+        raise CliError(f"{path}: no such file", EXIT_INVALID)
+    if path.name.lower().endswith((".h5", ".hdf5", ".hdf", ".root")):
+        converted = scratch / "submission.parquet"
+        pq.write_table(read_arrow(path), converted)
+        return converted
+    return path
+
+
 def cmd_score(args: argparse.Namespace) -> int:
+    import tempfile
+
     from scoring.commands import run_score_command
+    from scoring.formats import FormatError as SubmissionFormatError
+    from scoring.metrics import MetricError, UnknownMetric
+    from scoring.validation import SubmissionInvalid
+    from splitter.formats import FormatError
 
     params: dict[str, Any] = {}
     for item in args.param or []:
@@ -432,7 +472,17 @@ def cmd_score(args: argparse.Namespace) -> int:
         if not key or not _:
             raise CliError(f"--param takes key=value, got '{item}'", EXIT_USAGE)
         params[key] = _parse_scalar(value)
-    result = run_score_command(args.metric, Path(args.solution), Path(args.submission), params)
+    try:
+        with tempfile.TemporaryDirectory(prefix="podium-score-") as scratch:
+            solution = _score_solution(Path(args.solution))
+            submission = _score_submission(Path(args.submission), Path(scratch))
+            result = run_score_command(args.metric, solution, submission, params)
+    except (UnknownMetric, MetricError) as exc:
+        raise CliError(str(exc).strip("'\""), EXIT_USAGE) from exc
+    except SubmissionInvalid as exc:
+        raise CliError(f"{args.submission}: {exc.message}", EXIT_INVALID) from exc
+    except (FormatError, SubmissionFormatError, ValueError) as exc:
+        raise CliError(str(exc), EXIT_INVALID) from exc
     print(json.dumps(result, indent=2, default=str))
     return EXIT_OK if result.get("status", "scored") == "scored" else EXIT_INVALID
 
@@ -1024,27 +1074,34 @@ def _private_board_hidden(http: Any, slug: str, params: dict[str, str], answer: 
     no such challenge or phase (exit 4, the site's message).
 
     The public board of the same phase tells them apart: when it exists, the private one is only
-    hidden. The challenge's phases then give the phase's closing time.
+    hidden. The challenge's phases then give the last closing time.
     """
     public = http.get(f"/api/challenges/{slug}/leaderboard", params={**params, "board": "public"})
     if public.status_code >= 400:
         return _error(answer)
     phase_name = public.json().get("phase", params.get("phase", ""))
-    closes: str | None = None
-    state = ""
+    # Every phase that takes submissions ranks on the same private rows: the reveal waits for the
+    # last of them to close (docs/leaderboards.md).
+    closes: list[str | None] = []
     info = http.get(f"/api/challenges/{slug}")
     if info.status_code < 400:
-        for phase in info.json().get("phases", []):
-            if phase.get("name") == phase_name:
-                closes, state = phase.get("closes"), str(phase.get("state", ""))
+        closes = [
+            phase.get("closes")
+            for phase in info.json().get("phases", [])
+            if phase.get("accepts_submissions", True)
+        ]
     head = f"the private leaderboard of phase '{phase_name}' is not revealed yet"
-    if state == "closed":
-        when = "the organizers reveal it"
-    elif closes:
-        at = dt.datetime.fromisoformat(closes).astimezone(dt.UTC)
-        when = f"it will be revealed when the phase closes, at {at:%Y-%m-%d %H:%M} UTC"
+    now = dt.datetime.now(dt.UTC)
+    ends = [dt.datetime.fromisoformat(c).astimezone(dt.UTC) for c in closes if c]
+    if closes and len(ends) < len(closes):
+        when = "a phase has no closing date; it is revealed after every phase has closed"
+    elif ends and max(ends) > now:
+        when = f"it will be revealed when the last phase closes, at {max(ends):%Y-%m-%d %H:%M} UTC"
     else:
-        when = "it will be revealed when the phase closes"
+        try:
+            when = str(answer.json().get("message") or "the organizers reveal it")
+        except ValueError:
+            when = "the organizers reveal it"
     return CliError(f"{head}: {when}", EXIT_AUTH)
 
 
@@ -1068,10 +1125,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error (its own prints the whole usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} -h)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="podium", description="Podium: host and take part in ML challenges."
-    )
+    p = _Parser(prog="podium", description="Podium: host and take part in ML challenges.")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(
@@ -1281,16 +1343,49 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text.strip("'\"") if isinstance(exc, KeyError) else text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every failure ends as one line on stderr and an exit code (docs/cli.md).
+
+    Errors the user can fix (a bad file, value or option) exit 4 with the message that says
+    what to change; anything else exits 1 with one line naming it (``PODIUM_DEBUG=1`` prints the
+    trace too). Output cut short by a closed pipe (``podium dataset show X | head``) is not an
+    error.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code: int = args.fn(args)
+        sys.stdout.flush()
     except CliError as exc:
-        print(f"podium: {exc}", file=sys.stderr)
+        print(f"podium: {_one_line(exc)}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (| head). Point stdout at /dev/null so that the interpreter's
+        # own flush at exit does not raise again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except (ValueError, KeyError, OSError) as exc:
+        if os.environ.get("PODIUM_DEBUG"):
+            raise
+        print(f"podium: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_INVALID
+    except Exception as exc:
+        if os.environ.get("PODIUM_DEBUG"):
+            raise
+        print(
+            f"podium: internal error ({type(exc).__name__}: {_one_line(exc)}); run again with "
+            "PODIUM_DEBUG=1 for the trace and report it",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     return code
 
 

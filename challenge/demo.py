@@ -141,11 +141,15 @@ def seed_demo(settings: Settings, events: int = 50_000) -> dict[str, tuple[str, 
             seed_bot_submissions(settings, engine, slug)
         new_challenge = False
     seed_hackathon(settings, engine, now)
+    seed_tracking_demo(settings, engine, now)
     return DEMO_ACCOUNTS
 
 
 # A day-long hackathon inside the running demo challenge: its own boards, the projector room and
-# an on-site check-in code, so the feature can be seen (docs/lifecycle.md, "Hackathon").
+# an on-site check-in code, so the feature can be seen (docs/lifecycle.md, "Hackathon"). It is
+# graded on the competition's private rows, so its private board and shake-up stay hidden until
+# the competition closes too (reveal: at_close waits for the last phase; see
+# challenges.private_scores_visible and tests/challenge/test_demo.py).
 HACKATHON_CHALLENGE = "higgsml-demo"
 HACKATHON_PHASE = "hackathon"
 
@@ -341,3 +345,97 @@ def _bot_upload(
             message=message,
             now=when,
         )
+
+
+# The fourth demo challenge: TrackML on simulated events, from the bundle shipped in
+# docs/bundles/trackml/challenge.yaml (a test keeps the two the same), with its own events (so
+# its test rows are its own) and two honest track finders on the board.
+TRACKING_CHALLENGE = "trackml-sim"
+TRACKING_EVENTS = 40
+TRACKING_BUNDLE = """\
+slug: trackml-sim
+title: TrackML on simulated events
+summary: Assign every hit of an event to a track; scored exactly like the TrackML Kaggle challenge.
+description: trackml-description.md
+dataset: tracking/tracking.parquet
+license: CC-BY-4.0
+split: {seed: 2018, train: 0.6, public_test: 0.1, private_test: 0.3, group: event_id,
+        hidden: [tx, ty, tz, tpx, tpy, tpz]}
+submission: {id: [event_id, hit_id], columns: {track_id: int}}
+metric: {name: trackml, event: event_id, particle: particle_id, weight: weight, track: track_id}
+phases:
+@PHASES@
+limits: {per_day: 5, total: 300, file_mb: 200, team_size: 4, final_selections: 2}
+leaderboard: {reveal: at_close}
+"""
+TRACKING_DESCRIPTION = """\
+Reconstruct the trajectories of charged particles from the hits they left in a silicon tracker.
+
+Each event is a collision: about ten percent of its hits are noise, the others lie on the
+helices of charged particles in a 2 T solenoid field. The training events come with their truth
+(which particle made each hit and the hit's weight); the test events have the hits only.
+
+Submit a CSV with the header `event_id,hit_id,track_id`: one row per hit of every test event
+(hit ids restart at 1 in each event, as in TrackML). The score is TrackML's: a track counts when
+more than half its hits come from one particle and they are more than half of that particle's
+hits; the event's score is the weight of those hits, and events are averaged.
+"""
+# Track finders that use the hits only: bin the hits by azimuth and by the slope z / r of the
+# line from the beam spot. Stiff tracks land in one bin; the many soft ones curl across bins, so
+# these baselines score a few percent, leaving the board to real track finding.
+TRACKING_BOTS = {
+    "bot-cones": ("azimuth x slope cones, 30 x 10", 30, 10),
+    "bot-fine-cones": ("azimuth x slope cones, 60 x 20", 60, 20),
+}
+
+
+def cone_tracks(test: pd.DataFrame, n_phi: int, n_slope: int) -> pd.DataFrame:
+    """A Kaggle-format submission (event_id, hit_id, track_id) from azimuth x slope bins."""
+    phi = np.arctan2(test["y"].to_numpy(), test["x"].to_numpy())
+    slope = np.arctan2(test["z"].to_numpy(), np.hypot(test["x"], test["y"]).to_numpy())
+    phi_bin = np.clip(((phi + np.pi) / (2 * np.pi) * n_phi).astype(np.int64), 0, n_phi - 1)
+    slope_bin = np.clip(((slope + np.pi / 2) / np.pi * n_slope).astype(np.int64), 0,
+                        n_slope - 1)
+    return pd.DataFrame({
+        "event_id": test["event_id"].to_numpy(),
+        "hit_id": test["hit_id"].to_numpy(),
+        "track_id": phi_bin * n_slope + slope_bin + 1,
+    })
+
+
+def seed_tracking_demo(settings: Settings, engine: Any, now: dt.datetime) -> None:
+    """Create the TrackML demo challenge and its bots' uploads unless it exists."""
+    from splitter.tracking import generate_tracking
+
+    with session_scope(engine) as session:
+        if session.exec(
+            select(Challenge).where(Challenge.slug == TRACKING_CHALLENGE)
+        ).first() is not None:
+            return
+    demo_dir = settings.data_dir.parent / "demo"
+    data = demo_dir / "tracking" / "tracking.parquet"
+    if not data.is_file():
+        log.info("simulating %d TrackML-like events for the demo", TRACKING_EVENTS)
+        generate_tracking(TRACKING_EVENTS, seed=2018, out_dir=data.parent, n_particles=150)
+    (demo_dir / "trackml-description.md").write_text(TRACKING_DESCRIPTION, encoding="utf-8")
+    opens = (now - dt.timedelta(days=5)).strftime("%Y-%m-%dT%H:%MZ")
+    closes = (now + dt.timedelta(days=40)).strftime("%Y-%m-%dT%H:%MZ")
+    bundle_path = demo_dir / f"{TRACKING_CHALLENGE}.yaml"
+    bundle_path.write_text(
+        TRACKING_BUNDLE.replace(
+            "@PHASES@", f"  - {{name: competition, opens: {opens}, closes: {closes}}}"
+        ),
+        encoding="utf-8",
+    )
+    with session_scope(engine) as session:
+        owner = session.exec(select(User).where(User.username == "organizer")).one()
+        challenge = create_challenge(session, bundle=parse_bundle(bundle_path), creator=owner)
+        prepare_challenge(settings, challenge, data)
+        session.add(challenge)
+        log.info("seeded challenge %s", TRACKING_CHALLENGE)
+    test = pd.read_parquet(storage.public_dir(settings, TRACKING_CHALLENGE) / "test.parquet")
+    start = now - dt.timedelta(days=4)
+    for i, (name, (title, n_phi, n_slope)) in enumerate(TRACKING_BOTS.items()):
+        when = start + dt.timedelta(days=1 + i)
+        _bot_upload(settings, engine, TRACKING_CHALLENGE, name, cone_tracks(test, n_phi, n_slope),
+                    title, when)

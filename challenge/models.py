@@ -405,3 +405,20 @@ class MailOptOut(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="user.id", index=True)
     kind: str = Field(max_length=24)
+
+
+class AuditEvent(SQLModel, table=True):
+    """An organizer's or admin's act that cannot be undone, with who did it and why.
+
+    Written in the transaction of the act itself (e.g. a reveal of the private leaderboard, and an
+    admin's early one with its reason), so the record exists exactly when the act does.
+    """
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    challenge_id: int | None = Field(default=None, foreign_key="challenge.id", index=True)
+    actor_id: int | None = Field(default=None, foreign_key="user.id")  # None: the scheduler
+    action: str = Field(max_length=40)  # reveal | reveal_forced
+    reason: str = Field(default="", sa_type=sa.Text)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)

@@ -38,6 +38,7 @@ from challenge.challenges import (
     join_challenge,
     phases_of,
     prepare_challenge,
+    release_unit,
 )
 from challenge.errors import BadRequest, Conflict, NotFound
 from challenge.models import (
@@ -205,7 +206,7 @@ def held_back_pool(
     Only the source's columns are kept. Returns the number of rows; refuses fewer than
     ``MIN_HELD_BACK_ROWS`` with a message naming what to do instead.
     """
-    id_column = str(source.submission_format["id"])
+    id_column = release_unit(source)
     try:
         path = dataset_table_path(ref, settings.datasets_dir)
         table = read_arrow(path)
@@ -555,7 +556,7 @@ def reset_class(
         # Re-split the never-published rows again, minus every training row a term handed out.
         source = session.get(Challenge, classroom.source_challenge_id)
         assert source is not None
-        id_column = str(challenge.submission_format["id"])
+        id_column = release_unit(challenge)
         _record_released_ids(settings, challenge.slug, id_column)
         pool = (
             settings.datasets_dir

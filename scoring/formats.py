@@ -1,7 +1,8 @@
-"""What a submission file must look like: an id column and typed prediction columns.
+"""What a submission file must look like: a key (one id column or several) and typed predictions.
 
 A challenge bundle writes the format as
-``{"id": "EventId", "columns": {"RankOrder": "rank", "Class": {"values": ["s", "b"]}}}``;
+``{"id": "EventId", "columns": {"RankOrder": "rank", "Class": {"values": ["s", "b"]}}}``, or with
+a composite key such as TrackML's ``{"id": ["event_id", "hit_id"], "columns": {"track_id": "int"}}``;
 :meth:`SubmissionFormat.from_dict` reads that and :meth:`SubmissionFormat.to_dict` writes it back.
 """
 
@@ -57,13 +58,26 @@ class ColumnSpec:
 
 @dataclass(frozen=True)
 class SubmissionFormat:
-    """The columns a submission file must have: ``id_column`` first, then ``columns`` in order."""
+    """The columns a submission file must have: the key columns first, then ``columns`` in order.
+
+    ``id_column`` is the first key column; ``key`` lists all of them (a composite key such as
+    ``("event_id", "hit_id")`` when a row is identified by several columns). Left empty, the key
+    is ``id_column`` alone.
+    """
 
     id_column: str
     columns: tuple[ColumnSpec, ...]
+    key: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        names = [self.id_column, *(c.name for c in self.columns)]
+        if not self.key:
+            object.__setattr__(self, "key", (self.id_column,))
+        elif self.key[0] != self.id_column:
+            raise FormatError(
+                f"submission format: id_column {self.id_column!r} must be the first key column "
+                f"of {list(self.key)}"
+            )
+        names = [*self.key, *(c.name for c in self.columns)]
         if len(set(names)) != len(names):
             raise FormatError(f"submission format repeats a column name: {names}")
         if not self.columns:
@@ -102,7 +116,19 @@ class SubmissionFormat:
                 )
             else:
                 raise FormatError(f"column {name!r}: expected a kind name or a mapping")
-        return cls(id_column=str(d["id"]), columns=tuple(columns))
+        raw_id = d["id"]
+        if isinstance(raw_id, str | int):
+            key: tuple[str, ...] = (str(raw_id),)
+        elif isinstance(raw_id, list | tuple) and raw_id and all(
+            isinstance(k, str | int) for k in raw_id
+        ):
+            key = tuple(str(k) for k in raw_id)
+        else:
+            raise FormatError(
+                "submission 'id' must name the id column (id: EventId) or list the columns of a "
+                "composite key (id: [event_id, hit_id])"
+            )
+        return cls(id_column=key[0], columns=tuple(columns), key=key)
 
     def to_dict(self) -> dict[str, Any]:
         """Write the bundle form read by :meth:`from_dict`."""
@@ -112,11 +138,16 @@ class SubmissionFormat:
                 cols[c.name] = {"values": list(c.values or ())}
             else:
                 cols[c.name] = c.kind
-        return {"id": self.id_column, "columns": cols}
+        return {"id": self.id_column if len(self.key) == 1 else list(self.key), "columns": cols}
+
+    @property
+    def composite(self) -> bool:
+        """Whether rows are identified by more than one column."""
+        return len(self.key) > 1
 
     def expected_header(self) -> list[str]:
         """The header line a CSV submission must start with, as a list of names."""
-        return [self.id_column, *(c.name for c in self.columns)]
+        return [*self.key, *(c.name for c in self.columns)]
 
     def column(self, name: str) -> ColumnSpec:
         """The spec of prediction column ``name``."""

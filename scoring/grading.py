@@ -106,23 +106,30 @@ class GradingResult:
         )
 
 
-def load_solution(path: Path | BinaryIO, fmt: SubmissionFormat, metric: MetricSpec) -> pd.DataFrame:
-    """Read the hidden solution (Parquet) and check it has what the format and metric need.
+def load_solution(
+    path: Path | BinaryIO | pa.Table, fmt: SubmissionFormat, metric: MetricSpec
+) -> pd.DataFrame:
+    """Read the hidden solution (Parquet, or a table already read) and check it has what the
+    format and metric need.
 
     String columns come back as pandas Categoricals: label comparisons then work on small
     integer codes instead of Python strings.
     """
     params = metric.resolved_params()
-    needed = [fmt.id_column, *metric.metric.solution_columns(params)]
+    needed = list(dict.fromkeys([*fmt.key, *metric.metric.solution_columns(params)]))
     try:
-        schema = pq.read_schema(path)
+        schema = path.schema if isinstance(path, pa.Table) else pq.read_schema(path)
         if hasattr(path, "seek"):
             path.seek(0)
         # Organizer metrics see every column; built-in ones read only what they need.
         wanted = None if metric.name == "python" else [
             c for c in dict.fromkeys([*needed, USAGE_COLUMN]) if c in schema.names
         ]
-        table = pq.read_table(path, columns=wanted)
+        if isinstance(path, pa.Table):
+            table = path if wanted is None else path.select(wanted)
+            path = Path("(table)")  # only named in the messages below
+        else:
+            table = pq.read_table(path, columns=wanted)
     except (pa.ArrowException, OSError) as exc:
         raise SolutionError(f"cannot read solution file {path}: {exc}") from exc
     absent = [c for c in needed if c not in table.column_names]
@@ -138,7 +145,12 @@ def load_solution(path: Path | BinaryIO, fmt: SubmissionFormat, metric: MetricSp
             col = col.dictionary_encode()
         columns[name] = col.to_pandas()
     frame = pd.DataFrame(columns, copy=False)
-    if not _ids_unique(frame[fmt.id_column]):
+    if fmt.composite:
+        keys = frame[[k for k in fmt.key if frame[k].dtype.kind not in "iu"]]
+        if keys.shape[1] and keys.isna().to_numpy().any():
+            raise SolutionError(f"solution {path}: key columns {list(fmt.key)} have missing keys")
+        # Repeated keys are found when the key lookup is built (solution_ids).
+    elif not _ids_unique(frame[fmt.id_column]):
         raise SolutionError(f"solution {path}: id column {fmt.id_column!r} has missing or repeated ids")
     if USAGE_COLUMN in frame.columns:
         usage = frame[USAGE_COLUMN]
@@ -154,6 +166,16 @@ def load_solution(path: Path | BinaryIO, fmt: SubmissionFormat, metric: MetricSp
                 f"{PRIVATE!r}, found {unknown}"
             )
     return frame
+
+
+def solution_ids(frame: pd.DataFrame, fmt: SubmissionFormat) -> SolutionIds:
+    """The lookup of the solution's keys: its id column, or its key columns for a composite key."""
+    if fmt.composite:
+        ids = SolutionIds(frame[list(fmt.key)])
+        if not ids.unique():
+            raise SolutionError(f"solution: key columns {list(fmt.key)} have repeated keys")
+        return ids
+    return SolutionIds(frame[fmt.id_column].to_numpy())
 
 
 @dataclass(frozen=True)
@@ -174,7 +196,9 @@ class PreparedSolution:
     @classmethod
     def of(cls, frame: pd.DataFrame, fmt: SubmissionFormat) -> PreparedSolution:
         """Wrap a frame returned by :func:`load_solution`."""
-        return cls(frame, SolutionIds(frame[fmt.id_column].to_numpy()))
+        ids = solution_ids(frame, fmt)
+        ids.ids  # noqa: B018 - packs a composite key and builds its table now, before forking
+        return cls(frame, ids)
 
     def split(self, metric: MetricSpec) -> list[_SolutionPart]:
         """The solution's rows per usage subset for ``metric`` (computed once, then kept)."""
@@ -326,7 +350,7 @@ def _as_source(value: Any) -> Any:
 
 def grade(
     submission_path: Source,
-    solution_path: Path | BinaryIO | pd.DataFrame | PreparedSolution,
+    solution_path: Path | BinaryIO | pa.Table | pd.DataFrame | PreparedSolution,
     fmt: SubmissionFormat,
     metric: MetricSpec,
     *,
@@ -367,7 +391,7 @@ def grade(
                 if isinstance(solution_path, pd.DataFrame)
                 else load_solution(_as_source(solution_path), fmt, metric)
             )
-            ids = SolutionIds(solution[fmt.id_column].to_numpy())
+            ids = solution_ids(solution, fmt)
         submission = validate_submission(
             _as_source(submission_path), fmt, ids, max_bytes=max_bytes
         )
@@ -464,7 +488,7 @@ def paired_bootstrap(
     frame = solution if isinstance(solution, pd.DataFrame) else load_solution(
         _as_source(solution), fmt, metric
     )
-    ids = frame[fmt.id_column].to_numpy()
+    ids = solution_ids(frame, fmt)
     params = metric.resolved_params()
     mask = (
         frame[USAGE_COLUMN].astype(str).to_numpy() == usage

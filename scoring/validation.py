@@ -115,14 +115,26 @@ def _mapped(stream: Any, max_bytes: int) -> mmap.mmap | None:
 
 
 def _gunzip(data: bytes | mmap.mmap, max_bytes: int) -> bytes:
+    """Decompress gzip ``data`` (concatenated members too), refusing more than ``max_bytes``.
+
+    The input is fed 1 MiB at a time: handing zlib the whole rest of the file on every call
+    made it copy that rest into ``unconsumed_tail`` each time (quadratic: 13 s for a 65 MB file).
+    """
     inflater = zlib.decompressobj(wbits=31)
     out = []
     total = 0
-    pending = data
+    view = memoryview(data)
+    offset = 0
+    step = 1 << 20
     try:
-        while pending:
-            piece = inflater.decompress(pending, 1 << 20)
-            pending = inflater.unconsumed_tail
+        while offset < len(view) or inflater.unconsumed_tail:
+            if inflater.unconsumed_tail:
+                pending: bytes | memoryview = inflater.unconsumed_tail
+            else:
+                pending = view[offset : offset + step]
+                offset += len(pending)
+            # At most what the cap still allows (+1, to notice going over it).
+            piece = inflater.decompress(pending, max_bytes - total + 1)
             total += len(piece)
             if total > max_bytes:
                 raise SubmissionInvalid(
@@ -131,18 +143,90 @@ def _gunzip(data: bytes | mmap.mmap, max_bytes: int) -> bytes:
                 )
             out.append(piece)
             if inflater.eof:
-                if inflater.unused_data:
+                rest = inflater.unused_data
+                if rest or offset < len(view):
                     # Concatenated gzip members are legal; continue with the next one.
-                    pending = inflater.unused_data
+                    view = memoryview(bytes(rest) + bytes(view[offset:]))
+                    offset = 0
                     inflater = zlib.decompressobj(wbits=31)
-                elif not pending:
+                    if not view:
+                        break
+                else:
                     break
     except zlib.error as exc:
         raise SubmissionInvalid(
             f"the file looks gzip-compressed but cannot be decompressed ({exc}). "
             "Upload the plain CSV or compress it again with gzip."
         ) from None
+    if not inflater.eof:
+        raise SubmissionInvalid(
+            "the gzip file is truncated: it ends before its compressed data does. Upload it "
+            "again (or compress the CSV again with gzip)."
+        )
     return b"".join(out)
+
+
+class _GunzipStream(io.RawIOBase):
+    """gzip data decompressed as pyarrow reads it, refusing more than ``max_bytes`` out.
+
+    pyarrow's CSV reader pulls blocks from it on an I/O thread while its other threads parse the
+    blocks already read (zlib lets go of the GIL while it inflates): decompressing and parsing
+    overlap instead of following each other, and the text is never held whole.
+    """
+
+    def __init__(self, data: bytes | mmap.mmap, max_bytes: int) -> None:
+        super().__init__()
+        self._view = memoryview(data)
+        self._offset = 0
+        self._inflater = zlib.decompressobj(wbits=31)
+        self._pending = b""
+        self._max = max_bytes
+        self.total = 0
+        self.over_cap = False
+        self.broken: str | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def _more(self, want: int) -> bytes:
+        while True:
+            if self._inflater.unconsumed_tail:
+                chunk: bytes | memoryview = self._inflater.unconsumed_tail
+            elif self._inflater.eof and (self._inflater.unused_data or
+                                         self._offset < len(self._view)):
+                rest = self._inflater.unused_data
+                self._inflater = zlib.decompressobj(wbits=31)  # a concatenated member
+                chunk = rest
+                if not rest:
+                    continue
+            elif self._offset < len(self._view) and not self._inflater.eof:
+                chunk = self._view[self._offset : self._offset + (1 << 20)]
+                self._offset += len(chunk)
+            elif not self._inflater.eof:
+                self.broken = "truncated"
+                raise OSError("gzip: the data ends inside a member (truncated)")
+            else:
+                return b""
+            try:
+                piece = self._inflater.decompress(chunk, max(want, 1 << 16))
+            except zlib.error as exc:
+                self.broken = str(exc)
+                raise OSError(f"gzip: {exc}") from None
+            if piece:
+                return piece
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if not self._pending:
+            self._pending = self._more(len(view))
+        n = min(len(view), len(self._pending))
+        view[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        self.total += n
+        if self.total > self._max:
+            self.over_cap = True
+            raise OSError("over the decompression cap")
+        return n
 
 
 def _unzip(path: Path | BinaryIO, max_bytes: int) -> bytes:
@@ -180,8 +264,39 @@ def _locate_bad_utf8(data: bytes) -> int:
     return -1
 
 
+def _parse_gzip(
+    data: bytes | mmap.mmap, fmt: SubmissionFormat, id_is_string: bool, max_bytes: int
+) -> pa.Table:
+    """Parse gzipped CSV while decompressing it (:class:`_GunzipStream`).
+
+    Anything unusual (a line with the wrong number of fields, bad UTF-8, a broken stream) is
+    parsed again the plain way, whose messages name the line.
+    """
+    stream = _GunzipStream(data, max_bytes)
+    try:
+        table = _parse_csv(stream, fmt, id_is_string, stream_only=True)
+    except (_NeedsBytes, pa.ArrowException, OSError):
+        table = None
+    if stream.over_cap:
+        raise SubmissionInvalid(
+            f"the gzip file decompresses to more than {max_bytes // (1 << 20)} MiB, "
+            "the limit. Upload a smaller file."
+        )
+    if table is None:
+        return _parse_csv(_gunzip(data, max_bytes), fmt, id_is_string)
+    return table
+
+
+class _NeedsBytes(Exception):
+    """A streamed parse met something whose message needs the whole text: parse it again."""
+
+
 def _parse_csv(
-    data: bytes | mmap.mmap | Path, fmt: SubmissionFormat, id_is_string: bool
+    data: bytes | mmap.mmap | Path | _GunzipStream,
+    fmt: SubmissionFormat,
+    id_is_string: bool,
+    *,
+    stream_only: bool = False,
 ) -> pa.Table:
     # Category columns are dictionary-encoded while parsing: checking them then means checking
     # a handful of distinct values, not every row.
@@ -189,7 +304,8 @@ def _parse_csv(
         c.name: pa.dictionary(pa.int32(), pa.string()) for c in fmt.columns if c.kind == "category"
     }
     if id_is_string:
-        string_columns[fmt.id_column] = pa.string()
+        for name in fmt.key:
+            string_columns[name] = pa.string()
     convert = pacsv.ConvertOptions(
         column_types=string_columns,
         strings_can_be_null=True,
@@ -202,7 +318,11 @@ def _parse_csv(
         return "skip"
 
     def read(use_threads: bool) -> pa.Table:
-        source: Any = str(data) if isinstance(data, Path) else pa.py_buffer(data)
+        source: Any = (
+            str(data) if isinstance(data, Path)
+            else data if isinstance(data, _GunzipStream)
+            else pa.py_buffer(data)
+        )
         return pacsv.read_csv(
             source,
             read_options=pacsv.ReadOptions(use_threads=use_threads, block_size=1 << 20),
@@ -212,11 +332,15 @@ def _parse_csv(
 
     try:
         table = read(use_threads=True)
+        if bad_rows and stream_only:
+            raise _NeedsBytes
         if bad_rows:
             # Threaded parsing does not know line numbers; parse again serially to name them.
             bad_rows.clear()
             table = read(use_threads=False)
     except pa.ArrowInvalid as exc:
+        if stream_only or isinstance(data, _GunzipStream):
+            raise _NeedsBytes from None
         text = str(exc)
         if "UTF8" in text or "utf8" in text.lower():
             raw = data.read_bytes() if isinstance(data, Path) else bytes(data)
@@ -433,18 +557,42 @@ class SolutionIds:
     :func:`validate_submission` accepts it instead of the bare ids: a process that grades many
     submissions against one solution (the sandbox zygote) then builds the lookup table once,
     before forking, instead of once per submission.
+
+    A composite key (TrackML's ``event_id, hit_id``) is given as a frame with one column per key
+    column: whole-number keys are packed into one integer per row (mixed radix over the
+    solution's ranges), so the lookup is the same direct table as for one id column. The packed
+    keys and the table are built on first use: a file whose key columns equal the solution's
+    (the usual case) never needs them.
     """
 
     def __init__(
-        self, solution_ids: NDArray[Any] | pd.Index[Any] | pd.Series[Any] | Sequence[Any]
+        self,
+        solution_ids: NDArray[Any] | pd.Index[Any] | pd.Series[Any] | Sequence[Any] | pd.DataFrame,
     ) -> None:
-        ids = np.asarray(solution_ids)
-        if ids.dtype.kind not in "iu":
-            ids = ids.astype(str)
-        self.ids: NDArray[Any] = ids
+        self.parts: list[NDArray[Any]] | None = None
+        self.names: list[str] = []
+        self._radix: list[tuple[int, int]] | None = None
+        self._ids: NDArray[Any] | None = None
         self._lo = 0
         self._table: NDArray[np.int64] | None = None
         self._index: pd.Index[Any] | None = None
+        if isinstance(solution_ids, pd.DataFrame) and solution_ids.shape[1] > 1:
+            self._set_parts(solution_ids)
+            self.size = int(solution_ids.shape[0])
+            if self._radix is None:  # text keys: joined now
+                assert self.parts is not None
+                self._build(self._join(self.parts))
+            return
+        if isinstance(solution_ids, pd.DataFrame):
+            solution_ids = solution_ids.iloc[:, 0]
+        ids = np.asarray(solution_ids)
+        if ids.dtype.kind not in "iu":
+            ids = ids.astype(str)
+        self.size = int(ids.size)
+        self._build(ids)
+
+    def _build(self, ids: NDArray[Any]) -> None:
+        self._ids = ids
         if ids.dtype.kind in "iu" and ids.size:
             lo = int(ids.min())
             hi = int(ids.max())
@@ -456,6 +604,104 @@ class SolutionIds:
         if self._table is None:
             self._index = pd.Index(ids)
             self._index.get_indexer(ids[:1])  # builds the hash table now, not per submission
+
+    @property
+    def ids(self) -> NDArray[Any]:
+        """One value per solution row: the id, or the packed (or joined) composite key."""
+        if self._ids is None:
+            assert self.parts is not None
+            packed, _ = self.pack(self.parts)
+            self._build(packed)
+        assert self._ids is not None
+        return self._ids
+
+    def _set_parts(self, frame: pd.DataFrame) -> None:
+        self.names = [str(c) for c in frame.columns]
+        parts = [np.asarray(frame[c].to_numpy()) for c in frame.columns]
+        if all(p.dtype.kind in "iu" for p in parts):
+            parts = [p.astype(np.int64, copy=False) for p in parts]
+            radix = [(int(p.min()), int(p.max()) - int(p.min()) + 1) if p.size else (0, 1)
+                     for p in parts]
+            if float(np.prod([float(r) for _, r in radix])) < 2.0**62:
+                self.parts, self._radix = parts, radix
+                return
+        # Text keys, or integer ranges too wide to pack: one string per row ("a\x1fb").
+        self.parts = [p.astype(str) for p in parts]
+
+    def unique(self) -> bool:
+        """Whether no two solution rows share an id (or key)."""
+        if self.parts is not None and self._radix is not None and self._ids is None:
+            # A split writes the solution sorted by its key: strictly increasing keys are
+            # unique, and saying so costs no lookup table.
+            first, second = self.parts[0], self.parts[-1]
+            if len(self.parts) == 2 and first.size > 1:
+                later = first[1:] > first[:-1]
+                same = first[1:] == first[:-1]
+                if bool((later | (same & (second[1:] > second[:-1]))).all()):
+                    return True
+        ids = self.ids
+        if self._table is not None:
+            return int(np.count_nonzero(self._table >= 0)) == ids.size
+        assert self._index is not None
+        return bool(self._index.is_unique)
+
+    def parts_in_order(self, parts: list[NDArray[Any]]) -> bool:
+        """Whether submitted key columns are exactly the solution's, row for row."""
+        assert self.parts is not None
+        return all(
+            p.size == q.size and p.dtype.kind == q.dtype.kind and bool(np.array_equal(p, q))
+            for p, q in zip(parts, self.parts, strict=True)
+        )
+
+    @staticmethod
+    def _join(parts: list[NDArray[Any]]) -> NDArray[Any]:
+        joined = parts[0].astype(object)
+        for part in parts[1:]:
+            joined = joined + "\x1f" + part.astype(object)
+        return np.asarray(joined.astype(str))
+
+    @property
+    def composite(self) -> bool:
+        """Whether the key has more than one column."""
+        return self.parts is not None
+
+    @property
+    def integer(self) -> bool:
+        """Whether submitted keys are read as whole numbers (else as text)."""
+        if self._radix is not None:
+            return True
+        return self.ids.dtype.kind in "iu"
+
+    def pack(self, parts: list[NDArray[Any]]) -> tuple[NDArray[Any], NDArray[np.bool_] | None]:
+        """One value per row for the key columns ``parts``, comparable with :attr:`ids`;
+        for integer keys also the mask of rows whose key lies outside the solution's ranges
+        (``None``: every row inside)."""
+        if self._radix is None:
+            return self._join([p.astype(str) for p in parts]), None
+        packed: NDArray[np.int64] | None = None
+        outside: NDArray[np.bool_] | None = None
+        for part, (lo, span) in zip(parts, self._radix, strict=True):
+            shifted = part.astype(np.int64, copy=True)
+            shifted -= lo
+            # Below the minimum wraps round to a huge unsigned value: one comparison for both.
+            bad = shifted.view(np.uint64) >= span
+            if bad.any():
+                outside = bad if outside is None else outside | bad
+                shifted[bad] = 0
+            if packed is None:
+                packed = shifted
+            else:
+                packed *= span
+                packed += shifted
+        assert packed is not None
+        return packed, outside
+
+    def describe(self, row: int) -> str:
+        """The solution's key at ``row``, as a message shows it."""
+        if self.parts is None:
+            return repr(self.ids[row].item())
+        return "(" + ", ".join(f"{n}={p[row].item()!r}" for n, p in
+                               zip(self.names, self.parts, strict=True)) + ")"
 
     def in_order(self, submitted: NDArray[Any]) -> bool:
         """Whether the submitted ids are exactly the solution's, in the solution's order.
@@ -535,6 +781,71 @@ def _ids(
     return pos
 
 
+def _key_ids(
+    table: pa.Table, fmt: SubmissionFormat, lookup: SolutionIds, source: _Source
+) -> NDArray[np.int64] | None:
+    """:func:`_ids` for a composite key: each row's position in the solution, or ``None`` when
+    the file lists the solution's keys in the solution's order. Messages name each key column."""
+    parts = []
+    for name in fmt.key:
+        array = table.column(name)
+        missing = _nulls(array)
+        if missing.size:
+            raise SubmissionInvalid(
+                f"the key column {name!r} is empty on {source.where(missing)}. Every row needs "
+                f"a value in each of {', '.join(fmt.key)}."
+            )
+        if lookup.integer:
+            want = f"a whole number in {name!r}"
+            parts.append(_integers(_numeric(array, name, source, want), name, source, want))
+        else:
+            parts.append(array.to_numpy(zero_copy_only=False).astype(str))
+    if lookup.parts_in_order(parts):
+        return None
+    values, outside = lookup.pack(parts)
+
+    def shown(row: int) -> str:
+        return "(" + ", ".join(f"{n}={p[row].item()!r}" for n, p in
+                               zip(fmt.key, parts, strict=True)) + ")"
+
+    pos = lookup.positions(values)
+    if outside is not None:
+        pos[outside] = -1
+    n = lookup.size
+    unknown = pos < 0
+    if unknown.any():
+        bad = np.flatnonzero(unknown)
+        examples = ", ".join(shown(int(i)) for i in bad[:3])
+        raise SubmissionInvalid(
+            f"{source.where(bad)} have keys that are not in the test set ({examples}). "
+            f"Submit exactly one row per ({', '.join(fmt.key)}) of the test file, no others."
+        )
+    counts = np.bincount(pos, minlength=n)
+    if counts.max(initial=0) > 1:
+        _, first = np.unique(pos, return_index=True)
+        repeated = np.ones(pos.size, dtype=bool)
+        repeated[first] = False
+        bad = np.flatnonzero(repeated)
+        first_of = np.full(n, -1, dtype=np.int64)
+        first_of[pos[first]] = first
+        examples = ", ".join(
+            f"{shown(int(i))} first on {source.where([first_of[pos[i]]])}" for i in bad[:3]
+        )
+        raise SubmissionInvalid(
+            f"duplicated keys: {source.where(bad)} repeat keys already given on earlier lines "
+            f"({examples}). Keep one row per ({', '.join(fmt.key)})."
+        )
+    if pos.size < n:
+        absent = np.flatnonzero(counts == 0)
+        examples = ", ".join(lookup.describe(int(i)) for i in absent[:_SHOW])
+        raise SubmissionInvalid(
+            f"the file has {pos.size} rows but the test set has {n} keys; {absent.size} keys "
+            f"are missing (for example {examples}). Submit one row for every "
+            f"({', '.join(fmt.key)}) of the test file."
+        )
+    return pos
+
+
 #: A submission or solution given as a path, or as a file already opened in binary mode (the
 #: sandbox opens files before it gives up the right to see their paths).
 Source = Path | BinaryIO
@@ -576,14 +887,14 @@ def read_table(path: Source, fmt: SubmissionFormat, *, id_is_string: bool,
     data: bytes | mmap.mmap | Path
     if raw is not None:
         if magic[:2] == b"\x1f\x8b":
-            data = _gunzip(raw, max_bytes)
+            return _parse_gzip(raw, fmt, id_is_string, max_bytes), _Source("csv")
         elif magic == b"PK\x03\x04":
             data = _unzip(io.BytesIO(raw), max_bytes)
         else:
             data = raw
     elif isinstance(path, Path):
         if magic[:2] == b"\x1f\x8b":
-            data = _gunzip(path.read_bytes(), max_bytes)
+            return _parse_gzip(path.read_bytes(), fmt, id_is_string, max_bytes), _Source("csv")
         elif magic == b"PK\x03\x04":
             data = _unzip(path, max_bytes)
         else:
@@ -597,7 +908,12 @@ def read_table(path: Source, fmt: SubmissionFormat, *, id_is_string: bool,
 def validate_submission(
     path: Source,
     fmt: SubmissionFormat,
-    solution_ids: NDArray[Any] | pd.Index[Any] | pd.Series[Any] | Sequence[Any] | SolutionIds,
+    solution_ids: NDArray[Any]
+    | pd.Index[Any]
+    | pd.Series[Any]
+    | Sequence[Any]
+    | pd.DataFrame
+    | SolutionIds,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> pd.DataFrame:
@@ -607,31 +923,44 @@ def validate_submission(
     pandas Categoricals, ranks and ints as int64, floats as float64); row ``i`` holds the
     prediction for ``solution_ids[i]``. Raises :class:`SubmissionInvalid` with a participant-facing
     message naming the first offending lines and how to fix them. Pass a :class:`SolutionIds`
-    when validating many files against the same ids.
+    when validating many files against the same ids. A composite key (``fmt.key`` of several
+    columns) takes the solution's key columns as a frame, or a :class:`SolutionIds` built from
+    one.
     """
     lookup = solution_ids if isinstance(solution_ids, SolutionIds) else SolutionIds(solution_ids)
-    ids = lookup.ids
-    table, source = read_table(path, fmt, id_is_string=ids.dtype.kind not in "iu",
+    table, source = read_table(path, fmt, id_is_string=not lookup.integer,
                                max_bytes=max_bytes)
     names = _check_header(list(table.column_names), fmt, source)
     table = table.rename_columns(names)
     if table.num_rows == 0:
         raise SubmissionInvalid(
-            f"the file has a header but no rows; the test set has {ids.size} ids. "
+            f"the file has a header but no rows; the test set has {lookup.size} ids. "
             "Submit one row per id."
         )
     # Ids first: a file with repeated or missing rows would otherwise get a RankOrder
     # permutation message that hides the real mistake.
-    pos = _ids(table.column(fmt.id_column), fmt.id_column, lookup, source)
+    if fmt.composite != lookup.composite:
+        raise ValueError(
+            f"the format's key {list(fmt.key)} and the solution ids do not have the same columns"
+        )
+    pos = (
+        _key_ids(table, fmt, lookup, source)
+        if fmt.composite
+        else _ids(table.column(fmt.id_column), fmt.id_column, lookup, source)
+    )
     columns: dict[str, Any] = {}
     for spec in fmt.columns:
-        columns[spec.name] = _check_column(table.column(spec.name), spec, source, ids.size)
-    if pos is None or np.array_equal(pos, np.arange(ids.size)):
+        columns[spec.name] = _check_column(table.column(spec.name), spec, source, lookup.size)
+    if pos is None or np.array_equal(pos, np.arange(lookup.size)):
         order = None
     else:
-        order = np.empty(ids.size, dtype=np.int64)
-        order[pos] = np.arange(ids.size)
-    frame: dict[str, Any] = {fmt.id_column: ids}
+        order = np.empty(lookup.size, dtype=np.int64)
+        order[pos] = np.arange(lookup.size)
+    frame: dict[str, Any] = (
+        dict(zip(fmt.key, lookup.parts, strict=True))
+        if lookup.parts is not None
+        else {fmt.id_column: lookup.ids}
+    )
     for name, values in columns.items():
         if order is None:
             frame[name] = values

@@ -33,6 +33,12 @@ def run_generate_higgs(events: int, seed: int, out: Path) -> dict[str, Any]:
 def run_generate_tracking(events: int, seed: int, out: Path, particles: int = 200,
                           noise: float = 0.1) -> dict[str, Any]:
     """``podium generate tracking --events N --seed S --out DIR [--particles P]``."""
+    if events < 1 or particles < 1:
+        raise ValueError(f"give at least one event and one particle (got --events {events}, "
+                         f"--particles {particles})")
+    if not 0.0 <= noise < 1.0:
+        raise ValueError(f"--noise is the fraction of noise hits, from 0 up to (not including) "
+                         f"1; got {noise}")
     paths = generate_tracking(events, seed, Path(out), n_particles=particles,
                               noise_fraction=noise)
     return {"directory": str(out), "events": events, "seed": seed, "files": len(paths)}

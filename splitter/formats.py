@@ -173,8 +173,8 @@ def read_arrow(path: Path, *, tree: str | None = None, key: str | None = None) -
                 "corrupt, write it again"
             ) from exc
     if fmt == "hdf5":
-        return pa.Table.from_pandas(_read_hdf5(path, key), preserve_index=False)
-    return pa.Table.from_pandas(_read_root(path, tree), preserve_index=False)
+        return _read_hdf5(path, key)
+    return _read_root(path, tree)
 
 
 def read_table(path: Path, *, tree: str | None = None, key: str | None = None) -> pd.DataFrame:
@@ -186,7 +186,7 @@ def read_table(path: Path, *, tree: str | None = None, key: str | None = None) -
     return read_arrow(path, tree=tree, key=key).to_pandas()
 
 
-def _read_hdf5(path: Path, key: str | None) -> pd.DataFrame:
+def _read_hdf5(path: Path, key: str | None) -> pa.Table:
     import h5py
 
     group_name = key or "data"
@@ -201,33 +201,50 @@ def _read_hdf5(path: Path, key: str | None) -> pd.DataFrame:
             order = [str(c) for c in group.attrs.get("columns", sorted(group.keys()))]
             data: dict[str, object] = {}
             for name in order:
+                if isinstance(group[name], h5py.Group):
+                    import awkward as ak
+
+                    sub = group[name]
+                    form = ak.forms.from_json(str(sub.attrs["form"]))
+                    array = ak.from_buffers(form, int(sub.attrs["length"]),
+                                            {k: sub[k][()] for k in sub})
+                    data[name] = ak.to_arrow(array, extensionarray=False, list_to32=True,
+                                             string_to32=True)
+                    continue
                 values = group[name][()]
                 if values.dtype.kind in "SO":
                     values = np.array([v.decode() if isinstance(v, bytes) else v for v in values],
                                       dtype=object)
-                data[name] = values
+                data[name] = pa.array(values)
     except OSError as exc:
         raise FormatError(
             f"{path}: not a readable HDF5 file ({exc}); it is probably truncated, write it again"
         ) from exc
-    return pd.DataFrame(data)
+    return pa.table(data)
 
 
 _STRINGS_TITLE = "podium-strings:"
 
 
-def _read_root(path: Path, tree: str | None) -> pd.DataFrame:
+def _is_tree(classname: str) -> bool:
+    """A TTree, or an RNTuple (what uproot 5.7 writes for ``file[name] = {...}``)."""
+    return classname == "TTree" or classname.endswith("RNTuple")
+
+
+def _read_root(path: Path, tree: str | None) -> pa.Table:
+    """A TTree or RNTuple as an Arrow table: flat branches as numbers, jagged ones (``Jet_Px`` with
+    its counter ``nJet``) as list columns, one row per entry (event)."""
     import awkward as ak
     import uproot
 
     try:
         with uproot.open(path) as f:
-            trees = [k.split(";")[0] for k, cls in f.classnames().items() if cls == "TTree"]
+            trees = [k.split(";")[0] for k, cls in f.classnames().items() if _is_tree(cls)]
             if tree is None:
                 if len(trees) != 1:
                     raise FormatError(
-                        f"{path}: holds {len(trees)} TTrees ({', '.join(trees) or 'none'}); "
-                        "name the one to read"
+                        f"{path}: holds {len(trees)} TTrees or RNTuples "
+                        f"({', '.join(trees) or 'none'}); name the one to read"
                     )
                 tree = trees[0]
             if tree not in trees:
@@ -236,32 +253,39 @@ def _read_root(path: Path, tree: str | None) -> pd.DataFrame:
                     f"{', '.join(trees) or 'none'}; name one of them"
                 )
             ttree = f[tree]
-            title = str(ttree.title)
-            strings = (title[len(_STRINGS_TITLE):].split(",")
-                       if title.startswith(_STRINGS_TITLE) else [])
-            counters = {f"n{s}" for s in strings}
-            names = [k for k in ttree.keys() if k not in counters]  # noqa: SIM118 (TTree, not dict)
-            arrays = ttree.arrays(names, library="ak")
-            data: dict[str, object] = {}
-            for name in names:
+            title = str(getattr(ttree, "title", "") or "")
+            ours = title.startswith(_STRINGS_TITLE)
+            strings = [s for s in title[len(_STRINGS_TITLE):].split(",") if s] if ours else []
+            arrays = ttree.arrays(library="ak")
+            fields = list(arrays.fields)
+            jagged = [n for n in fields if arrays[n].ndim > 1 and n not in strings]
+            # Counters our export wrote for its variable-length branches are not columns.
+            counters = {f"n{c}" for c in [*strings, *jagged]} if ours else set()
+            columns: dict[str, pa.Array] = {}
+            for name in fields:
+                if name in counters:
+                    continue
                 col = arrays[name]
                 if name in strings:
                     # Strings are stored as jagged uint8 (UTF-8 bytes): rebuild an Arrow array.
                     layout = ak.to_layout(ak.to_packed(col))
                     offsets = np.asarray(layout.offsets, dtype=np.int64)
                     content = np.asarray(layout.content.data, dtype=np.uint8)
-                    data[name] = pa.LargeStringArray.from_buffers(
+                    columns[name] = pa.LargeStringArray.from_buffers(
                         len(offsets) - 1, pa.py_buffer(offsets.tobytes()),
-                        pa.py_buffer(content.tobytes())).to_pandas()
-                else:
-                    data[name] = ak.to_numpy(col)
-    except (OSError, ValueError) as exc:
+                        pa.py_buffer(content.tobytes())).cast(pa.string())
+                elif isinstance(col.type.content, ak.types.NumpyType):
+                    columns[name] = pa.array(ak.to_numpy(col))
+                else:  # jagged numbers, text (RNTuple), records
+                    columns[name] = ak.to_arrow(col, extensionarray=False, list_to32=True,
+                                                string_to32=True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         if isinstance(exc, FormatError):
             raise
         raise FormatError(
             f"{path}: not a readable ROOT file ({exc}); it is probably truncated, write it again"
         ) from exc
-    return pd.DataFrame(data)
+    return pa.table(columns)
 
 
 def export_table(parquet_path: Path, fmt: str, out_path: Path) -> Path:
@@ -279,6 +303,13 @@ def export_table(parquet_path: Path, fmt: str, out_path: Path) -> Path:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".partial")
     pf = pq.ParquetFile(parquet_path)
+    nested = _nested_columns(pf.schema_arrow)
+    if fmt == "csv" and nested:
+        raise FormatError(
+            f"{parquet_path}: column(s) {', '.join(nested)} hold lists (jagged, one list per "
+            "event); CSV has one value per cell and cannot hold them: export as Parquet, HDF5 "
+            "or ROOT"
+        )
     if fmt == "parquet":
         with pq.ParquetWriter(tmp, pf.schema_arrow) as writer:
             for i in range(pf.num_row_groups):
@@ -295,7 +326,53 @@ def export_table(parquet_path: Path, fmt: str, out_path: Path) -> Path:
     return out_path
 
 
+def _nested_columns(schema: pa.Schema) -> list[str]:
+    """Columns holding lists or records (jagged data), not one number or text per row."""
+    return [f.name for f in schema if pa.types.is_nested(f.type)]
+
+
 def _export_hdf5(pf: pq.ParquetFile, out: Path) -> None:
+    schema = pf.schema_arrow
+    nested = _nested_columns(schema)
+    if nested:
+        _export_hdf5_jagged(pf, out, nested)
+        return
+    _export_hdf5_flat(pf, out)
+
+
+def _export_hdf5_jagged(pf: pq.ParquetFile, out: Path, nested: list[str]) -> None:
+    """A table with jagged columns as HDF5: flat columns as in :func:`_export_hdf5_flat`; each
+    jagged column a group ``data/NAME`` holding awkward's buffers (``ak.to_buffers``): one
+    dataset per buffer (``node0-offsets``, ``node1-data`` ...), the form as JSON in the group's
+    ``form`` attribute and the number of rows in ``length`` (``ak.from_buffers`` rebuilds it)."""
+    import awkward as ak
+    import h5py
+
+    table = pf.read()
+    schema = table.schema
+    with h5py.File(out, "w") as f:
+        group = f.create_group("data")
+        group.attrs["columns"] = [str(n) for n in schema.names]
+        group.attrs["jagged"] = [str(n) for n in nested]
+        for field in schema:
+            col = table.column(field.name).combine_chunks()
+            if field.name in nested:
+                form, length, buffers = ak.to_buffers(ak.to_packed(ak.from_arrow(col)))
+                sub = group.create_group(field.name)
+                sub.attrs["form"] = form.to_json()
+                sub.attrs["length"] = int(length)
+                for key, buffer in buffers.items():
+                    sub.create_dataset(key, data=np.asarray(buffer))
+            else:
+                values = col.to_numpy(zero_copy_only=False)
+                if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+                    group.create_dataset(field.name, data=values.astype(object),
+                                         dtype=h5py.string_dtype("utf-8"))
+                else:
+                    group.create_dataset(field.name, data=values)
+
+
+def _export_hdf5_flat(pf: pq.ParquetFile, out: Path) -> None:
     import h5py
 
     schema = pf.schema_arrow
@@ -331,9 +408,19 @@ def _export_root(pf: pq.ParquetFile, out: Path) -> None:
     schema = pf.schema_arrow
     strings = [f.name for f in schema
                if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    jagged = _nested_columns(schema)
     types: dict[str, str] = {}
     for field in schema:
-        if field.name in strings:
+        if field.name in jagged:
+            # A jagged branch and its counter nNAME, as uproot writes them; the title lists the
+            # tree as ours, so read_table drops the counters it added.
+            types[field.name] = str(ak.from_arrow(pa.array([], type=field.type)).type.content)
+            if not types[field.name].startswith("var *"):
+                raise FormatError(
+                    f"column {field.name!r} holds {field.type}; ROOT export takes lists of "
+                    "numbers (one list per event): export it as Parquet or HDF5"
+                )
+        elif field.name in strings:
             # TTrees hold numbers: a string is written as a variable-length uint8 branch of its
             # UTF-8 bytes, and the tree title lists those branches so the reader decodes them.
             types[field.name] = "var * uint8"
@@ -342,12 +429,15 @@ def _export_root(pf: pq.ParquetFile, out: Path) -> None:
         else:
             types[field.name] = str(np.dtype(field.type.to_pandas_dtype()))
     with uproot.recreate(out) as f:
-        f.mktree("data", types, title=_STRINGS_TITLE + ",".join(strings) if strings else "")
+        f.mktree("data", types,
+                 title=_STRINGS_TITLE + ",".join(strings) if strings or jagged else "")
         for batch in pf.iter_batches():
             data: dict[str, Any] = {}
             for name in schema.names:
                 col = batch.column(name)
-                if name in strings:
+                if name in jagged:
+                    data[name] = ak.from_arrow(col)
+                elif name in strings:
                     data[name] = ak.without_parameters(ak.from_arrow(col))
                 else:
                     data[name] = col.to_numpy(zero_copy_only=False)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
@@ -58,7 +59,10 @@ def export_public_files(public_dir: Path, out_dir: Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for src in sorted(Path(public_dir).glob("*.parquet")):
+        jagged = any(pa.types.is_nested(f.type) for f in pq.read_schema(src))
         for fmt in formats:
+            if fmt == "csv" and jagged:
+                continue  # lists per row have no CSV form; Parquet, HDF5 and ROOT hold them
             written.append(export_table(src, fmt, out_dir / f"{src.stem}{EXTENSIONS[fmt]}"))
     write_checksum_files(out_dir, written)
     return written

@@ -63,6 +63,10 @@ Progress = Callable[[float, str], None]
 U64 = npt.NDArray[np.uint64]
 
 
+#: A label with more distinct values than this is not reported class by class.
+MAX_REPORTED_CLASSES = 20
+
+
 class SplitError(ValueError):
     """The input or the split specification is unusable; the message says what to change."""
 
@@ -130,6 +134,10 @@ class SubsetStats:
 
     rows: int = 0
     groups: int = 0
+    #: Distinct values of the label column in the subset.
+    label_values: int = 0
+    #: Rows (and weights) per label value, when the label has at most
+    #: :data:`MAX_REPORTED_CLASSES` values: a regression target or a particle id is no class.
     class_counts: dict[str, int] = field(default_factory=dict)
     class_weights: dict[str, float] = field(default_factory=dict)
     weight_sum: float = 0.0
@@ -275,6 +283,13 @@ def _check_spec(spec: SplitSpec, columns: Sequence[str], path: str) -> None:
     for role, col in roles:
         if col not in columns:
             raise _missing_column(path, col, role, list(columns))
+    if spec.group and spec.group == spec.id_column:
+        raise SplitError(
+            f"{path}: the id column and the group column are both {spec.group!r}; the group says "
+            "which rows stay together (an event), the id tells the rows of a group apart. Give "
+            "as id a column unique within each group (a candidate or hit number), or leave the "
+            "group out to split row by row"
+        )
     sizes = (spec.train, spec.public_test, spec.private_test)
     if any(isinstance(s, bool) for s in sizes):
         raise SplitError("split: train/public_test/private_test must be numbers, not booleans")
@@ -785,6 +800,40 @@ class TableSource:
         yield from table.to_batches(max_chunksize=self.batch_rows)
 
 
+#: The id that is a row's position in the input file (0, 1, 2 ...): ``--id @row`` for a file with
+#: no column unique per row (a dimuon file with several candidates per event).
+ROW_ID = "@row"
+
+
+class RowIdSource:
+    """A source with one more column, :data:`ROW_ID`: each row's position in the file.
+
+    Both passes read the file from its start, so a row gets the same number in each.
+    """
+
+    def __init__(self, inner: Source) -> None:
+        self.name = inner.name
+        self.inner = inner
+        if ROW_ID in inner.schema.names:
+            raise SplitError(f"{inner.name}: has a column named {ROW_ID!r} already; rename it "
+                             f"or use it as the id under its own name")
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.inner.schema.append(pa.field(ROW_ID, pa.int64()))
+
+    def iter_batches(self, columns: list[str] | None = None,
+                     categorical: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
+        wanted = None if columns is None else [c for c in columns if c != ROW_ID]
+        start = 0
+        for batch in self.inner.iter_batches(wanted, categorical):
+            rows = pa.array(np.arange(start, start + batch.num_rows, dtype=np.int64))
+            start += batch.num_rows
+            names = [*batch.schema.names, ROW_ID]
+            full = pa.RecordBatch.from_arrays([*batch.columns, rows], names=names)
+            yield full if columns is None else full.select(columns)
+
+
 def open_source(path: Path) -> ParquetSource | CsvSource | TableSource:
     """Source for a file: Parquet and CSV are streamed, HDF5 and ROOT are read whole."""
     path = Path(path)
@@ -929,11 +978,44 @@ def _row_hashes(table: pa.Table | pa.RecordBatch, columns: list[str]) -> U64:
                 bits = f64.view(np.uint64)
             elif pa.types.is_integer(col.type) or pa.types.is_boolean(col.type):
                 bits = col.to_numpy(zero_copy_only=False).astype(np.int64).view(np.uint64)
+            elif pa.types.is_nested(col.type):
+                bits = _nested_hash(col)
             else:
                 bits = keyed_hash(col, 0, salt=5)
             np.multiply(bits, mult, out=tmp)
             np.add(h, tmp, out=h)
         return _mix(h)
+
+
+def _nested_hash(col: pa.Array | pa.ChunkedArray) -> U64:
+    """64-bit hash of each row of a jagged column (a list per row): equal lists, equal hashes.
+
+    Each element is mixed with its place in its list, the row's elements are summed (a
+    difference of running sums, no Python loop) and the length mixed in.
+    """
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    n = len(arr)
+    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)) or \
+            pa.types.is_nested(arr.type.value_type):
+        # Deeper nesting (lists of lists, records): hash the text of each row.
+        return keyed_hash(pa.array([repr(v) for v in arr.to_pylist()], pa.string()), 0, salt=9)
+    lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(arr)
+    if pa.types.is_floating(flat.type):
+        values = (flat.to_numpy(zero_copy_only=False).astype(np.float64) + 0.0).view(np.uint64)
+    elif pa.types.is_integer(flat.type) or pa.types.is_boolean(flat.type):
+        values = flat.to_numpy(zero_copy_only=False).astype(np.int64).view(np.uint64)
+    else:
+        values = keyed_hash(flat, 0, salt=7)
+    ends = np.cumsum(lengths, dtype=np.int64)
+    starts = ends - lengths
+    place = (np.arange(len(flat), dtype=np.int64) - np.repeat(starts, lengths)).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        mixed = _mix(values ^ (place * _GOLDEN))
+        running = np.concatenate([np.zeros(1, np.uint64), np.cumsum(mixed, dtype=np.uint64)])
+        sums = running[ends] - running[starts]
+        out: U64 = _mix(sums + lengths.astype(np.uint64) * _M1 + np.uint64(n > -1))
+    return out
 
 
 _MARK_BITS = 26
@@ -1128,6 +1210,8 @@ def split_source(
 ) -> SplitReport:
     """Split any :class:`Source` (see :func:`split_file`)."""
     report_progress: Progress = progress or (lambda _f, _m: None)
+    if ROW_ID in (spec.id_column, spec.group) and not isinstance(source, RowIdSource):
+        source = RowIdSource(source)
     # Text columns are written as Arrow "string" whatever the engine held them as (pandas and
     # Dask use large_string), so every engine writes byte-identical schemas.
     schema = pa.schema([
@@ -1180,13 +1264,15 @@ def split_source(
     label_names = keys.label_names
     subsets: dict[str, SubsetStats] = {}
     for j, name in enumerate(SUBSETS):
-        present = [c for c in range(len(label_names)) if keys.counts[j, c] > 0]
+        present = np.flatnonzero(keys.counts[j] > 0).tolist()
+        classes = present if len(label_names) <= MAX_REPORTED_CLASSES else []
         stats = SubsetStats(rows=int(keys.counts[j].sum()), groups=keys.unit_subset_counts[j],
+                            label_values=len(present),
                             class_counts={label_names[c]: int(keys.counts[j, c])
-                                          for c in present})
+                                          for c in classes})
         if keys.wsums is not None:
             stats.weight_sum = float(keys.wsums[j].sum())
-            stats.class_weights = {label_names[c]: float(keys.wsums[j, c]) for c in present}
+            stats.class_weights = {label_names[c]: float(keys.wsums[j, c]) for c in classes}
         subsets[name] = stats
     factors = {}
     if keys.class_names:

@@ -14,11 +14,19 @@ turn and leaves one hit per crossed surface (smeared by the surface resolution).
 (``particle_id`` 0) are thrown uniformly on random surfaces. Truth weights follow the TrackML
 rules in spirit: particles with fewer than 4 hits and noise weigh 0; a hit's weight grows with
 the particle pT (0.2 below 0.5 GeV, rising to 1 at 3 GeV) and is larger for the first and the
-last hits of a track; weights sum to 1 in every event.
+last hits of a track; weights sum to 1 in every event. Each hit also leaves one to four cells
+(``-cells.csv``: ``hit_id, ch0, ch1, value``, the pixel or strip channels it fired and their
+charge), as in TrackML.
+
+The files are TrackML's: ``event000001000-hits.csv``, ``-cells.csv``, ``-particles.csv`` and
+``-truth.csv`` per event, numbered from 1000 like TrackML's training events, with its columns in
+its order, so trackml-library's ``load_event(prefix)`` and ``load_dataset(folder)`` read them
+unchanged.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +54,11 @@ _DISKS = [  # volume, layer, z, rmin, rmax, resolution, phi modules, r modules
 HITS_COLUMNS = ["hit_id", "x", "y", "z", "volume_id", "layer_id", "module_id"]
 TRUTH_COLUMNS = ["hit_id", "particle_id", "tx", "ty", "tz", "tpx", "tpy", "tpz", "weight"]
 PARTICLES_COLUMNS = ["particle_id", "vx", "vy", "vz", "px", "py", "pz", "q", "nhits"]
+CELLS_COLUMNS = ["hit_id", "ch0", "ch1", "value"]
+#: TrackML numbered its training events from 1000 (``event000001000``).
+FIRST_EVENT = 1000
+#: The per-event files, in TrackML's names: ``event000001000-hits.csv`` and so on.
+EVENT_PARTS = ("hits", "cells", "particles", "truth")
 
 
 @dataclass
@@ -56,6 +69,7 @@ class TrackingEvent:
     hits: pd.DataFrame
     truth: pd.DataFrame
     particles: pd.DataFrame
+    cells: pd.DataFrame
 
 
 def _pt_weight(pt: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -200,17 +214,46 @@ def simulate_event(rng: np.random.Generator, event_id: int, n_particles: int = 2
         "px": pt * np.cos(phi0), "py": pt * np.sin(phi0), "pz": pz,
         "q": q.astype(np.int64), "nhits": nhits.astype(np.int64),
     })
-    return TrackingEvent(event_id, hits, truth, particles)
+    # Cells last, so that adding them left the other tables of a seed as they were.
+    n_hits = len(hits)
+    per_hit = rng.integers(1, 5, n_hits)
+    cell_hit = np.repeat(hits["hit_id"].to_numpy(), per_hit)
+    first = np.repeat(np.cumsum(per_hit) - per_hit, per_hit)
+    step = np.arange(len(cell_hit)) - first  # 0, 1, 2 ... within a hit: neighbouring channels
+    base0 = rng.integers(0, 1100, n_hits)
+    base1 = rng.integers(0, 1200, n_hits)
+    cells = pd.DataFrame({
+        "hit_id": cell_hit,
+        "ch0": np.repeat(base0, per_hit) + step // 2,
+        "ch1": np.repeat(base1, per_hit) + step % 2,
+        "value": np.round(rng.uniform(0.02, 0.3, len(cell_hit)), 6),
+    })
+    return TrackingEvent(event_id, hits, truth, particles, cells)
+
+
+def tracking_table(events: list[TrackingEvent]) -> pd.DataFrame:
+    """One row per hit of ``events``: ``event_id``, the hit columns and the truth columns.
+
+    The table a tracking challenge is split from (by event: ``split: {group: event_id}``), with
+    the submission keyed by ``event_id, hit_id`` as in TrackML.
+    """
+    frames = [
+        ev.hits.merge(ev.truth, on="hit_id").assign(event_id=ev.event_id) for ev in events
+    ]
+    flat = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["event_id", *HITS_COLUMNS, *TRUTH_COLUMNS[1:]])
+    return flat[["event_id", *HITS_COLUMNS, *TRUTH_COLUMNS[1:]]]
 
 
 def generate_tracking(n_events: int, seed: int, out_dir: Path, *, n_particles: int = 200,
-                      noise_fraction: float = 0.1, first_event: int = 0) -> list[Path]:
+                      noise_fraction: float = 0.1, first_event: int = FIRST_EVENT) -> list[Path]:
     """Simulate ``n_events`` events and write them under ``out_dir``.
 
-    Writes ``event000000000-hits.csv``, ``-truth.csv`` and ``-particles.csv`` per event and one
-    ``events.parquet`` holding every event as a row of jagged arrays (awkward): ``event_id``,
-    ``hits``, ``truth`` and ``particles`` (lists of records). Deterministic per ``seed``; returns
-    the written paths.
+    Writes TrackML's files per event (``event000001000-hits.csv``, ``-cells.csv``,
+    ``-particles.csv``, ``-truth.csv``, numbered from ``first_event``), one ``events.parquet``
+    holding every event as a row of jagged arrays (awkward): ``event_id``, ``hits``, ``truth``
+    and ``particles`` (lists of records), and ``tracking.parquet``, one row per hit
+    (:func:`tracking_table`). Deterministic per ``seed``; returns the written paths.
     """
     import awkward as ak
 
@@ -220,17 +263,20 @@ def generate_tracking(n_events: int, seed: int, out_dir: Path, *, n_particles: i
     written: list[Path] = []
     tables: dict[str, list[pd.DataFrame]] = {"hits": [], "truth": [], "particles": []}
     ids: list[int] = []
+    simulated: list[TrackingEvent] = []
     for i, child in enumerate(children):
         ev = simulate_event(np.random.default_rng(child), first_event + i, n_particles,
                             noise_fraction)
         stem = out_dir / f"event{ev.event_id:09d}"
-        for kind in ("hits", "truth", "particles"):
+        for kind in EVENT_PARTS:
             frame: pd.DataFrame = getattr(ev, kind)
             path = Path(f"{stem}-{kind}.csv")
             frame.to_csv(path, index=False)
             written.append(path)
-            tables[kind].append(frame)
+            if kind in tables:
+                tables[kind].append(frame)
         ids.append(ev.event_id)
+        simulated.append(ev)
     fields: dict[str, object] = {"event_id": np.array(ids, dtype=np.int64)}
     for kind, frames in tables.items():
         counts = np.array([len(f) for f in frames], dtype=np.int64)
@@ -241,4 +287,26 @@ def generate_tracking(n_events: int, seed: int, out_dir: Path, *, n_particles: i
     parquet = out_dir / "events.parquet"
     ak.to_parquet(ak.zip(fields, depth_limit=1), parquet)
     written.append(parquet)
+    flat = out_dir / "tracking.parquet"
+    tracking_table(simulated).to_parquet(flat, index=False)
+    written.append(flat)
     return written
+
+
+def read_truth_folder(folder: Path) -> pd.DataFrame:
+    """Every ``event*-truth.csv[.gz]`` of ``folder`` as one table with an ``event_id`` column
+    (from the file name) first: a TrackML solution keyed by ``event_id, hit_id``."""
+    pattern = re.compile(r"^event(\d+)-truth\.csv(\.gz)?$")
+    frames = []
+    for path in sorted(Path(folder).iterdir()):
+        match = pattern.match(path.name)
+        if match:
+            frame = pd.read_csv(path)
+            frame.insert(0, "event_id", int(match.group(1)))
+            frames.append(frame)
+    if not frames:
+        raise ValueError(
+            f"{folder}: no TrackML truth files (event000001000-truth.csv ...); give a folder "
+            "that holds them, or a solution file"
+        )
+    return pd.concat(frames, ignore_index=True)

@@ -19,6 +19,8 @@ from challenge.challenges import (
     participation_of,
     phase_state,
     phases_of,
+    private_scores_visible,
+    private_scores_visible_among,
 )
 from challenge.errors import BadRequest, NotFound
 from challenge.leaderboard import participant_scores
@@ -42,7 +44,7 @@ from challenge.web import (
     settings_of,
 )
 from scoring.metrics import MetricSpec
-from splitter.formats import export_table, file_checksums
+from splitter.formats import FormatError, export_table, file_checksums
 
 
 def visible_challenge(request: Request, slug: str) -> Challenge:
@@ -96,6 +98,7 @@ def overview(request: Request) -> Response:
         submissions=subs,
         positions=positions,
         shown=participant_scores(session, subs),
+        private_shown=private_scores_visible_among(challenge, phases),
         quota=quota,
         fmt=challenge.submission_format,
         **challenge_page_extras(session, challenge, user, participation),
@@ -159,7 +162,10 @@ def _export(source: Path, fmt: str) -> Path:
     if not target.is_file() or target.stat().st_mtime < source.stat().st_mtime:
         target.parent.mkdir(exist_ok=True)
         tmp = target.with_name(".tmp-" + target.name)
-        export_table(source, fmt, tmp)
+        try:
+            export_table(source, fmt, tmp)
+        except FormatError as exc:  # jagged columns asked for as CSV: say which formats work
+            raise BadRequest(str(exc).split(": ", 1)[-1]) from exc
         tmp.replace(target)
     return target
 
@@ -220,6 +226,7 @@ def submission_rows(request: Request) -> Response:
         submissions=subs,
         positions=positions,
         shown=participant_scores(session, subs),
+        private_shown=private_scores_visible(session, challenge),
         quota=quota_for(session, challenge, user),
     )
 

@@ -151,10 +151,10 @@ def test_generate_tracking_and_higgs_parquet(tmp_path: Path, data_dir: Path,
     assert main(["generate", "tracking", "--events", "2", "--seed", "4", "--out", str(out),
                  "--particles", "30"]) == 0
     assert _json(capsys)["events"] == 2
-    hits = pd.read_csv(out / "event000000000-hits.csv")
+    hits = pd.read_csv(out / "event000001000-hits.csv")
     assert list(hits.columns) == ["hit_id", "x", "y", "z", "volume_id", "layer_id",
                                   "module_id"]
-    assert (out / "event000000001-truth.csv").is_file()
+    assert (out / "event000001001-truth.csv").is_file()
 
     higgs = tmp_path / "h.parquet"
     assert main(["generate", "higgs", "--events", "800", "--seed", "2", "--out",

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 from sqlmodel import Session, col, select
 
-from challenge.challenges import challenge_status, phases_of
+from challenge.challenges import challenge_status, phases_of, private_scores_visible
 from challenge.db import make_engine
-from challenge.demo import BOTS, DEMO_ACCOUNTS, PROBER, PROBER_FITS, hackathon_info, seed_demo
+from challenge.demo import (
+    BOTS,
+    DEMO_ACCOUNTS,
+    PROBER,
+    PROBER_FITS,
+    TRACKING_BOTS,
+    hackathon_info,
+    seed_demo,
+)
 from challenge.models import Challenge, Submission, User
 from challenge.security import verify_password
 
@@ -25,7 +34,8 @@ def test_seed_demo_twice(settings_factory: Any, database_url: str) -> None:
             user = session.exec(select(User).where(User.username == name)).one()
             assert verify_password(user.password_hash, password)
         challenges = {c.slug: c for c in session.exec(select(Challenge))}
-        assert set(challenges) == {"higgsml-demo", "higgsml-2027", "higgsml-replay"}
+        assert set(challenges) == {"higgsml-demo", "higgsml-2027", "higgsml-replay",
+                                   "trackml-sim"}
         assert all(c.state == "ready" for c in challenges.values())
         assert challenge_status(phases_of(session, challenges["higgsml-demo"])).label == "running"
         assert challenge_status(phases_of(session, challenges["higgsml-2027"])).label == "upcoming"
@@ -34,9 +44,13 @@ def test_seed_demo_twice(settings_factory: Any, database_url: str) -> None:
         )
         # Bots' uploads wait in 'received' for the worker; none is late, none doubled by a re-seed:
         # three per bot (and the prober's) in each of the two bot challenges, and one per honest
-        # bot in the demo's hackathon.
+        # bot in the demo's hackathon, one per track finder in the TrackML one.
         subs = session.exec(select(Submission)).all()
-        assert len(subs) == 2 * (3 * len(BOTS) + len(PROBER_FITS)) + len(BOTS)
+        assert len(subs) == 2 * (3 * len(BOTS) + len(PROBER_FITS)) + len(BOTS) + len(
+            TRACKING_BOTS)
+        tracking = challenges["trackml-sim"]
+        assert challenge_status(phases_of(session, tracking)).label == "running"
+        assert tracking.submission_format["id"] == ["event_id", "hit_id"]
         assert {s.status for s in subs} == {"received"}
         assert not any(s.is_late for s in subs)
         # The hackathon is running now, inside the competition, and takes its uploads.
@@ -47,10 +61,21 @@ def test_seed_demo_twice(settings_factory: Any, database_url: str) -> None:
         assert sorted(s.user_id for s in hack) == sorted(
             u.id
             for u in session.exec(select(User).where(col(User.username).startswith("bot-")))
-            if u.username != PROBER  # the prober stays out of the hackathon
+            # the prober and the track finders stay out of the hackathon
+            if u.username != PROBER and u.username not in TRACKING_BOTS
         )
         competition = [s for s in subs if s.phase_id == phases["competition"].id]
         assert len(competition) == 3 * len(BOTS) + len(PROBER_FITS)
+        # The hackathon ranks on the competition's private rows: its close reveals nothing; the
+        # competition's does (docs/leaderboards.md, "Who sees private scores").
+        hack_closes, comp_closes = phases["hackathon"].closes_at, phases["competition"].closes_at
+        assert hack_closes is not None
+        assert comp_closes is not None
+        after = dt.timedelta(minutes=1)
+        assert not private_scores_visible(session, demo, now=hack_closes + after)
+        assert private_scores_visible(session, demo, now=comp_closes + after)
+        assert private_scores_visible(session, challenges["higgsml-replay"])
+        assert not private_scores_visible(session, challenges["higgsml-2027"])
     info = hackathon_info(settings)
     assert info is not None
     assert info["code"] == phases["hackathon"].registration_code

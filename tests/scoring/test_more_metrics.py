@@ -144,3 +144,18 @@ def test_trackml_perfect_and_ties() -> None:
     # One track of two particles with two hits each: tie goes to particle 1, but 2 is not > 2.
     merged = pd.DataFrame({"track_id": [5, 5, 5, 5]})
     assert value({"name": "trackml"}, truth, merged) == 0.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_trackml_with_sparse_ids_and_unsorted_events(seed: int) -> None:
+    """Huge particle and track ids (hashed, not offset) and hits not grouped by event."""
+    truth, sub = random_tracking(seed, events=4)
+    expected = reference_trackml(truth, sub)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(truth))
+    particle = truth["particle_id"].to_numpy()
+    sparse_particle = np.where(particle == 0, 0, particle * 1_000_003 + (1 << 58))
+    sparse_track = sub["track_id"].to_numpy() * 7919 + (1 << 59)
+    got = trackml_score(truth["event_id"].to_numpy()[order], sparse_particle[order],
+                        truth["weight"].to_numpy()[order], sparse_track[order])
+    assert close(got, expected)

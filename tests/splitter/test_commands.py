@@ -70,5 +70,5 @@ def test_cli_flow(tmp_path: Path) -> None:
 
 def test_generate_tracking_command(tmp_path: Path) -> None:
     result = run_generate_tracking(2, 1, tmp_path / "trk", particles=20)
-    assert result["files"] == 7
-    assert (tmp_path / "trk" / "event000000001-truth.csv").exists()
+    assert result["files"] == 10  # 4 per event, events.parquet, tracking.parquet
+    assert (tmp_path / "trk" / "event000001001-truth.csv").exists()

@@ -303,3 +303,66 @@ def test_duplicate_feature_rows_are_counted_exactly_on_large_inputs(tmp_path: Pa
     assert check.detail.startswith(f"{expected} test rows")
     ids = next(c for c in report.checks if c.name == "no_id_in_two_subsets")
     assert ids.passed
+
+
+def test_a_regression_target_is_not_reported_class_by_class(tmp_path: Path) -> None:
+    """2,304 dimuon-like candidates with a continuous target: the report counts its values
+    instead of listing each one as a class; a real label still gets its classes."""
+    rng = np.random.default_rng(3)
+    n = 2304
+    frame = pd.DataFrame({"row": np.arange(n), "x": rng.normal(size=n),
+                          "mass": rng.normal(91.0, 3.0, n)})
+    spec = SplitSpec(seed=1, id_column="row", label_column="mass", train=0.5,
+                     public_test=0.2, private_test=0.3)
+    report = split_dataframe(frame, tmp_path / "p", tmp_path / "h", spec)
+    train = report.subsets["train"]
+    assert train.class_counts == {}
+    assert train.class_weights == {}
+    assert train.label_values == train.rows  # every mass distinct
+    assert sum(s.label_values for s in report.subsets.values()) == n
+    frame["kind"] = np.where(frame["mass"] > 91.0, "s", "b")
+    labelled = dataclasses.replace(spec, label_column="kind")
+    report = split_dataframe(frame, tmp_path / "p2", tmp_path / "h2", labelled)
+    assert set(report.subsets["train"].class_counts) == {"s", "b"}
+    assert report.subsets["train"].label_values == 2
+
+
+def test_id_and_group_naming_the_same_column_is_refused(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"event": [1, 1, 2, 3], "x": [0.1, 0.2, 0.3, 0.4], "y": [0, 1, 0, 1]})
+    spec = SplitSpec(seed=1, id_column="event", label_column="y", group="event", train=1,
+                     public_test=1, private_test=1)
+    with pytest.raises(SplitError, match="the id column and the group column are both 'event'"):
+        split_dataframe(frame, tmp_path / "p", tmp_path / "h", spec)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_row_position_as_the_id(tmp_path: Path, suffix: str) -> None:
+    """A dimuon file: 2,304 candidates from 500 events, the event number repeats and nothing but
+    the target is unique. ``@row`` (the row's position in the file) is the id; events stay
+    whole."""
+    rng = np.random.default_rng(4)
+    per_event = rng.integers(1, 9, 500)
+    per_event[0] += 2304 - per_event.sum()
+    per_event = np.abs(per_event)
+    n = int(per_event.sum())
+    frame = pd.DataFrame({"event": np.repeat(np.arange(500), per_event),
+                          "pt": rng.exponential(20.0, n), "mass": rng.normal(91.0, 3.0, n)})
+    path = tmp_path / f"dimuon{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path)
+    spec = SplitSpec(seed=3, id_column="@row", label_column="mass", group="event", train=0.5,
+                     public_test=0.2, private_test=0.3)
+    report = split_file(path, tmp_path / "p", tmp_path / "h", spec)
+    assert report.ok
+    train = pd.read_parquet(tmp_path / "p" / "train.parquet")
+    test = pd.read_parquet(tmp_path / "p" / "test.parquet")
+    sol = pd.read_parquet(tmp_path / "h" / "solution.parquet")
+    assert len(train) + len(test) == n
+    assert sorted([*train["@row"], *test["@row"]]) == list(range(n))
+    # The number is the row's position in the file: the features there are the row's.
+    assert np.allclose(frame["pt"].to_numpy()[test["@row"]], test["pt"].to_numpy())
+    assert np.allclose(frame["mass"].to_numpy()[sol["@row"]], sol["mass"].to_numpy())
+    assert not set(train["event"]) & set(test["event"])
+    assert sol.groupby("event")["Usage"].nunique().max() == 1
