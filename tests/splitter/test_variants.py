@@ -104,9 +104,15 @@ def test_bkg_norm_scales_one_process(events: pd.DataFrame) -> None:
     with pytest.raises(VariantError, match="needs a process column"):
         apply_variant(events.drop(columns="Process"),
                       {"kind": "bkg_norm", "process": "ztautau", "scale": 1.2})
+    # 2024 naming: the FAIR Universe processing (nominal cuts) with the ttbar weights doubled.
+    nominal = apply_variant(to_2024(events), {"kind": "systematics"})
     out24 = apply_variant(to_2024(events), {"kind": "bkg_norm", "process": "ttbar",
                                             "scale": 2.0})
-    assert out24["weights"].sum() > events["Weight"].sum()
+    tt = (nominal["detailed_labels"] == "ttbar").to_numpy()
+    assert tt.any()
+    assert len(out24) == len(nominal)
+    np.testing.assert_allclose(out24["weights"][tt], nominal["weights"][tt] * 2.0)
+    np.testing.assert_array_equal(out24["weights"][~tt], nominal["weights"][~tt])
 
 
 @pytest.mark.parametrize("strength", ["small", "big"])
