@@ -17,10 +17,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/podium demo
 
-## Debian's chromium for the browser tests (never a downloaded browser build)
+## Debian's chromium for the browser tests (never a downloaded browser build), and bubblewrap with
+## libseccomp for the code-run jail (docs/codabench.md)
 browser-deps:
-	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@{ command -v chromium && command -v bwrap && ldconfig -p | grep -q libseccomp.so.2; } \
+	  >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  $(SUDO) apt-get install -y -qq chromium bubblewrap libseccomp2 >/dev/null; }
 
 ## The unmodified EvalAI CLI in its own virtualenv: it pins packages that do not build on Python 3.11
 ## (lxml 4.6.2), so it goes in without its pins and with a newer lxml (docs/evalai.md).
