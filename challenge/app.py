@@ -167,10 +167,10 @@ def create_app(settings: Settings, engine: sa.Engine | None = None) -> Starlette
         Middleware(CrossOriginGuard),
         Middleware(
             SessionMiddleware,
-            secret_key=settings.secret_key,
+            secret_key=settings.secret_key.get_secret_value(),
             session_cookie="podium_session",
             same_site="lax",
-            https_only=settings.secure_cookies,
+            https_only=bool(settings.secure_cookies),
             max_age=14 * 24 * 3600,
         ),
     ]

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from challenge.settings import Settings, load_settings
+from challenge.settings import ConfigurationError, Settings, load_demo_settings, load_settings
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_AUTH, EXIT_INVALID = 0, 1, 2, 3, 4
 # 5: refused for now (daily quota or rate limit; try later); 6: still scoring when --timeout ran out.
@@ -48,7 +48,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     migrate(settings.database_url)
-    print(f"database at {settings.database_url} is up to date")
+    print(f"database at {settings.database_url_safe} is up to date")
     return EXIT_OK
 
 
@@ -207,7 +207,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # demo's own address unless PODIUM_BASE_URL says otherwise. Set in the environment, so that
     # the worker processes (e-mail notices) see it too.
     os.environ.setdefault("PODIUM_BASE_URL", demo_base_url(args.host, args.port))
-    settings = load_settings()
+    # The one command that runs without PODIUM_SECRET_KEY: it makes the site's own under var/.
+    settings = load_demo_settings()
     _ensure_redis(settings)
     migrate(settings.database_url)
     accounts = seed_demo(settings, events=args.events)
@@ -1249,6 +1250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"podium: {exc}", file=sys.stderr)
         return exc.code
+    except ConfigurationError as exc:
+        print(f"podium: cannot start: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     return code

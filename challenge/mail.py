@@ -393,7 +393,7 @@ class Transport:
                     smtp.starttls(context=ssl.create_default_context())
                     smtp.ehlo()
                 if s.smtp_user:
-                    smtp.login(s.smtp_user, s.smtp_password)
+                    smtp.login(s.smtp_user, s.smtp_password.get_secret_value())
             except BaseException:
                 smtp.close()
                 raise

@@ -48,3 +48,9 @@ def test_commands_exist_in_the_cli() -> None:
             continue
         args = parser.parse_args(command[1:])
         assert callable(args.fn), name
+
+
+def test_session_cookie_is_secure() -> None:
+    env = _compose()["x-podium-env"]
+    assert env["PODIUM_ENV"] == "production"
+    assert str(env["PODIUM_SECURE_COOKIES"]).lower() == "true"
