@@ -38,7 +38,14 @@ from challenge.uploads import (
 )
 from challenge.views.challenges import download, higher_is_better, visible_challenge
 from challenge.views.organizer import organized_challenge
-from challenge.web import current_user, db, limit_login_rate, settings_of
+from challenge.web import (
+    count_failed_login,
+    current_user,
+    db,
+    limit_login_rate,
+    rate_limit,
+    settings_of,
+)
 
 
 # Uploads per participant per minute, over every API (native and EvalAI). The daily quota bounds
@@ -141,13 +148,16 @@ async def create_token(request: Request) -> Response:
         raise BadRequest(
             'Send JSON: {"login": "...", "password": "...", "name": "laptop"}.'
         ) from exc
-    limit_login_rate(request)
+    login = str(body.get("login", ""))
+    limit_login_rate(request, login)
 
     def _create() -> Response:
         session = db(request)
-        user = authenticate(session, str(body.get("login", "")), str(body.get("password", "")))
+        user = authenticate(session, login, str(body.get("password", "")))
         if user is None:
+            count_failed_login(request, login)
             raise NotAuthenticated("Unknown user name or wrong password.")
+        rate_limit(request, "api_token", account=f"user-{user.id}")
         token = create_api_token(session, user=user, name=str(body.get("name") or "cli"))
         session.commit()
         return JSONResponse({"token": token, "username": user.username}, status_code=201)

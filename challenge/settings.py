@@ -68,7 +68,6 @@ class Settings(BaseSettings):
     forum_flags_to_hide: int = Field(default=_FORUM.flags_to_hide, ge=1)
     forum_posts_per_minute_per_user: int = Field(default=_FORUM.posts_per_minute_per_user, ge=1)
     forum_posts_per_hour_per_user: int = Field(default=_FORUM.posts_per_hour_per_user, ge=1)
-    forum_posts_per_minute_per_ip: int = Field(default=_FORUM.posts_per_minute_per_ip, ge=1)
     forum_flags_per_hour_per_user: int = Field(default=_FORUM.flags_per_hour_per_user, ge=1)
     forum_max_post_chars: int = Field(default=_FORUM.max_post_chars, ge=1)
     forum_max_title_chars: int = Field(default=_FORUM.max_title_chars, ge=1, le=200)

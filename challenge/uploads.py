@@ -17,7 +17,7 @@ from challenge.tasks import enqueue_scoring
 from challenge.web import engine_of, settings_of
 
 CHUNK = 1 << 20
-SUBMIT_RATE_PER_MINUTE = 12
+SUBMIT_RATE_PER_MINUTE = 12  # challenge/ratelimit.py, LIMITS["submit"]
 
 
 def limit_submission_rate(request: Request, user: User) -> None:
@@ -25,9 +25,7 @@ def limit_submission_rate(request: Request, user: User) -> None:
 
     Every upload path calls it (browser form, native API, EvalAI routes), before reading the body.
     """
-    request.app.state.ratelimiter.hit(
-        f"submit:{user.id}", SUBMIT_RATE_PER_MINUTE, 60, "uploads in a minute"
-    )
+    request.app.state.ratelimiter.hit("submit", address=None, account=f"user-{user.id}")
 
 
 def upload_limit_bytes(request: Request, challenge: Challenge) -> int:
