@@ -140,13 +140,13 @@ def register_account(session: Session, *, username: str, email: str, password: s
         )
         hash_password(password)  # the same work as the other path
         return
-    user = User(
-        username=username,
-        email=email,
-        password_hash=hash_password(password),
-        confirmed_at=None,
-    )
+    user = User(username=username, email=email, password_hash=hash_password(password))
     _add_user(session, user)
+    # Not usable until the link is followed. (Set after the insert: the column's default, which
+    # makes admins' and the CLI's accounts confirmed, would replace a None given to the INSERT.)
+    user.confirmed_at = None
+    session.add(user)
+    session.flush()
     token = _new_account_token(session, user=user, kind="confirm", lifetime=CONFIRM_LIFETIME)
     queue_account_mail(
         session,

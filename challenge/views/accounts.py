@@ -304,20 +304,26 @@ def admin_users(request: Request) -> Response:
         statement = statement.where(func.lower(User.username).contains(query.lower()))
     users = list(session.exec(statement))
     ids = [u.id for u in users]
-    counts = dict(
-        session.exec(
+    counts = {
+        int(uid): int(n)
+        for uid, n in session.exec(
             select(UserSession.user_id, func.count())
             .where(col(UserSession.user_id).in_(ids), col(UserSession.expires_at) > utcnow())
             .group_by(col(UserSession.user_id))
         ).all()
-    )
+    }
     events = list(
         session.exec(
             select(AccountEvent).order_by(col(AccountEvent.id).desc()).limit(30)
         )
     )
     people = {e.user_id for e in events} | {e.actor_id for e in events if e.actor_id}
-    names = dict(session.exec(select(User.id, User.username).where(col(User.id).in_(people))))
+    names = {
+        int(uid): str(name)
+        for uid, name in session.exec(
+            select(User.id, User.username).where(col(User.id).in_(people))
+        ).all()
+    }
     return render(
         request,
         "challenge/admin_users.html",
