@@ -194,6 +194,14 @@ def demo_base_url(host: str, port: int) -> str:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Everything on one machine: embedded Redis, SQLite, seeded challenges, worker, site."""
+    # Links in pages, feeds and e-mails (a class's invite link, for one) use the base URL: the
+    # demo's own address unless PODIUM_BASE_URL says otherwise. Set in the environment, so that
+    # the worker processes (e-mail notices) see it too.
+    os.environ.setdefault("PODIUM_BASE_URL", demo_base_url(args.host, args.port))
+    # The one command that runs without PODIUM_SECRET_KEY: it makes the site's own under var/
+    # (before the imports below, whose broker module reads the settings).
+    settings = load_demo_settings()
+
     import uvicorn
 
     from challenge.app import create_app
@@ -203,12 +211,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # Links in pages, feeds and e-mails (a class's invite link, for one) use the base URL: the
-    # demo's own address unless PODIUM_BASE_URL says otherwise. Set in the environment, so that
-    # the worker processes (e-mail notices) see it too.
-    os.environ.setdefault("PODIUM_BASE_URL", demo_base_url(args.host, args.port))
-    # The one command that runs without PODIUM_SECRET_KEY: it makes the site's own under var/.
-    settings = load_demo_settings()
     _ensure_redis(settings)
     migrate(settings.database_url)
     accounts = seed_demo(settings, events=args.events)
