@@ -110,13 +110,18 @@ def create_user(
     return _add_user(session, user)
 
 
-def register_account(session: Session, *, username: str, email: str, password: str) -> None:
+def register_account(
+    session: Session, *, username: str, email: str, password: str, next_path: str = "/"
+) -> None:
     """Registration from the web or the API: refuse a bad or taken user name, else send a link.
 
     A new address gets a link that confirms the new (not yet usable) account; an address that
     already has an account gets a mail telling its owner, and no account is made. Either way the
     caller answers "we sent a link", so the answer never tells whether the address is in use.
+    ``next_path``: the site path the link leads to once confirmed.
     """
+    from urllib.parse import quote
+
     from challenge.mail import queue_account_mail
 
     username = username.strip()
@@ -156,7 +161,9 @@ def register_account(session: Session, *, username: str, email: str, password: s
         subject="Confirm your e-mail address",
         body=(
             f"Welcome, {username}! Follow this link within 24 hours to finish creating your "
-            f"account:\n\n{{base_url}}/register/confirm/{token}\n\n"
+            f"account:\n\n{{base_url}}/register/confirm/{token}"
+            + (f"?next={quote(next_path, safe='/')}" if next_path != "/" else "")
+            + "\n\n"
             "If you did not register, ignore this message: the account is not usable without it."
         ),
     )
@@ -236,9 +243,7 @@ def change_password(
     )
 
 
-def _new_account_token(
-    session: Session, *, user: User, kind: str, lifetime: dt.timedelta
-) -> str:
+def _new_account_token(session: Session, *, user: User, kind: str, lifetime: dt.timedelta) -> str:
     assert user.id is not None
     token = secrets.token_urlsafe(32)
     now = utcnow()

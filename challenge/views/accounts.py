@@ -59,7 +59,9 @@ async def register(request: Request) -> Response:
     def _register() -> Response:
         session = db(request)
         try:
-            register_account(session, **fields)
+            register_account(
+                session, **fields, next_path=_safe_next(request.query_params.get("next"))
+            )
             session.commit()
         except PodiumError as exc:
             session.rollback()
@@ -81,8 +83,9 @@ async def register_confirm(request: Request) -> Response:
     """GET shows a button (mail scanners that follow links must not use the link up); POST
     confirms and logs in."""
     token = request.path_params["token"]
+    next_path = _safe_next(request.query_params.get("next"))
     if request.method == "GET":
-        return render(request, "challenge/register_confirm.html", token=token)
+        return render(request, "challenge/register_confirm.html", token=token, next_path=next_path)
     await read_form(request)
     rate_limit(request, "account_link")
 
@@ -92,7 +95,7 @@ async def register_confirm(request: Request) -> Response:
         session.commit()
         log_in(request, user)
         flash(request, f"Welcome, {user.username}! Your account is ready.")
-        return redirect("/")
+        return redirect(next_path)
 
     return await run_in_threadpool(_confirm)
 
@@ -313,9 +316,7 @@ def admin_users(request: Request) -> Response:
         ).all()
     }
     events = list(
-        session.exec(
-            select(AccountEvent).order_by(col(AccountEvent.id).desc()).limit(30)
-        )
+        session.exec(select(AccountEvent).order_by(col(AccountEvent.id).desc()).limit(30))
     )
     people = {e.user_id for e in events} | {e.actor_id for e in events if e.actor_id}
     names = {
@@ -323,6 +324,7 @@ def admin_users(request: Request) -> Response:
         for uid, name in session.exec(
             select(User.id, User.username).where(col(User.id).in_(people))
         ).all()
+        if uid is not None
     }
     return render(
         request,
