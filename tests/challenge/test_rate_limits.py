@@ -186,11 +186,14 @@ def test_check_in_codes_case_insensitive_and_guesses_limited(
 
 
 def test_the_window_slides(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two per minute: two hits late in one clock minute and one early in the next are three in
-    sixty seconds, refused (a fixed window per clock minute would let it through)."""
+    """Two per minute means two in any sixty seconds. Hits at 0 s and 50 s, then 61 s (the first
+    has left the window) pass; one at 62 s would be the third since 50 s and is refused. A fixed
+    window (per clock minute, or starting at the first hit) would let it through: three in 12 s.
+    """
     import limits.storage.memory as memory
 
-    now = [1_000_020.0]  # 20 s into a clock minute (1_000_020 = 60 * 16_667)
+    start = 1_000_000.0
+    now = [start]
 
     class Clock:
         @staticmethod
@@ -201,16 +204,15 @@ def test_the_window_slides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ratelimit, "time", Clock)
     limiter = RateLimiter(None)
     limiter.limits["demo"] = Limit("tries", "", "2/minute")
-    now[0] += 35  # :55
-    limiter.hit("demo", address=None, account="a")
-    now[0] += 3  # :58
-    limiter.hit("demo", address=None, account="a")
-    now[0] += 7  # :05 of the next clock minute
+    for at in (0, 50, 61):
+        now[0] = start + at
+        limiter.hit("demo", address=None, account="a")
+    now[0] = start + 62
     with pytest.raises(RateLimited) as info:
         limiter.hit("demo", address=None, account="a")
     assert info.value.retry_after is not None
-    assert 45 <= info.value.retry_after <= 55
-    now[0] += 51  # a minute after the first hit
+    assert 45 <= info.value.retry_after <= 50  # when the hit at 50 s leaves the window
+    now[0] = start + 111
     limiter.hit("demo", address=None, account="a")
 
 
