@@ -67,7 +67,6 @@ def make_app() -> object:
     config = ForumConfig(
         posts_per_minute_per_user=10**6,
         posts_per_hour_per_user=10**6,
-        posts_per_minute_per_ip=10**6,
     )
     for route in app.routes:
         if isinstance(route, Mount) and route.path == "/forum":
@@ -128,7 +127,7 @@ def seed(url: str) -> tuple[int, int]:
             create_reply(
                 session, actor=Actor(ForumUser(user.id, "bench")), users=None,
                 config=ForumConfig(premoderated_posts=0, posts_per_minute_per_user=10**6,
-                                   posts_per_hour_per_user=10**6, posts_per_minute_per_ip=10**6),
+                                   posts_per_hour_per_user=10**6),
                 thread=target, body_md=f"warm-up {i}",
             )  # fmt: skip
         session.commit()

@@ -41,11 +41,13 @@ from challenge.views.challenges import download, higher_is_better, visible_chall
 from challenge.views.leaderboards import private_hidden_message
 from challenge.views.organizer import organized_challenge
 from challenge.web import (
+    count_failed_login,
     current_user,
     db,
     json_object,
     limit_login_rate,
     query_int,
+    rate_limit,
     settings_of,
 )
 
@@ -179,13 +181,16 @@ def entry_json(e: Entry) -> dict[str, Any]:
 
 async def create_token(request: Request) -> Response:
     body = await json_object(request, '{"login": "...", "password": "...", "name": "laptop"}')
-    limit_login_rate(request)
+    login = str(body.get("login", ""))
+    limit_login_rate(request, login)
 
     def _create() -> Response:
         session = db(request)
-        user = authenticate(session, str(body.get("login", "")), str(body.get("password", "")))
+        user = authenticate(session, login, str(body.get("password", "")))
         if user is None:
+            count_failed_login(request, login)
             raise NotAuthenticated("Unknown user name or wrong password.")
+        rate_limit(request, "api_token", account=f"user-{user.id}")
         token = create_api_token(session, user=user, name=str(body.get("name") or "cli"))
         session.commit()
         return JSONResponse({"token": token, "username": user.username}, status_code=201)

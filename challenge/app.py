@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from challenge.db import make_engine
-from challenge.errors import NotAuthenticated, PodiumError
+from challenge.errors import NotAuthenticated, PodiumError, RateLimited
 from challenge.health import check_health
 from challenge.ratelimit import RateLimiter
 from challenge.security import (
@@ -88,16 +88,21 @@ def _wants_json(request: Request) -> bool:
 
 async def handle_podium_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PodiumError)
+    response: Response
     if _wants_json(request):
         body: dict[str, Any] = {"error": exc.code, "message": exc.message}
         if exc.field:
             body["field"] = exc.field
-        return JSONResponse(body, status_code=exc.status_code)
-    if isinstance(exc, NotAuthenticated):
+        response = JSONResponse(body, status_code=exc.status_code)
+    elif isinstance(exc, NotAuthenticated):
         from challenge.web import redirect
 
         return redirect(f"/login?next={request.url.path}")
-    return render(request, "error.html", status_code=exc.status_code, error=exc)
+    else:
+        response = render(request, "error.html", status_code=exc.status_code, error=exc)
+    if isinstance(exc, RateLimited) and exc.retry_after:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 async def handle_404(request: Request, exc: Exception) -> Response:
@@ -172,10 +177,10 @@ def create_app(settings: Settings, engine: sa.Engine | None = None) -> Starlette
         Middleware(CrossOriginGuard),
         Middleware(
             SessionMiddleware,
-            secret_key=settings.secret_key,
+            secret_key=settings.secret_key.get_secret_value(),
             session_cookie="podium_session",
             same_site="lax",
-            https_only=settings.secure_cookies,
+            https_only=bool(settings.secure_cookies),
             max_age=14 * 24 * 3600,
         ),
     ]
@@ -187,7 +192,7 @@ def create_app(settings: Settings, engine: sa.Engine | None = None) -> Starlette
     app.state.settings = settings
     app.state.engine = engine
     app.state.templates = make_templates(extra_dirs=[FORUM_TEMPLATES])
-    app.state.ratelimiter = RateLimiter(limiter_client)
+    app.state.ratelimiter = RateLimiter(limiter_client, settings.login_rate_per_minute)
     app.state.health_redis = health_client
     app.state.csp = csp
     return app

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from challenge.settings import Settings, load_settings
+from challenge.settings import ConfigurationError, Settings, load_demo_settings, load_settings
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_AUTH, EXIT_INVALID = 0, 1, 2, 3, 4
 # 5: refused for now (daily quota or rate limit; try later); 6: still scoring when --timeout ran out.
@@ -48,7 +48,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     migrate(settings.database_url)
-    print(f"database at {settings.database_url} is up to date")
+    print(f"database at {settings.database_url_safe} is up to date")
     return EXIT_OK
 
 
@@ -308,6 +308,14 @@ def demo_base_url(host: str, port: int) -> str:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Everything on one machine: embedded Redis, SQLite, seeded challenges, worker, site."""
+    # Links in pages, feeds and e-mails (a class's invite link, for one) use the base URL: the
+    # demo's own address unless PODIUM_BASE_URL says otherwise. Set in the environment, so that
+    # the worker processes (e-mail notices) see it too.
+    os.environ.setdefault("PODIUM_BASE_URL", demo_base_url(args.host, args.port))
+    # The one command that runs without PODIUM_SECRET_KEY: it makes the site's own under var/
+    # (before the imports below, whose broker module reads the settings).
+    settings = load_demo_settings()
+
     import uvicorn
 
     from challenge.app import create_app
@@ -317,11 +325,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # Links in pages, feeds and e-mails (a class's invite link, for one) use the base URL: the
-    # demo's own address unless PODIUM_BASE_URL says otherwise. Set in the environment, so that
-    # the worker processes (e-mail notices) see it too.
-    os.environ.setdefault("PODIUM_BASE_URL", demo_base_url(args.host, args.port))
-    settings = load_settings()
     _ensure_redis(settings)
     migrate(settings.database_url)
     accounts = seed_demo(settings, events=args.events)
@@ -1654,6 +1657,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"podium: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except ConfigurationError as exc:
+        print(f"podium: cannot start: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

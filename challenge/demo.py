@@ -154,6 +154,13 @@ HACKATHON_CHALLENGE = "higgsml-demo"
 HACKATHON_PHASE = "hackathon"
 
 
+def onsite_code() -> str:
+    """Eight random characters from an alphabet without look-alikes (40 bits): read aloud or
+    from a screen, typed in any case, and with guesses rate-limited, out of reach of guessing."""
+    alphabet = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+    return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
 def hackathon_window(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """24 hours that started three hours ago: running whenever the demo is started."""
     return now - dt.timedelta(hours=3), now + dt.timedelta(hours=21)
@@ -180,8 +187,8 @@ def seed_hackathon(settings: Settings, engine: Any, now: dt.datetime) -> None:
                 opens_at=opens,
                 closes_at=closes,
             )
-        if not phase.registration_code:
-            phase.registration_code = f"HACK-{secrets.token_hex(3).upper()}"
+        if len(phase.registration_code) < 13:  # none yet, or a 24-bit one from before
+            phase.registration_code = f"HACK-{onsite_code()}"
         session.add(phase)
         session.flush()
         seeded = session.exec(

@@ -54,5 +54,13 @@ class QuotaExceeded(PodiumError):
 
 
 class RateLimited(PodiumError):
+    """Too many attempts; ``retry_after`` (seconds) goes out as the Retry-After header."""
+
     status_code = 429
     code = "rate_limited"
+
+    def __init__(
+        self, message: str, *, field: str | None = None, retry_after: int | None = None
+    ) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after

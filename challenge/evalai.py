@@ -89,7 +89,7 @@ from challenge.uploads import (
 )
 from challenge.views.challenges import higher_is_better, visible_challenge
 from challenge.views.leaderboards import private_hidden_message
-from challenge.web import db, limit_login_rate, settings_of
+from challenge.web import count_failed_login, db, limit_login_rate, rate_limit, settings_of
 from splitter.formats import file_checksums
 
 UPLOAD_TTL = dt.timedelta(minutes=30)  # presigned part URLs stop working after this
@@ -380,13 +380,16 @@ def submission_object(
 async def login(request: Request) -> Response:
     """``evalai login``: a user name and password (form fields) for an API token."""
     form = await request.form()
-    limit_login_rate(request)
+    login_name = str(form.get("username", ""))
+    limit_login_rate(request, login_name)
 
     def _login() -> Response:
         session = db(request)
-        user = authenticate(session, str(form.get("username", "")), str(form.get("password", "")))
+        user = authenticate(session, login_name, str(form.get("password", "")))
         if user is None:
+            count_failed_login(request, login_name)
             raise BadRequest("Unknown user name or wrong password.")
+        rate_limit(request, "api_token", account=f"user-{user.id}")
         token = create_api_token(session, user=user, name="evalai-cli")
         session.commit()
         return JSONResponse({"token": token})

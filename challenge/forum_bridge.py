@@ -26,7 +26,8 @@ from starlette.responses import Response
 from starlette.routing import Mount
 
 from challenge.errors import PodiumError
-from challenge.models import Challenge, Participation, User
+from challenge.models import Challenge, Participation, User, utcnow
+from challenge.sessions import session_key_hash, user_statement
 from challenge.settings import Settings
 from challenge.web import csrf_token, current_user, db, engine_of, read_form, render
 from forum.access import ForumError
@@ -80,9 +81,7 @@ def _challenge_statement(*, with_organized: bool, slug: Any = None) -> Any:
 
 _CHALLENGE = _challenge_statement(with_organized=False)
 _CHALLENGE_AND_ORGANIZED = _challenge_statement(with_organized=True)
-_USER = sa.select(*User.__table__.columns).where(  # type: ignore[attr-defined]
-    col(User.id) == sa.bindparam("user_id", type_=sa.Integer)
-)
+_USER = user_statement()  # the user of the cookie's live session (challenge/sessions.py)
 _USER_KEYS = tuple(User.__table__.columns.keys())  # type: ignore[attr-defined]
 
 
@@ -292,12 +291,15 @@ class HubForumHost:
         reader = _loop_reader(request)
         if reader is None:
             return None
-        claimed = request.session.get("user_id")
+        claimed, session_id = request.session.get("user_id"), request.session.get("sid")
+        if claimed is not None and not session_id:
+            return None  # a cookie from before server-side sessions: the ordinary path ends it
         try:
             me = int(claimed) if claimed is not None else None
             batch: list[tuple[Any, Mapping[str, Any]]] = []
             if me is not None:
-                batch.append((_USER, {"user_id": me}))
+                key = session_key_hash(str(session_id))
+                batch.append((_USER, {"user_id": me, "key": key, "now": utcnow()}))
             statements = self._scoped.get(id(scope))
             if statements is None or statements[0] is not scope:
                 statements = (
@@ -318,7 +320,7 @@ class HubForumHost:
         if me is not None:
             found = results.pop(0)
             if not found:
-                return None
+                return None  # session ended or expired: the ordinary path logs the cookie out
             user = User(**{k: _utc(v) for k, v in zip(_USER_KEYS, found[0], strict=True)})
             if not user.is_active or user.role == "admin":
                 return None  # the ordinary path says who they are (admins see every challenge)

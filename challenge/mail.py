@@ -329,6 +329,29 @@ def notify_scoring_failure(session: Session, submission_id: int) -> None:
         _mark_queued(session)
 
 
+def queue_account_mail(
+    session: Session, *, user: User, kind: str, key: str, subject: str, body: str
+) -> None:
+    """Queue a message about the account itself (a confirmation or password reset link).
+
+    Not a notice: no opt-out applies, and it goes to the address even before it is confirmed.
+    ``body`` may use ``{base_url}``.
+    """
+    assert user.id is not None
+    session.add(
+        MailOutbox(
+            user_id=user.id,
+            kind=kind,
+            dedupe_key=key[:160],
+            to_addr=user.email,
+            subject=subject[:250],
+            body=body,
+        )
+    )
+    session.flush()
+    _mark_queued(session)
+
+
 def _after_commit(session: OrmSession) -> None:
     if session.info.pop(_PENDING_FLAG, False):
         try:
@@ -393,7 +416,7 @@ class Transport:
                     smtp.starttls(context=ssl.create_default_context())
                     smtp.ehlo()
                 if s.smtp_user:
-                    smtp.login(s.smtp_user, s.smtp_password)
+                    smtp.login(s.smtp_user, s.smtp_password.get_secret_value())
             except BaseException:
                 smtp.close()
                 raise

@@ -49,6 +49,66 @@ class User(SQLModel, table=True):
     role: str = Field(default="participant", max_length=20)  # admin | organizer | participant
     is_active: bool = True
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # The look-alike key of the username (challenge/usernames.py), set on every write; unique, so
+    # 'aIice' or 'alice.' cannot join 'alice'.
+    username_key: str = Field(default="", max_length=120, unique=True, index=True)
+    # When the owner proved the e-mail address theirs (None: registered, link not yet followed).
+    # Accounts made by an admin or the CLI count as confirmed.
+    confirmed_at: dt.datetime | None = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+def _set_username_key(_mapper: Any, _connection: Any, user: User) -> None:
+    from challenge.usernames import username_key
+
+    user.username_key = username_key(user.username)
+
+
+sa.event.listen(User, "before_insert", _set_username_key)
+sa.event.listen(User, "before_update", _set_username_key)
+
+
+class UserSession(SQLModel, table=True):
+    """A browser login. The cookie holds a random id; only its SHA-256 is stored here, so
+    deleting the row ends the session whatever cookie is still around."""
+
+    __tablename__ = "user_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    key_hash: str = Field(max_length=64, unique=True)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: dt.datetime = Field(sa_type=UTCDateTime)
+    ip: str = Field(default="", max_length=45)
+    user_agent: str = Field(default="", max_length=200)
+
+
+class AccountToken(SQLModel, table=True):
+    """A single-use link sent by e-mail: ``reset`` a password, or ``confirm`` a registration.
+    Only the token's SHA-256 is stored."""
+
+    __tablename__ = "account_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    kind: str = Field(max_length=12)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: dt.datetime = Field(sa_type=UTCDateTime)
+    used_at: dt.datetime | None = ts_column()
+
+
+class AccountEvent(SQLModel, table=True):
+    """The audit log of account security: logins ended, passwords changed or reset."""
+
+    __tablename__ = "account_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    actor_id: int | None = Field(default=None, foreign_key="user.id")
+    kind: str = Field(max_length=30)
+    detail: str = Field(default="", max_length=200)
+    ip: str = Field(default="", max_length=45)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class ApiToken(SQLModel, table=True):

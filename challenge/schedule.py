@@ -354,6 +354,9 @@ def decide_registration(
     return row
 
 
+MIN_CODE_CHARS = 10
+
+
 def set_registration_code(
     session: Session, *, challenge: Challenge, phase_name: str, code: str
 ) -> Phase:
@@ -362,23 +365,32 @@ def set_registration_code(
     if phase is None:
         raise NotFound(f"No phase '{phase_name}' in this challenge.")
     code = code.strip()
-    if code and not (6 <= len(code) <= 40):
-        raise BadRequest("Use a registration code of 6 to 40 characters.", field="code")
+    if code and not (MIN_CODE_CHARS <= len(code) <= 40):
+        raise BadRequest(
+            f"Use a registration code of {MIN_CODE_CHARS} to 40 characters (letters and digits "
+            "chosen at random: a valid code registers and approves whoever types it).",
+            field="code",
+        )
     phase.registration_code = code
     session.add(phase)
     session.flush()
     return phase
 
 
+def _code_form(code: str) -> bytes:
+    """Codes are read aloud and typed from a screen: case does not matter."""
+    return code.strip().casefold().encode()
+
+
 def phase_for_code(session: Session, challenge: Challenge, code: str) -> Phase | None:
-    """The phase whose on-site code this is, if that phase has not closed."""
+    """The phase whose on-site code this is (in any case), if that phase has not closed."""
     import hmac
 
     now = utcnow()
     for phase in _phases(session, challenge):
         if (
             phase.registration_code
-            and hmac.compare_digest(phase.registration_code.encode(), code.strip().encode())
+            and hmac.compare_digest(_code_form(phase.registration_code), _code_form(code))
             and (phase.closes_at is None or now < phase.closes_at)
         ):
             return phase

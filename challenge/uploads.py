@@ -23,7 +23,7 @@ CHUNK = 1 << 20
 # Text fields of an upload form (CSRF token, message, EvalAI's method name...): how many, how long.
 MAX_FORM_FIELDS = 16
 MAX_FORM_FIELD_BYTES = 64 * 1024
-SUBMIT_RATE_PER_MINUTE = 12
+SUBMIT_RATE_PER_MINUTE = 12  # challenge/ratelimit.py, LIMITS["submit"]
 
 
 def limit_submission_rate(request: Request, user: User) -> None:
@@ -31,9 +31,7 @@ def limit_submission_rate(request: Request, user: User) -> None:
 
     Every upload path calls it (browser form, native API, EvalAI routes), before reading the body.
     """
-    request.app.state.ratelimiter.hit(
-        f"submit:{user.id}", SUBMIT_RATE_PER_MINUTE, 60, "uploads in a minute"
-    )
+    request.app.state.ratelimiter.hit("submit", address=None, account=f"user-{user.id}")
 
 
 def upload_limit_bytes(request: Request, challenge: Challenge) -> int:

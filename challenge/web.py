@@ -19,6 +19,7 @@ from challenge.accounts import user_for_token
 from challenge.errors import BadRequest, NotAuthenticated, NotFound
 from challenge.models import User
 from challenge.security import csrf_matches, new_csrf_token
+from challenge.sessions import end_session, start_session, user_for_session
 from challenge.settings import Settings
 
 # The largest id our tables hold (their keys are INTEGER: 32 bits on PostgreSQL): a bigger number
@@ -123,14 +124,44 @@ def current_user(request: Request) -> User | None:
                 "The API token is not valid; create a new one on your account page."
             )
         request.state.via_token = True
-    else:
-        user_id = request.session.get("user_id") if "session" in request.scope else None
-        if user_id is not None:
-            user = db(request).get(User, int(user_id))
-            if user is not None and not user.is_active:
-                user = None
+    elif "session" in request.scope:
+        claimed, session_id = request.session.get("user_id"), request.session.get("sid")
+        if claimed is not None:
+            if session_id:
+                user = user_for_session(
+                    db(request), user_id=int(claimed), session_id=str(session_id)
+                )
+            if user is None:  # ended, expired, or a cookie from before sessions were kept
+                request.session.pop("user_id", None)
+                request.session.pop("sid", None)
     request.state.user = user
     return user
+
+
+def log_in(request: Request, user: User) -> None:
+    """Start a server-side session for ``user`` and put it in the (new) cookie; commits."""
+    session = db(request)
+    session_id = start_session(
+        session,
+        user=user,
+        ip=client_address(request),
+        user_agent=request.headers.get("user-agent", ""),
+    )
+    session.commit()
+    request.session.clear()  # a new CSRF token too: nothing of the visitor's session carries over
+    request.session["user_id"] = user.id
+    request.session["sid"] = session_id
+    request.state.user = user
+
+
+def log_out(request: Request) -> None:
+    """End this browser's session on the server, then forget the cookie's contents."""
+    session_id = request.session.get("sid")
+    if session_id:
+        session = db(request)
+        end_session(session, str(session_id))
+        session.commit()
+    request.session.clear()
 
 
 def require_user(request: Request) -> User:
@@ -147,12 +178,27 @@ def require_role(request: Request, *roles: str) -> User:
     return user
 
 
-def limit_login_rate(request: Request) -> None:
-    """Login attempts per client address and minute (browser, API and EvalAI logins alike)."""
-    client_ip = request.client.host if request.client else "?"
-    request.app.state.ratelimiter.hit(
-        f"login:{client_ip}", settings_of(request).login_rate_per_minute, 60, "login attempts"
-    )
+def client_address(request: Request) -> str:
+    """The client's address (uvicorn puts the proxy's X-Forwarded-For here for ``serve``)."""
+    return request.client.host if request.client else "?"
+
+
+def rate_limit(request: Request, name: str, *, account: str | None = None) -> None:
+    """Count one ``name`` action (challenge/ratelimit.py) from this address on ``account``;
+    429 with Retry-After past a limit."""
+    request.app.state.ratelimiter.hit(name, address=client_address(request), account=account)
+
+
+def limit_login_rate(request: Request, login: str) -> None:
+    """Before checking a password (browser, API and EvalAI logins alike): the address's
+    attempts, and the failures on that login name (``count_failed_login`` counts them)."""
+    limiter = request.app.state.ratelimiter
+    limiter.hit("login", address=client_address(request))
+    limiter.check("login", account=login.strip().lower() or "-")
+
+
+def count_failed_login(request: Request, login: str) -> None:
+    request.app.state.ratelimiter.count("login", account=login.strip().lower() or "-")
 
 
 def csrf_token(request: Request) -> str:

@@ -21,10 +21,10 @@ class ForumConfig:
     # Flags count only from "trusted" users (at least this many approved posts, not sanctioned).
     trusted_user_posts: int = 5
     flags_to_hide: int = 3
-    # Rate limits, counted in the database so they hold across worker processes.
+    # Rate limits per account, counted in the database so they hold across worker processes.
+    # None per client address: a hackathon room behind one address would share it.
     posts_per_minute_per_user: int = 6
     posts_per_hour_per_user: int = 60
-    posts_per_minute_per_ip: int = 20
     flags_per_hour_per_user: int = 20
     # Size limits.
     max_post_chars: int = 30_000

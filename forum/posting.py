@@ -124,7 +124,6 @@ class AuthorCounts:
 
     last_minute: int
     last_hour: int
-    from_ip_last_minute: int
     approved: int
     subscribed: bool = False  # to the thread given to author_counts
 
@@ -142,7 +141,6 @@ def author_counts(
         sa.select(
             count(Post.author_id == user_id, col(Post.created_at) > minute),
             count(Post.author_id == user_id, col(Post.created_at) > hour),
-            count(Post.author_ip == ip, col(Post.created_at) > minute) if ip else sa.literal(0),
             count(Post.author_id == user_id, Post.status != PENDING),
             select(Subscription.thread_id)
             .where(Subscription.user_id == user_id, Subscription.thread_id == thread_id)
@@ -151,10 +149,8 @@ def author_counts(
             else sa.false(),
         )
     ).one()
-    minute_count, hour_count, ip_count, approved, subscribed = row
-    return AuthorCounts(
-        int(minute_count), int(hour_count), int(ip_count), int(approved), bool(subscribed)
-    )
+    minute_count, hour_count, approved, subscribed = row
+    return AuthorCounts(int(minute_count), int(hour_count), int(approved), bool(subscribed))
 
 
 def check_rate(
@@ -165,7 +161,9 @@ def check_rate(
     scope: str | None,
     counts: AuthorCounts | None = None,
 ) -> None:
-    """Per-user and per-IP limits, counted in the database so every worker process agrees."""
+    """Per-account limits over the last minute and hour (sliding windows), counted in the
+    database so every worker process agrees. Not per address: everyone behind one address (a
+    hackathon room, a campus) would share one bucket."""
     if actor.moderates(scope):
         return
     user = actor.require_user()
@@ -178,10 +176,6 @@ def check_rate(
     if counts.last_hour >= config.posts_per_hour_per_user:
         raise RateLimited(
             f"You can post {config.posts_per_hour_per_user} times an hour; try again later."
-        )
-    if ip and counts.from_ip_last_minute >= config.posts_per_minute_per_ip:
-        raise RateLimited(
-            "Too many posts from your network in the last minute; wait a minute and try again."
         )
 
 

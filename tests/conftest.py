@@ -11,6 +11,8 @@ import os
 
 os.environ.setdefault("PODIUM_REDIS_URL", "stub://")  # actor logic uses the StubBroker by default
 os.environ.setdefault("PODIUM_ENV", "test")
+# No command runs without a real secret (the test environment is no exception): the tests' own.
+os.environ.setdefault("PODIUM_SECRET_KEY", "test-secret-key-that-is-long-enough-0123456789")
 
 import contextlib
 import socket

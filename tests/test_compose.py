@@ -101,7 +101,8 @@ def test_settings_read_compose_secrets(tmp_path: Path, monkeypatch: pytest.Monke
     for var in ("PODIUM_SECRET_KEY", "PODIUM_DATABASE_URL", "PODIUM_ENV"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(settings_module, "SECRETS_DIR", tmp_path / "absent")
-    assert load_settings().secret_key == settings_module.PLACEHOLDER_SECRET
+    with pytest.raises(settings_module.ConfigurationError, match="PODIUM_SECRET_KEY"):
+        load_settings()  # no secret anywhere: refused (only `podium demo` makes one)
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "podium_secret_key").write_text("k" * 40 + "\n")
@@ -128,3 +129,9 @@ def test_commands_exist_in_the_cli() -> None:
             continue
         args = parser.parse_args(command[1:])
         assert callable(args.fn), name
+
+
+def test_session_cookie_is_secure() -> None:
+    env = _compose()["x-podium-env"]
+    assert env["PODIUM_ENV"] == "production"
+    assert str(env["PODIUM_SECURE_COOKIES"]).lower() == "true"

@@ -36,6 +36,7 @@ from challenge.views.organizer import organized_challenge, reveal_state
 from challenge.web import (
     db,
     flash,
+    rate_limit,
     read_form,
     redirect,
     render,
@@ -124,6 +125,8 @@ async def checkin(request: Request) -> Response:
     form = await read_form(request)
     if form.get("accept") != "yes":
         raise BadRequest("Tick the box to accept the rules and the data licence.", field="accept")
+    # A valid code registers and approves: guesses are limited per account and per address.
+    rate_limit(request, "checkin", account=f"user-{user.id}")
 
     def _do() -> Response:
         challenge = visible_challenge(request, request.path_params["slug"])

@@ -77,6 +77,21 @@ def test_participant_visit(live_server, browser_page, make_challenge, settings, 
     page.fill("input[name=email]", "zoe@example.org")
     page.fill("input[name=password]", "a long password")
     page.click("button:has-text('Create account')")
+    assert "Check your e-mail" in page.inner_text("main")
+    # The link of the confirmation mail finishes the registration and leads back.
+    import re
+
+    from sqlmodel import Session, create_engine, select
+
+    from challenge.models import MailOutbox
+
+    engine = create_engine(settings.database_url)
+    with Session(engine) as session:
+        body = session.exec(select(MailOutbox.body)).one()
+    engine.dispose()
+    link = re.search(r"\{base_url\}(/register/confirm/\S+)", body).group(1)  # type: ignore[union-attr]
+    page.goto(f"{live_server}{link}")
+    page.click("button:has-text('Confirm my e-mail address')")
     assert page.url.endswith(f"/c/{challenge.slug}")
     # Log out and in again, as a returning participant would.
     page.click("button:has-text('Log out')")

@@ -104,7 +104,7 @@ def test_admin_and_participant_commands_end_to_end(
         stdin=PASSWORD + "\n",
     )
     assert r.returncode == 4
-    assert "already registered" in r.stderr
+    assert "user name is taken" in r.stderr
     r = podium("user", "create", "bob", "--email", "bob@example.org", "--password-stdin")
     assert r.returncode == 2
     assert "--password-stdin" in r.stderr

@@ -72,6 +72,11 @@ def test_demo_on_another_port_links_to_itself_and_outlives_a_killed_worker(tmp_p
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
+        # Started with no PODIUM_* variable at all (a fresh clone's `make demo`): the site made
+        # its own secret, readable by its owner only.
+        secret = tmp_path / "var" / "secret_key"
+        assert secret.stat().st_mode & 0o777 == 0o600
+        assert len(secret.read_text().strip()) >= 32
         feed = httpx.get(f"{base}/feed.atom", timeout=10).text
         assert f"<id>{base}/feed.atom</id>" in feed
         assert "127.0.0.1:8000" not in feed

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pandas as pd
 import pytest
 from sqlmodel import Session, select
 
-from challenge.models import Participation, Submission
+from challenge.models import MailOutbox, Participation, Submission
 from tests.challenge.conftest import csrf_of, login, perfect_submission, random_submission
 
 
@@ -47,6 +48,14 @@ def test_register_join_download_submit_and_rank(
         },
         follow_redirects=False,
     )
+    assert r.status_code == 200
+    assert "Check your e-mail" in r.text
+    # The link in the confirmation mail finishes the registration and logs in.
+    with Session(engine) as session:
+        mail = session.exec(select(MailOutbox)).one()
+    assert mail.to_addr == "alice@example.org"
+    link = re.search(r"\{base_url\}(/register/confirm/\S+)", mail.body).group(1)  # type: ignore[union-attr]
+    r = client.post(link, data={"csrf_token": csrf_of(client, link)}, follow_redirects=False)
     assert r.status_code == 303
     page = client.get(f"/c/{challenge.slug}")
     assert "Join the challenge" in page.text

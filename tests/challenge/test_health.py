@@ -165,7 +165,7 @@ def test_a_worker_process_is_seen_by_health(
     env = {
         **os.environ,
         "PODIUM_ENV": "test",
-        "PODIUM_SECRET_KEY": settings.secret_key,
+        "PODIUM_SECRET_KEY": settings.secret_key.get_secret_value(),
         "PODIUM_REDIS_URL": redis_url,
         "PODIUM_DATABASE_URL": settings.database_url,
         "PODIUM_DATA_DIR": str(settings.data_dir),

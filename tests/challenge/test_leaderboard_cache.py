@@ -348,7 +348,7 @@ def test_podium_serve_runs_workers_that_agree_on_the_board(  # type: ignore[no-u
     env = {
         **os.environ,
         "PODIUM_ENV": "test",
-        "PODIUM_SECRET_KEY": settings.secret_key,
+        "PODIUM_SECRET_KEY": settings.secret_key.get_secret_value(),
         "PODIUM_DATABASE_URL": settings.database_url,
         "PODIUM_REDIS_URL": "stub://",
         "PODIUM_DATA_DIR": str(settings.data_dir),

@@ -112,7 +112,7 @@ class Workers:
         self.env = {
             **os.environ,
             "PODIUM_ENV": "test",
-            "PODIUM_SECRET_KEY": settings.secret_key,
+            "PODIUM_SECRET_KEY": settings.secret_key.get_secret_value(),
             "PODIUM_REDIS_URL": redis_url,
             "PODIUM_DATABASE_URL": settings.database_url,
             "PODIUM_DATA_DIR": str(settings.data_dir),

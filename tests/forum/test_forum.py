@@ -472,3 +472,20 @@ def test_cached_post_fragments_carry_each_viewers_token_and_current_state(
     page = bob.get(f"/forum/t/{tid}").text
     assert f'data-testid="score-{post_id}">1 ▲' in page
     assert "Unvote" in page
+
+
+def test_people_behind_one_address_each_have_their_own_post_limit(
+    browser: Any, people: dict[str, int], seeded: dict[str, Any], db: Session
+) -> None:
+    """A hackathon room posts from one address: each account has its own limit, and the room
+    is not refused as a whole (the forum once had one per-address bucket of 20 a minute)."""
+    tid = seeded["tid"]
+    room = [browser(name) for name in ("alice", "bob", "carol", "dave", "erin")]
+    for b in room:  # all from the TestClient's one address
+        for i in range(6):
+            assert reply(b, tid, f"from the room {i}").status_code == 201
+    posted = db.exec(select(Post).where(col(Post.body_md).startswith("from the room"))).all()
+    assert len(posted) == 30
+    r = reply(room[0], tid, "one too many")
+    assert r.status_code == 429
+    assert "6 times a minute" in r.json()["message"]

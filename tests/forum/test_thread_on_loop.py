@@ -125,3 +125,29 @@ def test_a_broken_loop_connection_takes_the_ordinary_path(
         assert alice.get(url).status_code == 200
         assert alice.get(url).status_code == 200
     assert seen  # served by the ordinary path
+
+
+def test_an_ended_session_is_a_visitor_on_the_loop_path(
+    app: Any, browser: Any, seeded: dict[str, Any]
+) -> None:
+    """The loop read checks the server-side session too: after logout, a copy of the cookie
+    shows the page to a visitor, from the cache as from the database."""
+    from starlette.testclient import TestClient
+
+    alice = browser("alice")
+    url = f"/forum/t/{seeded['tid']}"
+    for _ in range(2):  # the second is a cache hit (read on the loop on PostgreSQL)
+        page = alice.get(url).text
+        assert 'href="/account">alice</a>' in page
+    kept = dict(alice.client.cookies)
+    alice.post("/logout")
+    with TestClient(app, base_url="http://testserver") as replay:
+        replay.cookies.update(kept)
+        for _ in range(2):
+            with statements(app.state.engine) as seen:
+                page = replay.get(url).text
+            assert 'href="/account">alice</a>' not in page
+            assert "Log in" in page
+        assert replay.get("/account", follow_redirects=False).status_code == 303
+    postgres = app.state.engine.url.get_backend_name() == "postgresql"
+    assert (seen == []) is postgres  # the last one was served on the loop (PostgreSQL)
