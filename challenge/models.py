@@ -405,3 +405,17 @@ class MailOptOut(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="user.id", index=True)
     kind: str = Field(max_length=24)
+
+
+class AuditEvent(SQLModel, table=True):
+    """An admin action that bypassed a safeguard, with who, when and why (never deleted)."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    actor_id: int | None = Field(default=None, foreign_key="user.id", index=True)
+    action: str = Field(max_length=40, index=True)  # ledger_override
+    target: str = Field(default="", max_length=500)  # what was published
+    reason: str = Field(sa_type=sa.Text)
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)

@@ -1,0 +1,322 @@
+"""The holdout ledger: which rows each challenge hides, by dataset lineage and by content.
+
+A row hidden in a challenge (its public or private test part) must never be published with its
+label while that challenge holds it. When a challenge is prepared its hidden rows are recorded
+here twice: by *content*, a 64-bit hash of each row's feature values (ids, labels, weights and
+other truth columns excluded, so a copy under another dataset name or with new ids is caught),
+and by *lineage*, the dataset version it was split from plus a hash of each hidden row's id (a
+version derived from that one, e.g. a systematic-shifted copy that keeps the ids, is caught even
+though its feature values changed). :meth:`HoldoutLedger.find` answers, for a table about to be
+published, which entries hold some of its rows and how many.
+
+Content hashes are canonical across formats: columns are taken by name (any order), every
+numeric value is compared at float32 precision (so int and float columns, float32 and float64
+files and a CSV round trip of either agree; -0.0 equals 0.0, a null is a NaN), strings by a keyed
+hash of their text. Undefined markers (-999.0, -25) are ordinary values. The hash is a sum
+of each value's bits times the column's own random odd multiplier, finished by a splitmix64 mix:
+two rows that differ in one value never collide (ten million generated HiggsML rows: no
+collision). It is a guard against mistakes and careless reuse,
+not against an organizer who means to leak (who could always mail the labels): a row whose
+features are changed by even one float32 step, or renamed columns, escapes the content check.
+
+Layout under the ledger root (no labels are stored, only hashes of test-set features, which
+participants download anyway)::
+
+    ROOT/HOLDER.json          the entry (see :class:`LedgerEntry`)
+    ROOT/HOLDER.rows.npy      sorted distinct content hashes of the hidden rows (uint64)
+    ROOT/HOLDER.ids.npy       sorted distinct id hashes of the hidden rows (uint64)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from splitter.split import keyed_hash
+
+U64 = npt.NDArray[np.uint64]
+HOLDER_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_CHUNK_ROWS = 1 << 16
+_SEED = 0x243F6A8885A308D3
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_ID_SALT = 17
+_STRING_SALT = 23
+
+
+class LedgerError(ValueError):
+    """The ledger cannot record or check; the message says what to change."""
+
+
+def _mix(x: U64) -> U64:
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint64(30)
+        x *= _M1
+        x ^= x >> np.uint64(27)
+        x *= _M2
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def _multipliers(count: int) -> list[np.uint64]:
+    # Independent odd 64-bit multipliers (splitmix64 of the column's position): an arithmetic
+    # progression of multipliers would make the row sum a small-coefficient linear form of the
+    # values, and distinct rows would collide by the thousand in ten million.
+    state = np.arange(1, count + 1, dtype=np.uint64) * _GOLDEN + np.uint64(_SEED)
+    return [np.uint64(m | np.uint64(1)) for m in _mix(state)]
+
+
+def _is_numeric(t: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+                or pa.types.is_null(t))
+
+
+def feature_columns(names: Iterable[str], exclude: Iterable[str]) -> list[str]:
+    """The columns a content hash covers: ``names`` minus ``exclude``, sorted by name."""
+    skip = set(exclude)
+    return sorted(n for n in names if n not in skip)
+
+
+def _as_numpy(column: pa.ChunkedArray | pa.Array) -> npt.NDArray[Any]:
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if pa.types.is_boolean(column.type) or pa.types.is_null(column.type):
+        column = column.cast(pa.float64())
+    return np.asarray(column.to_numpy(zero_copy_only=False))
+
+
+_ROUND = np.uint64(1 << 28)
+_DROP = np.uint64(29)
+
+
+def row_hashes(table: pa.Table, columns: Sequence[str]) -> U64:
+    """Canonical 64-bit content hash of each row over ``columns`` (see the module docstring).
+
+    Vectorised over blocks of rows that stay in the CPU cache, five numpy operations a cell:
+    ``x + 0.0`` as float64 (ints widened, -0.0 made 0.0), its bits rounded to float32 precision
+    in the integer domain (add half a float32 step, drop the 29 bits float32 lacks: the same
+    value as a float32 round trip, except at exact ties), times the column's odd multiplier,
+    added to the row's sum. Strings give a keyed hash of their text instead.
+    """
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise LedgerError(f"no column(s) {', '.join(missing)} to hash")
+    cols = sorted(columns)
+    n = table.num_rows
+    arrays: list[tuple[npt.NDArray[Any], bool]] = []
+    for c in cols:
+        if _is_numeric(table.schema.field(c).type):
+            arrays.append((_as_numpy(table.column(c)), True))
+        else:
+            arrays.append((keyed_hash(table.column(c), 0, _STRING_SALT), False))
+    mults = _multipliers(len(arrays))
+    out = np.zeros(n, dtype=np.uint64)
+    f64 = np.empty(min(_CHUNK_ROWS, max(n, 1)), dtype=np.float64)
+    bits = f64.view(np.uint64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, n, _CHUNK_ROWS):
+            stop = min(start + _CHUNK_ROWS, n)
+            h = out[start:stop]
+            b = bits[: stop - start]
+            fb = f64[: stop - start]
+            for i, (arr, numeric) in enumerate(arrays):
+                if numeric:
+                    np.add(arr[start:stop], 0.0, out=fb, casting="unsafe")
+                    b += _ROUND
+                    b >>= _DROP  # keep sign, exponent and the 23 bits a float32 has
+                    b *= mults[i]
+                else:
+                    np.multiply(arr[start:stop], mults[i], out=b)
+                h += b
+    return _mix(out)
+
+
+def id_hashes(values: pa.ChunkedArray | pa.Array | npt.ArrayLike) -> U64:
+    """64-bit hash of each id (integers by value, so ``7`` read as int or from CSV agree)."""
+    return keyed_hash(values, 0, _ID_SALT)
+
+
+def distinct(x: U64) -> U64:
+    """Sorted distinct values of ``x``."""
+    x = np.sort(x)
+    keep = np.ones(len(x), dtype=bool)
+    keep[1:] = x[1:] != x[:-1]
+    out: U64 = x[keep]
+    return out
+
+
+def count_in(values: U64, pool: U64) -> int:
+    """How many of ``values`` are in ``pool`` (sorted, distinct, well-mixed hashes).
+
+    A table of flags indexed by the top bits of the hashes (16 entries per pool value, at most
+    64 MiB) drops almost every value that is not in the pool with one gather each; the few left
+    are looked up by binary search.
+    """
+    if not len(values) or not len(pool):
+        return 0
+    if len(values) > 1 << 12:
+        k = min(max(len(pool).bit_length() + 4, 12), 26)
+        shift = np.uint64(64 - k)
+        mark = np.zeros(1 << k, dtype=np.bool_)
+        mark[(pool >> shift).astype(np.intp)] = True
+        values = values[mark[(values >> shift).astype(np.intp)]]
+        if not len(values):
+            return 0
+    pos = np.searchsorted(pool, values)
+    pos[pos == len(pool)] = 0
+    return int(np.count_nonzero(pool[pos] == values))
+
+
+@dataclass
+class LedgerEntry:
+    """What one holder (a challenge) hides.
+
+    ``columns`` are the feature columns of the content hash, ``truth_columns`` the columns that
+    make a published row *labelled* (label, weight, other truth-derived columns): a table without
+    any of them (the public test file itself) publishes no label. ``lineage`` is the dataset
+    version split (``NAME:N``) and its ancestors; ``id_column`` names the id whose hashes are kept
+    for the lineage check.
+    """
+
+    holder: str
+    rows: int
+    columns: list[str]
+    truth_columns: list[str]
+    id_column: str
+    lineage: list[str] = field(default_factory=list)
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dictionary."""
+        return asdict(self)
+
+
+@dataclass
+class Hit:
+    """Rows of a table that ``holder`` hides: by content, or by id within the holder's lineage."""
+
+    holder: str
+    rows: int
+    by: str  # "content" | "lineage"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dictionary."""
+        return asdict(self)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _npy_bytes(values: U64) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, values, allow_pickle=False)
+    return buffer.getvalue()
+
+
+class HoldoutLedger:
+    """The ledger under ``root`` (see the module docstring for the layout)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def holders(self) -> list[str]:
+        """Names of every holder with an entry."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name.removesuffix(".json") for p in self.root.glob("*.json"))
+
+    def entry(self, holder: str) -> LedgerEntry:
+        """The entry of ``holder``."""
+        data = json.loads((self.root / f"{holder}.json").read_text())
+        return LedgerEntry(**data)
+
+    def _array(self, holder: str, kind: str) -> U64:
+        arr: U64 = np.load(self.root / f"{holder}.{kind}.npy", allow_pickle=False)
+        return arr
+
+    def record(self, entry: LedgerEntry, content: U64, ids: U64) -> None:
+        """Store (or replace) ``entry`` with the content and id hashes of its hidden rows."""
+        if not HOLDER_RE.match(entry.holder):
+            raise LedgerError(f"invalid ledger holder {entry.holder!r}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        for kind, values in (("rows", content), ("ids", ids)):
+            arr = distinct(np.asarray(values, dtype=np.uint64))
+            _write_atomic(self.root / f"{entry.holder}.{kind}.npy", _npy_bytes(arr))
+        # The JSON goes last: an entry is visible only once its hashes are in place.
+        text = json.dumps(entry.to_dict(), indent=2) + "\n"
+        _write_atomic(self.root / f"{entry.holder}.json", text.encode())
+
+    def record_split(self, holder: str, public_dir: Path, hidden_dir: Path, *, id_column: str,
+                     lineage: Sequence[str] = (), source: str = "") -> LedgerEntry:
+        """Record the hidden rows of a split: the rows of ``public_dir/test.parquet``, their
+        truth columns being those of ``hidden_dir/solution.parquet`` besides the id and usage."""
+        test = pq.read_table(Path(public_dir) / "test.parquet")
+        sol_names = pq.read_schema(Path(hidden_dir) / "solution.parquet").names
+        truth = sorted(c for c in sol_names if c not in (id_column, "Usage"))
+        columns = feature_columns(test.column_names, [id_column, *truth])
+        entry = LedgerEntry(holder=holder, rows=test.num_rows, columns=columns,
+                            truth_columns=truth, id_column=id_column, lineage=list(lineage),
+                            source=source)
+        self.record(entry, row_hashes(test, columns), id_hashes(test.column(id_column)))
+        return entry
+
+    def forget(self, holder: str) -> None:
+        """Remove the entry of ``holder`` (its hashes too)."""
+        for suffix in (".json", ".rows.npy", ".ids.npy"):
+            (self.root / f"{holder}{suffix}").unlink(missing_ok=True)
+
+    def find(self, table: pa.Table, *, lineage: Sequence[str] = (),
+             holders: Iterable[str] | None = None, skip: Iterable[str] = (),
+             before_shift: bool = False) -> list[Hit]:
+        """Entries that hide rows of ``table`` if it were published, with how many rows.
+
+        Only a *labelled* table counts: one with a truth column of the entry (or, with
+        ``before_shift``, a table about to get a systematic shift whose labels travel with it).
+        By content: rows whose hash over the entry's feature columns is hidden. By lineage: when
+        ``lineage`` (the table's dataset version and its ancestors) meets the entry's, rows whose
+        id is hidden. ``skip`` names holders not to check (a challenge re-splitting its own data).
+        """
+        hits: list[Hit] = []
+        names = set(table.column_names)
+        cache: dict[tuple[str, ...], U64] = {}
+        skipped = set(skip)
+        for holder in holders if holders is not None else self.holders():
+            if holder in skipped:
+                continue
+            e = self.entry(holder)
+            if not before_shift and not names & set(e.truth_columns):
+                continue
+            found, by = 0, "content"
+            if set(e.columns) <= names:
+                key = tuple(e.columns)
+                if key not in cache:
+                    cache[key] = row_hashes(table, e.columns)
+                found = count_in(cache[key], self._array(holder, "rows"))
+            if e.id_column in names and set(lineage) & set(e.lineage):
+                by_id = count_in(id_hashes(table.column(e.id_column)), self._array(holder, "ids"))
+                if by_id > found:
+                    found, by = by_id, "lineage"
+            if found:
+                hits.append(Hit(holder, found, by))
+        return hits
