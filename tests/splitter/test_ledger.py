@@ -85,11 +85,34 @@ def test_row_hash_of_string_features() -> None:
 
 
 def test_no_collision_among_many_generated_rows() -> None:
-    # The first version summed values times an arithmetic progression of multipliers: distinct
-    # rows collided (57 pairs in ten million); random multipliers give none here.
     frame = generate_higgs(300_000, seed=9)
     h = row_hashes(_table(frame), _features(frame))
     assert len(np.unique(h)) == len(frame)
+
+
+def test_rows_a_few_float32_steps_apart_in_two_columns_do_not_collide(
+        events: pd.DataFrame) -> None:
+    # The first version multiplied column k by an arithmetic progression (2k + 3) * S: a row with
+    # +5 float32 steps in its first column and -3 in its second had the same hash (3*5 = 5*3), and
+    # ten million generated rows held 57 colliding pairs. Independent random multipliers: none.
+    cols = _features(events)
+    base = events.iloc[[7]].astype(dict.fromkeys(cols, "float32"))
+    rows = [base]
+    for i in range(6):
+        for j in range(i + 1, 6):
+            for di in range(-6, 7):
+                for dj in range(-6, 7):
+                    if di == 0 and dj == 0:
+                        continue
+                    row = base.copy()
+                    for column, d in ((cols[i], di), (cols[j], dj)):
+                        bits = row[column].to_numpy().view(np.int32) + np.int32(d)
+                        row[column] = bits.view(np.float32)
+                    rows.append(row)
+    # (A change in one column alone is made once per partner column: keep one of each.)
+    table = _table(pd.concat(rows, ignore_index=True).drop_duplicates(subset=cols))
+    h = row_hashes(table, cols)
+    assert len(np.unique(h)) == len(h)
 
 
 @pytest.mark.parametrize(("n_values", "n_pool"), [(100, 50), (50_000, 3_000), (200_000, 150_000)])
