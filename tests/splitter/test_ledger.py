@@ -56,12 +56,19 @@ def test_row_hash_is_canonical_across_formats_orders_and_dtypes(events: pd.DataF
     f32_csv = pd.read_csv(buffer)
     for variant in (shuffled, from_csv, as_f32, as_float, f32_csv):
         assert np.array_equal(row_hashes(_table(variant), cols), base)
-    # -0.0 is 0.0; the -999 markers are ordinary values.
-    zero = events.copy()
-    zero.loc[0, "PRI_tau_eta"] = 0.0
-    negzero = zero.copy()
+    # Nulls are NaN whatever the column's type; -0.0 keeps its sign through every format.
+    holes = events.astype({"PRI_jet_num": "Int64"}).copy()
+    holes.loc[0, ["PRI_jet_num", "PRI_met"]] = pd.NA, np.nan
+    as_nan = events.astype({"PRI_jet_num": "float64"}).copy()
+    as_nan.loc[0, ["PRI_jet_num", "PRI_met"]] = np.nan
+    assert row_hashes(_table(holes), cols)[0] == row_hashes(_table(as_nan), cols)[0]
+    negzero = events.copy()
     negzero.loc[0, "PRI_tau_eta"] = -0.0
-    assert row_hashes(_table(zero), cols)[0] == row_hashes(_table(negzero), cols)[0]
+    buffer = io.StringIO()
+    negzero.to_csv(buffer, index=False)
+    buffer.seek(0)
+    assert row_hashes(_table(pd.read_csv(buffer)), cols)[0] == row_hashes(
+        _table(negzero.astype({"PRI_tau_eta": "float32"})), cols)[0]
 
 
 def test_row_hash_ignores_ids_and_labels_and_sees_every_feature(events: pd.DataFrame) -> None:
