@@ -47,6 +47,8 @@ def main() -> None:
 
     table = pq.read_table(data)
     columns = feature_columns(table.column_names, ["EventId", "Label", "Weight"])
+    distinct_rows = len(np.unique(row_hashes(table, columns)))
+    print(f"distinct row hashes: {distinct_rows} of {table.num_rows} rows")
     step = max(1, table.num_rows // args.hidden)
     hidden = table.take(np.arange(0, table.num_rows, step)[: args.hidden])
     with tempfile.TemporaryDirectory(prefix="podium-bench-ledger-") as tmp:
