@@ -319,3 +319,44 @@ def test_cli_release_labelled_only_after_reveal_with_an_audited_override(
     assert "release-labelled finale" in event.target
     assert event.details["hits"] == [{"holder": "finale", "rows": n_test, "by": "content"}]
     assert event.actor_id == root.id
+
+
+def test_cli_challenge_create_refused_then_overridden_after_reveal(
+    cli_env: Settings,
+    engine: sa.Engine,
+    make_challenge: Any,
+    make_user: Any,
+    higgs_csv_for: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = cli_env
+    make_challenge("first")
+    root = make_user("root", role="admin")
+    override = ["--override-reason", "reuse after the reveal", "--admin", "root"]
+    bundle = _bundle(tmp_path, "second", higgs_csv_for("first"))
+    assert main(["challenge", "create", str(bundle), *override]) == 3
+    err = capsys.readouterr().err
+    assert _rows_named(err, "first") > 0
+    assert "no override is possible" in err
+    with Session(engine) as session:
+        row = session.exec(select(Challenge).where(Challenge.slug == "second")).one()
+        assert row.state == "failed"
+        assert "hidden in challenge 'first'" in row.state_message
+        assert row.public_files == []
+    assert not storage.public_dir(settings, "second").exists()
+    assert _audit(engine) == []
+
+    _reveal(engine, "first")
+    third = _bundle(tmp_path, "third", higgs_csv_for("first"))
+    assert main(["challenge", "create", str(third)]) == 3
+    assert "--override-reason" in capsys.readouterr().err
+    assert main(["challenge", "create", str(_bundle(tmp_path, "fourth", higgs_csv_for("first"))),
+                 *override]) == 0
+    capsys.readouterr()
+    [event] = _audit(engine)
+    assert event.actor_id == root.id
+    assert event.reason == "reuse after the reveal"
+    assert "challenge 'fourth'" in event.target
+    assert (storage.public_dir(settings, "fourth") / "train.parquet").is_file()
+    assert "fourth" in ledger_of(settings).holders()
