@@ -18,7 +18,8 @@ from challenge.challenges import (
     participation_of,
     phase_state,
     phases_of,
-    private_board_visible,
+    private_scores_visible,
+    private_scores_visible_among,
     reveal_private_leaderboard,
 )
 from challenge.errors import BadRequest, NotAuthenticated, NotFound
@@ -37,6 +38,7 @@ from challenge.uploads import (
     store_upload,
 )
 from challenge.views.challenges import download, higher_is_better, visible_challenge
+from challenge.views.leaderboards import private_hidden_message
 from challenge.views.organizer import organized_challenge
 from challenge.web import current_user, db, limit_login_rate, settings_of
 
@@ -98,6 +100,19 @@ def challenge_json(request: Request, challenge: Challenge, user: User | None) ->
     return out
 
 
+def _private_shown(request: Request, challenge_id: int) -> bool:
+    """Whether the challenge's private scores may be shown, asked once per request."""
+    known: dict[int, bool] | None = getattr(request.state, "private_shown", None)
+    if known is None:
+        known = request.state.private_shown = {}
+    if challenge_id not in known:
+        challenge = db(request).get(Challenge, challenge_id)
+        known[challenge_id] = challenge is not None and private_scores_visible(
+            db(request), challenge
+        )
+    return known[challenge_id]
+
+
 def submission_json(request: Request, sub: Submission) -> dict[str, Any]:
     shown = participant_score(db(request), sub)
     out: dict[str, Any] = {
@@ -114,6 +129,8 @@ def submission_json(request: Request, sub: Submission) -> dict[str, Any]:
         # Under the Ladder, the score the Ladder released, not the exact one (docs/leaderboards.md).
         "public_score": shown.score,
         "public_ci": [shown.ci_low, shown.ci_high] if shown.ci_low is not None else None,
+        # null until the reveal (challenges.private_scores_visible), then the exact score.
+        "private_score": sub.private_score if _private_shown(request, sub.challenge_id) else None,
         "is_late": sub.is_late,
         "error": sub.error_message or None,
         "queue_position": queue_position(db(request), sub),
@@ -262,8 +279,10 @@ def leaderboard(request: Request) -> Response:
     board = request.query_params.get("board", "public")
     if board not in ("public", "private"):
         raise BadRequest(f"Unknown board '{board}'; use board=public or board=private.")
-    if board == "private" and not private_board_visible(challenge, phase):
-        raise NotFound("The private leaderboard is revealed when the phase closes.")
+    if board == "private" and not private_scores_visible_among(
+        challenge, phases_of(session, challenge)
+    ):
+        raise NotFound(private_hidden_message(challenge, phases_of(session, challenge)))
     fn = private_leaderboard if board == "private" else public_leaderboard
     entries = fn(session, challenge, phase, higher_is_better(challenge))
     return JSONResponse(
@@ -382,13 +401,39 @@ def all_submissions(request: Request) -> Response:
     return JSONResponse(out)
 
 
-def reveal(request: Request) -> Response:
-    user = _require_organizer(request)
-    session = db(request)
-    challenge = organized_challenge(request, user, request.path_params["slug"])
-    reveal_private_leaderboard(session, challenge=challenge, actor=user)
-    session.commit()
-    return JSONResponse({"slug": challenge.slug, "revealed_at": _iso(challenge.revealed_at)})
+async def reveal(request: Request) -> Response:
+    """Reveal the private leaderboard: ``{"confirm": "<slug>", "reason": "..."}``; refused while
+    a phase ranking on the private rows is open, and before a scheduled date unless an admin
+    gives a reason (see docs/leaderboards.md)."""
+    user = await run_in_threadpool(_require_organizer, request)
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+
+    def _reveal() -> Response:
+        session = db(request)
+        # Someone else's challenge looks missing, whatever the body says.
+        challenge = organized_challenge(request, user, request.path_params["slug"])
+        if not isinstance(body, dict):
+            raise BadRequest('Send JSON: {"confirm": "<the challenge slug>", "reason": "..."}.')
+        event = reveal_private_leaderboard(
+            session,
+            challenge=challenge,
+            actor=user,
+            confirm=str(body.get("confirm") or ""),
+            reason=str(body.get("reason") or ""),
+        )
+        session.commit()
+        return JSONResponse(
+            {
+                "slug": challenge.slug,
+                "revealed_at": _iso(challenge.revealed_at),
+                "forced": event is not None and event.action == "reveal_forced",
+            }
+        )
+
+    return await run_in_threadpool(_reveal)
 
 
 def openapi_document(request: Request) -> Response:

@@ -45,6 +45,9 @@ class Bundle:
     leaderboard: dict[str, Any]
     source_yaml: str
     base_dir: Path = field(default_factory=Path)
+    #: The organizer metric file (``metric: {name: python, file: ...}``), resolved inside the
+    #: bundle's folder; ``metric["file"]`` is then its name in the challenge's metric store.
+    metric_file: Path | None = None
 
 
 class _Located:
@@ -98,6 +101,43 @@ def _as_datetime(value: Any, loc: _Located, path: tuple[str, ...]) -> dt.datetim
     if parsed.tzinfo is None:
         raise loc.error(path, "add a timezone (for example a trailing Z for UTC).")
     return parsed.astimezone(dt.UTC)
+
+
+#: Largest organizer metric file accepted (it is Python source, not data).
+MAX_METRIC_FILE_BYTES = 1 << 20
+METRIC_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+
+
+def _metric_file(value: Any, base_dir: Path, loc: _Located) -> Path:
+    """The metric file named by the bundle: a file inside the bundle's folder, nowhere else."""
+    where = ("metric", "file")
+    if not isinstance(value, str) or not value.strip():
+        raise loc.error(where, "name the metric file next to the bundle, e.g. file: metric.py.")
+    if Path(value).is_absolute():
+        raise loc.error(
+            where, f"'{value}' is an absolute path; give the metric file's path relative to the "
+            "bundle (e.g. metric.py) and keep the file in the bundle's folder."
+        )
+    folder = base_dir.resolve()
+    path = (folder / value).resolve()
+    if not path.is_relative_to(folder):
+        raise loc.error(
+            where, f"'{value}' leaves the bundle's folder; keep the metric file in the folder of "
+            "the bundle (or below it) and name it relative to the bundle."
+        )
+    if not path.is_file():
+        raise loc.error(where, f"file {value} not found next to the bundle.")
+    if not METRIC_NAME_RE.match(path.name):
+        raise loc.error(
+            where, f"rename '{path.name}' to letters, digits, '_', '.' and '-' (e.g. metric.py)."
+        )
+    if path.stat().st_size > MAX_METRIC_FILE_BYTES:
+        raise loc.error(where, f"{value} is larger than 1 MiB; a metric file is Python source.")
+    try:
+        path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise loc.error(where, f"{value} is not UTF-8 text; save it as UTF-8.") from exc
+    return path
 
 
 def parse_bundle(path: Path) -> Bundle:
@@ -197,8 +237,17 @@ def parse_bundle_text(text: str, *, filename: str = "challenge.yaml", base_dir: 
         raise loc.error(
             ("metric",), "write {name: ams, weight: Weight, label: Label, positive: s}."
         )
-    if "label" not in metric:
-        raise loc.error(("metric", "label"), "name the solution's label column, e.g. label: Label.")
+    if "label" not in metric and "label" not in split:
+        raise loc.error(
+            ("metric", "label"),
+            "name the label column the split keeps hidden: label: Label in the metric, or in "
+            "the split (split: {..., label: Label}) for a metric that takes no label, such as "
+            "python.",
+        )
+    metric_file = None
+    if metric.get("name") == "python" and "file" in metric:
+        metric_file = _metric_file(metric["file"], base_dir, loc)
+        metric["file"] = metric_file.name
 
     phases_raw = raw["phases"]
     if not isinstance(phases_raw, list) or not phases_raw:
@@ -233,7 +282,20 @@ def parse_bundle_text(text: str, *, filename: str = "challenge.yaml", base_dir: 
     leaderboard = dict(raw.get("leaderboard") or {})
     reveal = leaderboard.setdefault("reveal", "at_close")
     if reveal not in ("at_close", "manual"):
-        raise loc.error(("leaderboard", "reveal"), "use 'at_close' or 'manual'.")
+        # A date: the reveal happens then, but never before the last phase closes.
+        if not isinstance(reveal, dt.datetime | str):
+            raise loc.error(
+                ("leaderboard", "reveal"),
+                "use 'at_close', 'manual' or a date such as 2027-07-15T00:00Z.",
+            )
+        try:
+            when = _as_datetime(reveal, loc, ("leaderboard", "reveal"))
+        except BundleError as exc:
+            raise loc.error(
+                ("leaderboard", "reveal"),
+                "use 'at_close', 'manual' or a date such as 2027-07-15T00:00Z.",
+            ) from exc
+        leaderboard["reveal"] = when.isoformat()
 
     return Bundle(
         slug=slug,
@@ -252,4 +314,5 @@ def parse_bundle_text(text: str, *, filename: str = "challenge.yaml", base_dir: 
         leaderboard=leaderboard,
         source_yaml=text,
         base_dir=base_dir,
+        metric_file=metric_file,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 from sqlmodel import Session, col, select
 
 from challenge import storage
-from challenge.bundle import SLUG_RE, Bundle
-from challenge.errors import BadRequest, Conflict, NotFound
+from challenge.bundle import MAX_METRIC_FILE_BYTES, METRIC_NAME_RE, SLUG_RE, Bundle
+from challenge.errors import BadRequest, Conflict, NotFound, PermissionDenied
 from challenge.ledger import (
     HoldoutRefused,
     Override,
@@ -26,7 +26,7 @@ from challenge.ledger import (
     ledger_lock,
     record_challenge,
 )
-from challenge.models import Challenge, Participation, Phase, User, utcnow
+from challenge.models import AuditEvent, Challenge, Participation, Phase, User, utcnow
 from challenge.settings import Settings
 from scoring.formats import SubmissionFormat
 from scoring.metrics import MetricSpec, get_metric
@@ -39,8 +39,15 @@ log = logging.getLogger(__name__)
 NON_SUBMITTING_PHASES = {"announcement"}
 
 
-def create_challenge(session: Session, *, bundle: Bundle, creator: User | None) -> Challenge:
-    """Insert the challenge and its phases in state 'preparing'; the split runs afterwards."""
+def create_challenge(
+    session: Session, *, bundle: Bundle, creator: User | None, settings: Settings | None = None
+) -> Challenge:
+    """Insert the challenge and its phases in state 'preparing'; the split runs afterwards.
+
+    A bundle with an organizer metric file needs ``settings``: the file is copied into the
+    challenge's metric store (:func:`challenge.storage.metric_dir`) here, once, and the metric
+    names it there.
+    """
     if session.exec(select(Challenge).where(Challenge.slug == bundle.slug)).first() is not None:
         raise Conflict(f"A challenge with slug '{bundle.slug}' exists; choose another slug.")
     try:
@@ -52,6 +59,10 @@ def create_challenge(session: Session, *, bundle: Bundle, creator: User | None) 
         get_metric(metric.name)
     except (ValueError, KeyError, TypeError) as exc:
         raise BadRequest(f"challenge.yaml: metric: {exc}") from exc
+    if bundle.metric_file is not None:
+        if settings is None:
+            raise TypeError("create_challenge needs settings to store the bundle's metric file")
+        store_metric_file(settings, bundle.slug, bundle.metric_file)
     row = Challenge(
         slug=bundle.slug,
         title=bundle.title,
@@ -86,13 +97,43 @@ def create_challenge(session: Session, *, bundle: Bundle, creator: User | None) 
     return row
 
 
+def store_metric_file(settings: Settings, slug: str, source: Path) -> str:
+    """Copy an organizer metric file into the challenge's metric store; return its store name.
+
+    The copy is written beside and renamed over, so a grading in progress reads the old file
+    or the new one, never half of one.
+    """
+    if not METRIC_NAME_RE.match(source.name):
+        raise BadRequest(
+            f"rename the metric file '{source.name}' to letters, digits, '_', '.' and '-' "
+            "(e.g. metric.py)."
+        )
+    if source.stat().st_size > MAX_METRIC_FILE_BYTES:
+        raise BadRequest(f"{source.name} is larger than 1 MiB; a metric file is Python source.")
+    folder = storage.metric_dir(settings, slug)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / source.name
+    partial = folder / f".{source.name}.partial"
+    shutil.copyfile(source, partial)
+    partial.chmod(0o644)
+    partial.replace(target)
+    return target.name
+
+
+def copy_metric_store(settings: Settings, source_slug: str, slug: str) -> None:
+    """Give a challenge cloned from another (a class) its own copy of the metric store."""
+    source = storage.metric_dir(settings, source_slug)
+    if source.is_dir():
+        shutil.copytree(source, storage.metric_dir(settings, slug), dirs_exist_ok=True)
+
+
 def split_spec_for(challenge: Challenge) -> SplitSpec:
     split = challenge.split
     reweight = split.get("reweight") or {}
     return SplitSpec(
         seed=int(split["seed"]),
         id_column=str(challenge.submission_format["id"]),
-        label_column=str(challenge.metric["label"]),
+        label_column=str(split.get("label") or challenge.metric["label"]),
         weight_column=(reweight.get("weight") if isinstance(reweight, dict) else None)
         or challenge.metric.get("weight"),
         train=split["train"],
@@ -167,6 +208,10 @@ def prepare_challenge(
             ),
         )
         record_challenge(settings, challenge, tmp_public, tmp_hidden)
+    metric_store = storage.metric_dir(settings, challenge.slug)
+    if metric_store.is_dir():
+        # The organizer metric file stored at creation lives beside the solution: keep it.
+        shutil.copytree(metric_store, tmp_hidden / metric_store.name)
     for tmp, final in ((tmp_public, public), (tmp_hidden, hidden)):
         shutil.rmtree(final, ignore_errors=True)
         tmp.replace(final)
@@ -276,33 +321,197 @@ def challenge_status(phases: list[Phase], now: dt.datetime | None = None) -> Cha
     return ChallengeStatus("finished", last, last is not None, next_change)
 
 
-def private_board_visible(
-    challenge: Challenge, phase: Phase, now: dt.datetime | None = None
+# ---------------------------------------------------------------- private scores and the reveal
+#
+# One split, one private set: every phase that takes submissions is graded against the challenge's
+# one hidden solution, so every such phase ranks on the same private rows. Whether a private score
+# may be shown (a board, a plot, a CSV, a participant's own submission, a graded interval) is
+# decided by :func:`private_scores_visible` alone; see docs/leaderboards.md, "Who sees private
+# scores", and docs/security/reveal.md.
+
+REVEAL_MODES = ("at_close", "manual")
+
+
+def ranking_phases(phases: Sequence[Phase]) -> list[Phase]:
+    """The phases that rank on the challenge's private rows: every phase that takes submissions."""
+    return [p for p in phases if p.accepts_submissions]
+
+
+def last_close(phases: Sequence[Phase]) -> dt.datetime | None:
+    """When the last phase ranking on the private rows closes (None: one has no close date, or
+    no phase takes submissions, so the private scores can never be shown)."""
+    ranking = ranking_phases(phases)
+    closes = [p.closes_at for p in ranking if p.closes_at is not None]
+    if not ranking or len(closes) < len(ranking):
+        return None
+    return max(closes)
+
+
+def scheduled_reveal_date(leaderboard: dict[str, Any] | None) -> dt.datetime | None:
+    """The bundle's reveal date (``leaderboard: {reveal: 2027-07-15T00:00Z}``), if it names one."""
+    value = (leaderboard or {}).get("reveal", "at_close")
+    if not isinstance(value, str) or value in REVEAL_MODES:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def reveal_due_at(challenge: Challenge, phases: Sequence[Phase]) -> dt.datetime | None:
+    """When the reveal happens without anyone's action: at the last close (``at_close``), at the
+    bundle's date but never before the last close, or never (``manual``, or a phase without a
+    close date)."""
+    closes = last_close(phases)
+    if closes is None:
+        return None
+    mode = (challenge.leaderboard or {}).get("reveal", "at_close")
+    if mode == "at_close":
+        return closes
+    date = scheduled_reveal_date(challenge.leaderboard)
+    return max(date, closes) if date is not None else None
+
+
+def phase_blocking_reveal(phases: Sequence[Phase], now: dt.datetime | None = None) -> Phase | None:
+    """A phase ranking on the private rows that has not closed by ``now`` (the one closing last,
+    or one without a close date), or None when they have all closed."""
+    now = now or utcnow()
+    waiting = [p for p in ranking_phases(phases) if p.closes_at is None or now < p.closes_at]
+    if not waiting:
+        return None
+    endless = [p for p in waiting if p.closes_at is None]
+    return endless[0] if endless else max(waiting, key=lambda p: p.closes_at or now)
+
+
+def private_scores_visible_among(
+    challenge: Challenge, phases: Sequence[Phase], now: dt.datetime | None = None
 ) -> bool:
+    """:func:`private_scores_visible` with the challenge's phases already read (all of them)."""
+    now = now or utcnow()
+    closes = last_close(phases)
+    if closes is None or now < closes:
+        return False  # a phase that ranks on the private rows is open, upcoming or endless
     if challenge.revealed_at is not None:
         return True
-    if challenge.leaderboard.get("reveal", "at_close") == "manual":
-        return False
-    return phase_state(phase, now) == "closed"
+    due = reveal_due_at(challenge, phases)
+    return due is not None and now >= due
 
 
-def holdout_revealed(challenge: Challenge) -> bool:
+def private_scores_visible(
+    session: Session, challenge: Challenge, now: dt.datetime | None = None
+) -> bool:
+    """Whether anyone but the challenge's organizers may see a private score of it, now.
+
+    True only when every phase that ranks on the private rows (every phase taking submissions:
+    they share the one split) has closed by the clock, AND the reveal has happened: by hand
+    (``revealed_at``) or by the bundle's schedule (``at_close``, or its date). A ``revealed_at``
+    set while a phase is open (a phase added or reopened later) shows nothing. This is the one
+    place that decides; every surface, the graders and the holdout ledger ask it.
+    """
+    return private_scores_visible_among(challenge, phases_of(session, challenge), now)
+
+
+def holdout_revealed(session: Session, challenge: Challenge) -> bool:
     """Whether ``challenge`` has let go of its hidden rows: until then the holdout ledger
-    refuses to publish any of them with a label (challenge/ledger.py). The one place the rule
-    lives: the private board revealed (by the organizer, or by the scheduler at the close)."""
-    return challenge.revealed_at is not None
+    refuses to publish any of them with a label (challenge/ledger.py). Exactly when its private
+    scores may be shown (:func:`private_scores_visible`, the one place the reveal rule lives)."""
+    return private_scores_visible(session, challenge)
 
 
-def reveal_private_leaderboard(session: Session, *, challenge: Challenge, actor: User) -> None:
-    """Make the private boards public; their intervals are graded once the caller commits."""
-    if challenge.revealed_at is None:
-        from challenge.tasks import send_private_intervals_after_commit
+def reveal_refusal(
+    challenge: Challenge,
+    phases: Sequence[Phase],
+    now: dt.datetime | None = None,
+    actor: User | None = None,
+) -> str | None:
+    """Why the private leaderboard cannot be revealed by hand now (None: it can), saying when it
+    can. With ``actor``: also refused to anyone but an admin before the bundle's reveal date."""
+    if not ranking_phases(phases):
+        return "This challenge has no phase that takes submissions: there is no private board."
+    now = now or utcnow()
+    blocking = phase_blocking_reveal(phases, now)
+    if blocking is not None and blocking.closes_at is None:
+        return (
+            f"Phase '{blocking.name}' ranks on the private test rows and has no closing date: "
+            "give it one (Extend) before the private leaderboard can be revealed."
+        )
+    if blocking is not None:
+        return (
+            f"The private leaderboard can be revealed once phase '{blocking.name}' closes, at "
+            f"{blocking.closes_at:%Y-%m-%d %H:%M} UTC: every phase is scored on the same "
+            "private rows, so until then private scores would tell its participants about the "
+            "rows that decide it."
+        )
+    due = reveal_due_at(challenge, phases)
+    if actor is not None and actor.role != "admin" and due is not None and now < due:
+        return (
+            f"The private leaderboard is revealed at {due:%Y-%m-%d %H:%M} UTC as the bundle "
+            "schedules; only a site admin may reveal it earlier, giving a reason."
+        )
+    return None
 
-        challenge.revealed_at = utcnow()
-        session.add(challenge)
-        assert challenge.id is not None
-        send_private_intervals_after_commit(session, challenge.id)
-        log.info("private leaderboard of %s revealed by %s", challenge.slug, actor.username)
+
+def reveal_private_leaderboard(
+    session: Session,
+    *,
+    challenge: Challenge,
+    actor: User,
+    confirm: str,
+    reason: str = "",
+    now: dt.datetime | None = None,
+) -> AuditEvent | None:
+    """Reveal the private scores by hand; cannot be undone. Returns the audit record (None: it
+    was revealed already).
+
+    Refused while any phase ranking on the private rows has not closed (whoever asks). ``confirm``
+    must be the challenge's slug, typed by the organizer. Before the bundle's reveal date only a
+    site admin may reveal, and ``reason`` is then required; it is recorded either way. The
+    private intervals are graded once the caller commits.
+    """
+    if challenge.revealed_at is not None:
+        return None
+    now = now or utcnow()
+    phases = phases_of(session, challenge)
+    refusal = reveal_refusal(challenge, phases, now, actor)
+    if refusal is not None:
+        raise PermissionDenied(refusal)
+    if confirm.strip() != challenge.slug:
+        raise BadRequest(
+            f"A reveal cannot be undone: type the challenge's slug '{challenge.slug}' to confirm.",
+            field="confirm",
+        )
+    reason = reason.strip()
+    due = reveal_due_at(challenge, phases)
+    early = due is not None and now < due  # an admin's forced reveal (reveal_refusal let it by)
+    if early and not reason:
+        raise BadRequest(
+            "Say why the private leaderboard is revealed before its scheduled date; the reason "
+            "is recorded.",
+            field="reason",
+        )
+    from challenge.tasks import send_private_intervals_after_commit
+
+    challenge.revealed_at = now
+    session.add(challenge)
+    assert challenge.id is not None
+    event = AuditEvent(
+        challenge_id=challenge.id,
+        actor_id=actor.id,
+        action="reveal_forced" if early else "reveal",
+        reason=reason[:2000],
+        created_at=now,
+    )
+    session.add(event)
+    session.flush()
+    send_private_intervals_after_commit(session, challenge.id)
+    log.info(
+        "private leaderboard of %s revealed by %s%s",
+        challenge.slug,
+        actor.username,
+        f" before its date ({reason})" if early else "",
+    )
+    return event
 
 
 def get_challenge_by_slug(session: Session, slug: str) -> Challenge:

@@ -261,7 +261,9 @@ def cmd_challenge_create(args: argparse.Namespace) -> int:
                 creator = session.exec(select(User).where(User.username == args.owner)).first()
                 if creator is None:
                     raise CliError(f"no user '{args.owner}'; create it with 'podium user create'.")
-            challenge = create_challenge(session, bundle=bundle, creator=creator)
+            challenge = create_challenge(
+                session, bundle=bundle, creator=creator, settings=settings
+            )
             challenge_id = challenge.id
     except PodiumError as exc:
         raise CliError(exc.message, EXIT_INVALID) from exc
@@ -319,6 +321,41 @@ def cmd_challenge_list(args: argparse.Namespace) -> int:
         for c in session.exec(select(Challenge).order_by(Challenge.id)):  # type: ignore[arg-type]
             status = challenge_status(phases_of(session, c))
             print(f"{c.slug:30s} {status.label:9s} {c.state:9s} {c.title}")
+    return EXIT_OK
+
+
+def cmd_challenge_metric(args: argparse.Namespace) -> int:
+    """Store a python metric file with a challenge (a fix, or one created before the store)."""
+    from challenge.challenges import get_challenge_by_slug, store_metric_file
+    from challenge.db import make_engine, session_scope
+    from challenge.errors import BadRequest, NotFound
+
+    source = Path(args.file)
+    if not source.is_file():
+        raise CliError(f"{source}: no such file.", EXIT_INVALID)
+    try:
+        source.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{source}: not UTF-8 text; save it as UTF-8.", EXIT_INVALID) from exc
+    settings = load_settings()
+    try:
+        with session_scope(make_engine(settings.database_url)) as session:
+            challenge = get_challenge_by_slug(session, args.slug)
+            if challenge.metric.get("name") != "python":
+                raise CliError(
+                    f"{args.slug} uses the built-in metric {challenge.metric.get('name')!r}; only "
+                    "a python metric reads a file.",
+                    EXIT_INVALID,
+                )
+            name = store_metric_file(settings, challenge.slug, source)
+            challenge.metric = {**challenge.metric, "file": name}
+            session.add(challenge)
+    except NotFound as exc:
+        raise CliError(str(exc)) from exc
+    except BadRequest as exc:
+        raise CliError(exc.message, EXIT_INVALID) from exc
+    print(f"stored {name} as the metric file of {args.slug}; rescore to apply it to past "
+          "submissions (podium challenge rescore).")
     return EXIT_OK
 
 
@@ -1085,27 +1122,34 @@ def _private_board_hidden(http: Any, slug: str, params: dict[str, str], answer: 
     no such challenge or phase (exit 4, the site's message).
 
     The public board of the same phase tells them apart: when it exists, the private one is only
-    hidden. The challenge's phases then give the phase's closing time.
+    hidden. The challenge's phases then give the last closing time.
     """
     public = http.get(f"/api/challenges/{slug}/leaderboard", params={**params, "board": "public"})
     if public.status_code >= 400:
         return _error(answer)
     phase_name = public.json().get("phase", params.get("phase", ""))
-    closes: str | None = None
-    state = ""
+    # Every phase that takes submissions ranks on the same private rows: the reveal waits for the
+    # last of them to close (docs/leaderboards.md).
+    closes: list[str | None] = []
     info = http.get(f"/api/challenges/{slug}")
     if info.status_code < 400:
-        for phase in info.json().get("phases", []):
-            if phase.get("name") == phase_name:
-                closes, state = phase.get("closes"), str(phase.get("state", ""))
+        closes = [
+            phase.get("closes")
+            for phase in info.json().get("phases", [])
+            if phase.get("accepts_submissions", True)
+        ]
     head = f"the private leaderboard of phase '{phase_name}' is not revealed yet"
-    if state == "closed":
-        when = "the organizers reveal it"
-    elif closes:
-        at = dt.datetime.fromisoformat(closes).astimezone(dt.UTC)
-        when = f"it will be revealed when the phase closes, at {at:%Y-%m-%d %H:%M} UTC"
+    now = dt.datetime.now(dt.UTC)
+    ends = [dt.datetime.fromisoformat(c).astimezone(dt.UTC) for c in closes if c]
+    if closes and len(ends) < len(closes):
+        when = "a phase has no closing date; it is revealed after every phase has closed"
+    elif ends and max(ends) > now:
+        when = f"it will be revealed when the last phase closes, at {max(ends):%Y-%m-%d %H:%M} UTC"
     else:
-        when = "it will be revealed when the phase closes"
+        try:
+            when = str(answer.json().get("message") or "the organizers reveal it")
+        except ValueError:
+            when = "the organizers reveal it"
     return CliError(f"{head}: {when}", EXIT_AUTH)
 
 
@@ -1177,6 +1221,9 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--owner", help="user name of the organizer who owns it")
     _override_options(cc)
     add("list", cmd_challenge_list, "List all challenges.", chs)
+    cm = add("metric", cmd_challenge_metric, "Store a python metric file with a challenge.", chs)
+    cm.add_argument("slug")
+    cm.add_argument("file")
     rs = add("rescore", cmd_challenge_rescore, "Rescore one submission or a whole challenge.", chs)
     rs.add_argument("slug")
     rs.add_argument("--submission", type=int, help="only this submission id")

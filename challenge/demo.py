@@ -159,7 +159,10 @@ def seed_demo(settings: Settings, events: int = 50_000) -> dict[str, tuple[str, 
 
 
 # A day-long hackathon inside the running demo challenge: its own boards, the projector room and
-# an on-site check-in code, so the feature can be seen (docs/lifecycle.md, "Hackathon").
+# an on-site check-in code, so the feature can be seen (docs/lifecycle.md, "Hackathon"). It is
+# graded on the competition's private rows, so its private board and shake-up stay hidden until
+# the competition closes too (reveal: at_close waits for the last phase; see
+# challenges.private_scores_visible and tests/challenge/test_demo.py).
 HACKATHON_CHALLENGE = "higgsml-demo"
 HACKATHON_PHASE = "hackathon"
 

@@ -54,7 +54,8 @@ from challenge.challenges import (
     participation_of,
     phase_state,
     phases_of,
-    private_board_visible,
+    private_scores_visible,
+    private_scores_visible_among,
 )
 from challenge.errors import (
     BadRequest,
@@ -87,6 +88,7 @@ from challenge.uploads import (
     upload_limit_bytes,
 )
 from challenge.views.challenges import higher_is_better, visible_challenge
+from challenge.views.leaderboards import private_hidden_message
 from challenge.web import db, limit_login_rate, settings_of
 from splitter.formats import file_checksums
 
@@ -328,10 +330,14 @@ def team_object(request: Request, team: Team, challenge: Challenge, user: User) 
     }
 
 
-def submission_object(sub: Submission, username: str, team: Team | None = None) -> dict[str, Any]:
+def submission_object(
+    sub: Submission, username: str, team: Team | None = None, *, private_shown: bool = False
+) -> dict[str, Any]:
     """A Podium submission in the shape of EvalAI's SubmissionSerializer (plus Podium's scores).
 
     ``username`` is the submitter's; the participant team is the submission's team.
+    ``private_shown``: the challenge's private scores may be shown
+    (``challenges.private_scores_visible``); until then ``private_score`` is null.
     """
     return {
         "id": sub.id,
@@ -360,6 +366,7 @@ def submission_object(sub: Submission, username: str, team: Team | None = None) 
         "submission_metadata": None,
         "podium_status": sub.status,
         "public_score": participant_score(None, sub).score,  # the Ladder's value under the Ladder
+        "private_score": sub.private_score if private_shown else None,
         "error": sub.error_message or None,
     }
 
@@ -435,11 +442,13 @@ def phase_detail(request: Request) -> Response:
 def phase_splits(request: Request) -> Response:
     challenge = _challenge_by_id(request, request.path_params["challenge_id"])
     out = []
-    for phase in phases_of(db(request), challenge):
+    phases = phases_of(db(request), challenge)
+    private_shown = private_scores_visible_among(challenge, phases)
+    for phase in phases:
         if not phase.accepts_submissions:
             continue
         for board in ("public", "private"):
-            shown = board == "public" or private_board_visible(challenge, phase)
+            shown = board == "public" or private_shown
             out.append(
                 {
                     "id": split_id(phase, board),
@@ -465,8 +474,9 @@ def leaderboard(request: Request) -> Response:
     challenge, phase = _phase_by_id(request, (number + 1) // 2)
     if not phase.accepts_submissions:
         raise NotFound(f"Phase split {number} has no leaderboard.")
-    if board == "private" and not private_board_visible(challenge, phase):
-        raise BadRequest("The private leaderboard is revealed when the phase closes.")
+    phases = phases_of(db(request), challenge)
+    if board == "private" and not private_scores_visible_among(challenge, phases):
+        raise BadRequest(private_hidden_message(challenge, phases))
     hib = higher_is_better(challenge)
     rank = private_leaderboard if board == "private" else public_leaderboard
     label = str(challenge.metric.get("name", "score")).upper()
@@ -614,7 +624,10 @@ def my_submissions(request: Request) -> Response:
         )
         .order_by(col(Submission.created_at).desc(), col(Submission.id).desc())
     ).all()
-    return _page([submission_object(s, name, _team_row(session, s)) for s, name in rows])
+    shown = private_scores_visible(session, challenge)
+    return _page(
+        [submission_object(s, name, _team_row(session, s), private_shown=shown) for s, name in rows]
+    )
 
 
 def _team_row(session: Session, sub: Submission) -> Team | None:
@@ -663,7 +676,9 @@ def get_submission(request: Request) -> Response:
         raise NotFound(f"No submission {request.path_params['submission_id']} of your team.")
     submitter = session.get(User, sub.user_id)
     name = submitter.username if submitter is not None else ""
-    return JSONResponse(submission_object(sub, name, team))
+    challenge = session.get(Challenge, sub.challenge_id)
+    shown = challenge is not None and private_scores_visible(session, challenge)
+    return JSONResponse(submission_object(sub, name, team, private_shown=shown))
 
 
 # ---------------------------------------------------------------- large uploads (--large)

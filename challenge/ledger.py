@@ -128,7 +128,7 @@ def check_publication(
     }
     # A ledger entry whose challenge row is gone still holds (fail closed).
     holding = [h for h in hits if holders.get(h.holder) is None
-               or not holdout_revealed(holders[h.holder])]
+               or not holdout_revealed(session, holders[h.holder])]
     listed = "; ".join(_describe(h, holders.get(h.holder)) for h in hits)
     if holding:
         names = ", ".join(f"'{h.holder}'" for h in holding)
@@ -147,15 +147,18 @@ def check_publication(
         raise PermissionDenied("Only an admin can override the holdout ledger.")
     if not override.reason.strip():
         raise HoldoutRefused("Say why the rows may be published: the reason goes in the audit log.")
-    session.add(
-        AuditEvent(
-            actor_id=override.actor.id,
-            action=OVERRIDE_ACTION,
-            target=what[:500],
-            reason=override.reason.strip(),
-            details={"hits": [h.to_dict() for h in hits]},
+    for hit in hits:  # one event per challenge whose rows are published, filed under it
+        holder = holders[hit.holder]
+        session.add(
+            AuditEvent(
+                challenge_id=holder.id,
+                actor_id=override.actor.id,
+                action=OVERRIDE_ACTION,
+                target=what[:500],
+                reason=override.reason.strip(),
+                details={"hits": [hit.to_dict()]},
+            )
         )
-    )
     session.flush()
     return hits
 

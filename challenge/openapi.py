@@ -217,6 +217,9 @@ def _schemas() -> dict[str, Any]:
             finished_at=_nullable("string", format="date-time"),
             public_score=_nullable("number"),
             public_ci=ci,
+            private_score=_nullable(
+                "number", description="null until the private leaderboard is revealed"
+            ),
             is_late={"type": "boolean"},
             error=_nullable("string", description="What to fix, for invalid files."),
             queue_position=_nullable("integer", description="Submissions ahead in the queue."),
@@ -252,7 +255,17 @@ def _schemas() -> dict[str, Any]:
             board={"type": "string", "enum": ["public", "private"]},
             entries=_array(_ref("LeaderboardEntry")),
         ),
-        "Reveal": _obj(["slug"], slug={"type": "string"}, revealed_at=iso),
+        "Reveal": _obj(
+            ["slug"], slug={"type": "string"}, revealed_at=iso, forced={"type": "boolean"}
+        ),
+        "RevealRequest": _obj(
+            ["confirm"],
+            confirm={"type": "string", "description": "The challenge's slug, typed to confirm."},
+            reason={
+                "type": "string",
+                "description": "Recorded; required from an admin revealing before the date.",
+            },
+        ),
         "EvalAIPage": _obj(
             ["results"],
             count={"type": "integer"},
@@ -446,11 +459,15 @@ def _podium_paths() -> dict[str, Any]:
         },
         "/api/challenges/{slug}/reveal": {
             "post": _op(
-                "Reveal the private leaderboard now",
+                "Reveal the private leaderboard (cannot be undone)",
                 org,
                 (200, _ref("Reveal"), "Revealed (again is harmless)."),
-                errors=(401, 404),
+                errors=(400, 401, 403, 404),
                 params=[SLUG],
+                body={"required": True, "content": {JSON: {"schema": _ref("RevealRequest")}}},
+                description="Refused (403) while any phase that ranks on the private test rows "
+                "has not closed, and before the bundle's reveal date unless an admin gives a "
+                "reason; `confirm` must be the slug (docs/leaderboards.md).",
             )
         },
     }

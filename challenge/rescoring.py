@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
-from challenge.challenges import private_board_visible
+from challenge.challenges import private_scores_visible_among
 from challenge.errors import NotFound
 from challenge.leaderboard import (
     bump_board_version,
@@ -331,11 +331,11 @@ def private_intervals_missing(
     phases = session.exec(
         select(Phase).where(Phase.challenge_id == challenge_id).order_by(col(Phase.id))
     ).all()
+    if not private_scores_visible_among(challenge, phases, now):
+        return []
     hib = higher_is_better_of(challenge)
     out = {}
     for phase in phases:
-        if not private_board_visible(challenge, phase, now):
-            continue
         for sub in private_board_candidates(session, challenge, phase, hib):
             if sub.private_ci_low is None and sub.private_score is not None:
                 assert sub.id is not None

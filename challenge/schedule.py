@@ -20,9 +20,11 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from challenge import broker as _broker  # noqa: F401 - sets the broker before the actor exists
+from challenge.challenges import ranking_phases, reveal_due_at
 from challenge.errors import BadRequest, NotFound, PermissionDenied
 from challenge.models import (
     Announcement,
+    AuditEvent,
     Challenge,
     Participation,
     Phase,
@@ -93,17 +95,19 @@ def planned_transitions(session: Session, challenge: Challenge) -> list[DueTrans
     phases = _phases(session, challenge)
     out = []
     first = data_phase(phases)
-    submitting = [p for p in phases if p.accepts_submissions]
-    last = max(submitting, key=lambda p: p.closes_at or p.opens_at) if submitting else None
+    # The reveal waits for the last phase that ranks on the private rows (all of them share the
+    # split), and for the bundle's date if it names a later one; never with a phase left open.
+    reveal_at = reveal_due_at(challenge, phases)
+    ranking = ranking_phases(phases)
+    last = max(ranking, key=lambda p: (p.closes_at, p.position)) if reveal_at else None
     for phase in phases:
         out.append(DueTransition(challenge, phase, "opened", phase.opens_at))
         if first is not None and phase.id == first.id:
             out.append(DueTransition(challenge, phase, "data_published", phase.opens_at))
         if phase.closes_at is not None:
             out.append(DueTransition(challenge, phase, "closed", phase.closes_at))
-            reveal = (challenge.leaderboard or {}).get("reveal", "at_close")
-            if last is not None and phase.id == last.id and reveal == "at_close":
-                out.append(DueTransition(challenge, phase, "private_revealed", phase.closes_at))
+        if last is not None and reveal_at is not None and phase.id == last.id:
+            out.append(DueTransition(challenge, phase, "private_revealed", reveal_at))
     order = {k: i for i, k in enumerate(KINDS)}
     return sorted(out, key=lambda t: (t.due_at, order[t.kind], t.phase.position))
 
@@ -153,13 +157,18 @@ def advance_schedule(session: Session, *, now: dt.datetime | None = None) -> lis
                 session.add(row)
         except sa.exc.IntegrityError:
             continue
-        if t.kind == "private_revealed" and t.challenge.revealed_at is None:
-            t.challenge.revealed_at = now
-            session.add(t.challenge)
-        if t.kind == "private_revealed" or (
-            t.kind == "closed" and (t.challenge.leaderboard or {}).get("reveal", "at_close")
-            == "at_close"
-        ):
+        if t.kind == "private_revealed":
+            # Due only once every phase ranking on the private rows has closed; the one guard
+            # (private_scores_visible) agrees, by the clock, whatever the scheduler does.
+            if t.challenge.revealed_at is None:
+                t.challenge.revealed_at = now
+                session.add(t.challenge)
+                session.add(
+                    AuditEvent(
+                        challenge_id=t.challenge.id, action="reveal", created_at=now,
+                        reason=f"scheduled (due {t.due_at:%Y-%m-%d %H:%M} UTC)",
+                    )
+                )
             # The private board is visible now: its intervals are graded in the worker.
             from challenge.tasks import send_private_intervals_after_commit
 

@@ -27,6 +27,15 @@ def solution_path(settings: Settings, slug: str) -> Path:
     return label_dir(settings, slug) / "solution.parquet"
 
 
+def metric_dir(settings: Settings, slug: str) -> Path:
+    """The challenge's metric store: the organizer metric file, on the worker-only side.
+
+    A python metric's ``file`` is a name in this folder; the sandbox mounts that one file into
+    the grading jail, and nothing reads it from anywhere else.
+    """
+    return label_dir(settings, slug) / "metric"
+
+
 def submission_dir(settings: Settings, slug: str) -> Path:
     return settings.submissions_dir / slug
 

@@ -17,7 +17,7 @@ from sqlmodel import col, select
 
 from challenge import broker as _broker  # noqa: F401 - sets the broker before any actor exists
 from challenge import rescoring, storage
-from challenge.challenges import private_board_visible
+from challenge.challenges import private_scores_visible
 from challenge.db import make_engine, session_scope
 from challenge.errors import PodiumError
 from challenge.health import publish_worker_status
@@ -125,14 +125,14 @@ def _grade(
         challenge = session.get(Challenge, sub.challenge_id)
         assert challenge is not None
         if bootstrap_private is None:
-            phase = session.get(Phase, sub.phase_id)
-            bootstrap_private = phase is not None and private_board_visible(challenge, phase)
+            bootstrap_private = private_scores_visible(session, challenge)
     try:
         result = ctx.pool.grade(
             Path(sub.stored_path),
             storage.solution_path(ctx.settings, challenge.slug),
             SubmissionFormat.from_dict(challenge.submission_format),
             MetricSpec.from_dict(challenge.metric),
+            metric_dir=storage.metric_dir(ctx.settings, challenge.slug),
             bootstrap=ctx.settings.score_bootstrap if bootstrap_public else 0,
             bootstrap_private=ctx.settings.score_bootstrap if bootstrap_private else 0,
             seed=seed,

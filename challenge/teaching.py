@@ -33,6 +33,7 @@ from sqlmodel import Session, col, select
 from challenge import storage
 from challenge.challenges import (
     challenge_status,
+    copy_metric_store,
     get_challenge_by_slug,
     join_challenge,
     phases_of,
@@ -345,6 +346,7 @@ def create_class(
     )
     session.add(challenge)
     session.flush()
+    copy_metric_store(settings, source.slug, slug)
     phase = _add_phase(session, challenge, "term 1", opens, closes)
     if data == "held-back":
         _prepare(session, settings, challenge, pool, progress)

@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from scoring.custom import load_source
 from scoring.formats import ColumnSpec, SubmissionFormat
 from scoring.grading import grade
 from scoring.metrics import MetricSpec, get_metric
@@ -55,10 +56,16 @@ def run_score_command(
     files (id column = first submission column also present in the solution). Returns
     :meth:`GradingResult.to_dict` plus ``metric``, ``params`` and ``higher_is_better``; an unknown
     metric or parameter raises :class:`scoring.metrics.UnknownMetric` /
-    :class:`scoring.metrics.MetricError` with the known names.
+    :class:`scoring.metrics.MetricError` with the known names. A ``python`` metric's ``file`` is
+    read from this machine and run in this process (the organizer checking their own metric).
     """
     get_metric(metric)
     spec = MetricSpec.from_dict({"name": metric, **params})
+    shown = dict(spec.params)
+    if spec.name == "python" and spec.params.get("file"):
+        # The organizer's own file, on their own machine: read here, relative to where they are.
+        path = Path(str(spec.params["file"]))
+        spec = load_source(MetricSpec(spec.name, {**spec.params, "file": path.name}), path.parent)
     fmt = (
         SubmissionFormat.from_dict(format)
         if format is not None
@@ -67,7 +74,7 @@ def run_score_command(
     result = grade(Path(submission), Path(solution), fmt, spec, bootstrap=bootstrap, seed=seed)
     return {
         "metric": metric,
-        "params": dict(spec.params),
+        "params": shown,
         "higher_is_better": spec.higher_is_better,
         **result.to_dict(),
     }

@@ -7,14 +7,16 @@ solution file, ``submission`` the id column and the format's prediction columns.
 a number, or a mapping whose ``"score"`` entry is the number.
 
 The code is untrusted as far as the platform is concerned: the scoring worker runs it only inside
-:class:`scoring.sandbox.SandboxPool` (no network, no files but the two it is given, rlimits).
-The sandbox reads the file before entering the jail and passes its text as the ``source``
-parameter, so the file itself need not be visible inside.
+:class:`scoring.sandbox.SandboxPool` (no network, no files but the job's own, rlimits). ``file``
+is a name in the challenge's metric store (the folder passed as ``metric_dir``); the sandbox
+mounts that one file read-only into the jail and the grading child reads it there, so the
+worker never reads an organizer-named path itself.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,18 +30,59 @@ from scoring.resampling import FloatArray, FrequencyKernel, Kernel
 ScoreFunction = Callable[[pd.DataFrame, pd.DataFrame], Any]
 
 
-def load_source(spec: MetricSpec) -> MetricSpec:
-    """Return ``spec`` with the metric file's text in ``source`` (for running inside a jail)."""
+def metric_file_in(spec: MetricSpec, metric_dir: Path | None) -> Path | None:
+    """The organizer metric file of ``spec`` inside ``metric_dir``; ``None`` for other metrics.
+
+    ``file`` must be a plain file name in ``metric_dir`` (the challenge's metric store): an
+    absolute path, a path with directories or ``..``, or a link that leaves the folder is
+    refused, so the sandbox never mounts a file from anywhere else.
+    """
     if spec.name != "python" or spec.params.get("source") is not None:
-        return spec
-    path = spec.params.get("file")
-    if path is None:
+        return None
+    name = spec.params.get("file")
+    if not name:
         raise MetricError("metric 'python' needs a 'file' naming the organizer's metric file")
-    try:
-        text = Path(str(path)).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise MetricError(f"cannot read metric file {path}: {exc.strerror}") from exc
+    name = str(name)
+    if metric_dir is None:
+        raise MetricError(
+            f"the metric file {name!r} has no folder to be read from: pass metric_dir, the "
+            "folder that holds it"
+        )
+    if os.path.isabs(name) or name != os.path.basename(name) or name in (".", ".."):
+        raise MetricError(
+            f"the metric file {name!r} is not a file name in the challenge's metric store; "
+            "store the file with the challenge (podium challenge metric SLUG FILE)"
+        )
+    folder = Path(os.path.realpath(metric_dir))
+    path = Path(os.path.realpath(folder / name))
+    if path.parent != folder or not path.is_file():
+        raise MetricError(
+            f"the metric file {name!r} is not in the challenge's metric store; "
+            "store it with the challenge (podium challenge metric SLUG FILE)"
+        )
+    return path
+
+
+def with_source(spec: MetricSpec, text: bytes | str) -> MetricSpec:
+    """Return ``spec`` with the metric file's text in ``source`` (read inside the jail)."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MetricError(f"metric file {spec.params.get('file')}: not UTF-8 text") from exc
     return MetricSpec(name=spec.name, params={**spec.params, "source": text})
+
+
+def load_source(spec: MetricSpec, metric_dir: Path | None = None) -> MetricSpec:
+    """Return ``spec`` with its metric file's text in ``source``, for grading in this process.
+
+    The file is looked up as :func:`metric_file_in` does (the sandbox reads it only inside
+    the jail instead).
+    """
+    path = metric_file_in(spec, metric_dir)
+    if path is None:
+        return spec
+    return with_source(spec, path.read_bytes())
 
 
 def compile_score(source: str, filename: str = "metric.py") -> ScoreFunction:
@@ -73,7 +116,10 @@ def _build_python(
     filename = str(params.get("file") or "metric.py")
     source = params.get("source")
     if source is None:
-        source = load_source(MetricSpec("python", params)).params["source"]
+        raise MetricError(
+            f"the text of {filename} was not loaded; grade organizer metrics in the sandbox "
+            "(SandboxPool.grade with metric_dir) or load it with scoring.custom.load_source"
+        )
     function = compile_score(str(source), filename)
 
     def compute(freq: FloatArray | None) -> float:
@@ -98,7 +144,7 @@ register(
         name="python",
         higher_is_better=True,
         description="organizer-defined: score(solution, submission) from a Python file",
-        defaults={"file": None, "source": None, "higher_is_better": True},
+        defaults={"file": None, "source": None, "higher_is_better": True, "label": None},
         solution_columns=lambda p: [],
         submission_columns=lambda p: [],
         build=_build_python,
@@ -106,6 +152,8 @@ register(
             "file": "path of the Python file defining score(solution, submission)",
             "source": "the file's text (filled in by the sandbox; do not write it in a bundle)",
             "higher_is_better": "whether larger scores rank higher (default true)",
+            "label": "the solution's label column, which the split keeps hidden (optional; "
+            "score() sees every solution column anyway)",
         },
     )
 )

@@ -3,7 +3,7 @@
 Usage from the scoring worker::
 
     pool = SandboxPool(Limits(memory_mb=2048, wall_seconds=60))
-    result = pool.grade(submission_path, solution_path, fmt, metric_spec)
+    result = pool.grade(submission_path, solution_path, fmt, metric_spec, metric_dir=store)
     ...
     pool.close()
 
@@ -29,10 +29,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from scoring import custom
 from scoring.formats import SubmissionFormat
 from scoring.grading import GradingResult
-from scoring.metrics import MetricSpec
+from scoring.metrics import MetricError, MetricSpec
 from scoring.validation import DEFAULT_MAX_BYTES
+from scoring.view import Mount, grading_mounts
 
 log = logging.getLogger(__name__)
 
@@ -51,86 +53,60 @@ class Limits:
     max_processes: int = 32
 
 
-class SandboxPool:
-    """A warm zygote that forks one jailed child per grading request.
+#: Environment variables a zygote keeps from the worker's; the rest (database URLs, secret
+#: keys, storage credentials) never reaches a process that runs organizer or participant input.
+KEPT_ENVIRONMENT = ("PATH", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LANG", "LANGUAGE", "TZ",
+                    "TMPDIR", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
-    ``isolation`` reports what the kernel allowed (``network``: a private network namespace;
-    ``filesystem``: ``"chroot"`` when the child sees only the Python installation, or ``"none"``;
-    ``uid``: the unprivileged uid the child runs as, or ``None``). By default each pool picks a
-    uid of its own (200000 + the zygote's pid); pass ``uid`` only to pin one, and never give
-    two live pools the same uid: leftovers are killed per uid after every job.
-    """
 
-    def __init__(
-        self,
-        limits: Limits = Limits(),
-        *,
-        uid: int | None = None,
-        python: str = sys.executable,
-        start_timeout: float = 60.0,
-    ) -> None:
-        self.limits = limits
-        self.uid = uid
+def zygote_environment() -> dict[str, str]:
+    """The environment a zygote starts with: :data:`KEPT_ENVIRONMENT` and ``LC_*``, no more."""
+    env = {k: v for k, v in os.environ.items() if k in KEPT_ENVIRONMENT or k.startswith("LC_")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # One thread per core is plenty inside a grading child and keeps RLIMIT_NPROC meaningful.
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return env
+
+
+class _Zygote:
+    """One ``python -m scoring.zygote`` process and its line protocol."""
+
+    def __init__(self, python: str, config: dict[str, Any], start_timeout: float) -> None:
         self._python = python
+        self._config = config
         self._start_timeout = start_timeout
-        self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._buffer = b""
-        self.isolation: dict[str, Any] = {}
-        self.served = 0
-        #: CPU milliseconds and minor page faults the last grading child reported for itself.
-        self.last_usage: dict[str, float] | None = None
-        self._start()
+        self.hello: dict[str, Any] = {}
 
     @property
-    def network_isolated(self) -> bool:
-        """Whether grading children run without network access."""
-        return bool(self.isolation.get("network"))
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
-    @property
-    def filesystem_isolated(self) -> bool:
-        """Whether grading children see only the files they are given."""
-        return self.isolation.get("filesystem") == "chroot"
-
-    def _start(self) -> None:
-        env = dict(os.environ)
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        # One thread per core is plenty inside a grading child and keeps RLIMIT_NPROC meaningful.
-        env.setdefault("OMP_NUM_THREADS", "1")
-        env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    def start(self) -> None:
         self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [self._python, "-m", "scoring.zygote"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=env,
+            env=zygote_environment(),
             close_fds=True,
         )
         self._buffer = b""
-        self._send({"uid": self.uid, "limits": asdict(self.limits)})
-        hello = self._receive(self._start_timeout)
+        self.send(self._config)
+        hello = self.receive(self._start_timeout)
         if hello is None or not hello.get("hello"):
-            self._stop()
+            self.stop()
             raise RuntimeError("the scoring sandbox zygote did not start")
-        self.isolation = dict(hello.get("isolation", {}))
-        if not self.network_isolated:
-            log.warning(
-                "SANDBOX WITHOUT NETWORK ISOLATION: grading code can reach the network (%s). "
-                "Run the scoring worker as root or allow unprivileged user namespaces.",
-                self.isolation.get("network_error", "unshare refused"),
-            )
-        if not self.filesystem_isolated:
-            log.warning(
-                "SANDBOX WITHOUT FILESYSTEM ISOLATION: grading code can read other files (%s).",
-                self.isolation.get("filesystem_error", "not running as root"),
-            )
+        self.hello = hello
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any]) -> None:
         if self._proc is None or self._proc.stdin is None:
             raise OSError("the sandbox zygote is not running")
         self._proc.stdin.write(json.dumps(message).encode() + b"\n")
         self._proc.stdin.flush()
 
-    def _receive(self, timeout: float) -> dict[str, Any] | None:
+    def receive(self, timeout: float) -> dict[str, Any] | None:
         """One JSON line from the zygote, or ``None`` if it died or said nothing in time."""
         stdout: IO[bytes] | None = self._proc.stdout if self._proc is not None else None
         if stdout is None:
@@ -152,7 +128,7 @@ class SandboxPool:
         answer: dict[str, Any] = json.loads(line)
         return answer
 
-    def _stop(self) -> None:
+    def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -167,6 +143,98 @@ class SandboxPool:
         if proc.stdout is not None:
             proc.stdout.close()
 
+    def kill(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(OSError):
+                self._proc.kill()
+        self.stop()
+
+    def close(self) -> None:
+        if self.running:
+            with contextlib.suppress(OSError, ValueError):
+                self.send({"op": "exit"})
+        self.stop()
+
+
+class SandboxPool:
+    """A warm zygote that forks one jailed child per grading request.
+
+    ``isolation`` reports what the kernel allowed (``network``: a private network namespace;
+    ``filesystem``: ``"chroot"`` when the child sees only its :class:`scoring.view.FileView`, or
+    ``"none"``; ``uid``: the unprivileged uid the child runs as, or ``None``). By default each
+    zygote picks a uid of its own (200000 + its pid); pass ``uid`` only to pin one (the organizer
+    zygote then uses ``uid + 1``), and never give two live pools overlapping uids: leftovers are
+    killed per uid after every job.
+
+    Organizer metrics (``python``) run in a second zygote, started on first use, that never
+    parses a solution itself: its children read theirs inside the jail, so organizer code never
+    shares memory with the solutions the first zygote keeps warm for built-in metrics.
+    """
+
+    def __init__(
+        self,
+        limits: Limits = Limits(),
+        *,
+        uid: int | None = None,
+        python: str = sys.executable,
+        start_timeout: float = 60.0,
+    ) -> None:
+        self.limits = limits
+        self.uid = uid
+        self._lock = threading.Lock()
+        self.served = 0
+        #: CPU milliseconds and minor page faults the last grading child reported for itself.
+        self.last_usage: dict[str, float] | None = None
+        config = {"uid": uid, "limits": asdict(limits)}
+        self._builtin = _Zygote(python, config, start_timeout)
+        organizer_uid = None if uid is None else uid + 1
+        self._organizer = _Zygote(
+            python,
+            {**config, "uid": organizer_uid, "organizer_code": True, "cached_solutions": 0},
+            start_timeout,
+        )
+        self._start(self._builtin)
+
+    @property
+    def isolation(self) -> dict[str, Any]:
+        """What the kernel allowed the (built-in metrics') grading children."""
+        return dict(self._builtin.hello.get("isolation", {}))
+
+    @property
+    def organizer_isolation(self) -> dict[str, Any]:
+        """The same for organizer metrics' children (empty until the first one ran)."""
+        return dict(self._organizer.hello.get("isolation", {}))
+
+    @property
+    def view(self) -> tuple[Mount, ...]:
+        """The runtime part of the children's filesystem (each job adds its own files)."""
+        return tuple(Mount.from_dict(m) for m in self._builtin.hello.get("view", ()))
+
+    @property
+    def network_isolated(self) -> bool:
+        """Whether grading children run without network access."""
+        return bool(self.isolation.get("network"))
+
+    @property
+    def filesystem_isolated(self) -> bool:
+        """Whether grading children see only the files they are given."""
+        return self.isolation.get("filesystem") == "chroot"
+
+    def _start(self, zygote: _Zygote) -> None:
+        zygote.start()
+        isolation = zygote.hello.get("isolation", {})
+        if not isolation.get("network"):
+            log.warning(
+                "SANDBOX WITHOUT NETWORK ISOLATION: grading code can reach the network (%s). "
+                "Run the scoring worker as root or allow unprivileged user namespaces.",
+                isolation.get("network_error", "unshare refused"),
+            )
+        if isolation.get("filesystem") != "chroot":
+            log.warning(
+                "SANDBOX WITHOUT FILESYSTEM ISOLATION: grading code can read other files (%s).",
+                isolation.get("filesystem_error", "not running as root"),
+            )
+
     def grade(
         self,
         submission_path: Path,
@@ -174,6 +242,7 @@ class SandboxPool:
         fmt: SubmissionFormat,
         metric: MetricSpec,
         *,
+        metric_dir: Path | None = None,
         bootstrap: int = 200,
         bootstrap_private: int | None = None,
         seed: int = 0,
@@ -185,12 +254,28 @@ class SandboxPool:
         ``bootstrap``, ``bootstrap_private`` and ``on_score`` are as in
         :func:`scoring.grading.grade`: ``on_score`` is called in this thread with the scores
         (no intervals) while the child goes on with the bootstrap. An exception it raises is
-        logged and does not stop the grading.
+        logged and does not stop the grading. An organizer metric's ``file`` is a file name in
+        ``metric_dir`` (:func:`scoring.custom.metric_file_in`); only the child reads it, inside
+        the jail.
         """
+        started = time.perf_counter()
+        try:
+            metric_file = custom.metric_file_in(metric, metric_dir)
+        except MetricError as exc:
+            return GradingResult(
+                status="error",
+                message="Scoring failed on the organizers' side; they have been told.",
+                detail=f"organizer metric: {exc}",
+                duration_ms=(time.perf_counter() - started) * 1000.0,
+            )
+        mounts = grading_mounts(
+            str(submission_path), str(solution_path),
+            None if metric_file is None else str(metric_file),
+        )
         request = {
             "op": "grade",
-            "submission": str(Path(submission_path).resolve()),
             "solution": str(Path(solution_path).resolve()),
+            "mounts": [m.to_dict() for m in mounts],
             "format": fmt.to_dict(),
             "metric": metric.to_dict(),
             "bootstrap": bootstrap,
@@ -200,27 +285,27 @@ class SandboxPool:
             "limits": asdict(self.limits),
             "stream_score": on_score is not None,
         }
+        zygote = self._organizer if metric.name == "python" else self._builtin
         with self._lock:
-            started = time.perf_counter()
-            if self._proc is None or self._proc.poll() is not None:
-                self._stop()
-                self._start()
+            if not zygote.running:
+                zygote.stop()
+                self._start(zygote)
             try:
-                self._send(request)
-                answer = self._receive(self.limits.wall_seconds + 30.0)
+                zygote.send(request)
+                answer = zygote.receive(self.limits.wall_seconds + 30.0)
                 while answer is not None and answer.get("partial"):
                     if on_score is not None:
                         try:
                             on_score(GradingResult.from_dict(answer))
                         except Exception:
                             log.exception("storing the score ahead of its interval failed")
-                    answer = self._receive(self.limits.wall_seconds + 30.0)
+                    answer = zygote.receive(self.limits.wall_seconds + 30.0)
             except (OSError, ValueError) as exc:
                 answer = None
                 log.error("sandbox zygote failed: %s", exc)
             if answer is None:
                 # The zygote itself is gone or stuck: replace it, report this one as an error.
-                self._kill()
+                zygote.kill()
                 return GradingResult(
                     status="error",
                     message="Scoring failed on the organizers' side; they have been told.",
@@ -232,19 +317,11 @@ class SandboxPool:
         self.last_usage = answer.pop("usage", None)
         return GradingResult.from_dict(answer)
 
-    def _kill(self) -> None:
-        if self._proc is not None:
-            with contextlib.suppress(OSError):
-                self._proc.kill()
-        self._stop()
-
     def close(self) -> None:
-        """Stop the zygote (idempotent)."""
+        """Stop the zygotes (idempotent)."""
         with self._lock:
-            if self._proc is not None and self._proc.poll() is None:
-                with contextlib.suppress(OSError, ValueError):
-                    self._send({"op": "exit"})
-            self._stop()
+            self._builtin.close()
+            self._organizer.close()
 
     def __enter__(self) -> SandboxPool:
         return self
@@ -260,4 +337,5 @@ class SandboxPool:
     def __del__(self) -> None:
         # Best effort for pools nobody closed; close() is the supported way.
         with contextlib.suppress(Exception):
-            self._kill()
+            self._builtin.kill()
+            self._organizer.kill()

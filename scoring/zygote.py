@@ -3,12 +3,18 @@
 Run as ``python -m scoring.zygote``. It imports numpy, pandas, pyarrow and the scoring code once,
 then reads one JSON request per line on stdin. For each request it forks a child which
 
-1. opens the submission, the solution and any organizer metric file (still as root),
-2. enters new network and mount namespaces (``unshare``), mounts an empty tmpfs as its new root
-   with only the Python installation bind-mounted read-only, and ``chroot``\\ s into it,
+1. enters new network and mount namespaces (``unshare``), mounts an empty tmpfs as its new root
+   holding exactly its :class:`scoring.view.FileView` (the Python runtime, then the job's
+   submission, solution and organizer metric file under ``/input``, all read-only, and a
+   scratch directory), and ``chroot``\\ s into it,
+2. opens the job's files there, still as root (they belong to the hub),
 3. drops to an unprivileged uid with no supplementary groups and ``PR_SET_NO_NEW_PRIVS``,
 4. sets rlimits (address space, CPU seconds, file size, processes, no core dumps),
-5. grades from the already-open files and writes the result as JSON on a pipe.
+5. grades from the open files and writes the result as JSON on a pipe.
+
+Started with ``{"organizer_code": true}`` (the pool's second zygote, for ``python`` metrics) it
+never parses a solution itself: the child does, inside the jail, so organizer code never runs in
+a process whose memory holds another challenge's solution.
 
 The zygote enforces the wall clock (SIGKILL), kills whatever the child left running under its uid
 (fork bombs), and answers with one JSON line on stdout. What the kernel refused is reported in the
@@ -31,6 +37,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +49,17 @@ import pyarrow.compute
 import pyarrow.csv
 import pyarrow.parquet
 
-from scoring import custom, grading, metrics, validation  # noqa: F401
+from scoring import custom, grading, metrics, validation
 from scoring.formats import SubmissionFormat
 from scoring.metrics import MetricSpec
+from scoring.view import (
+    METRIC_DIR_TARGET,
+    SOLUTION_TARGET,
+    SUBMISSION_TARGET,
+    FileView,
+    Mount,
+    runtime_view,
+)
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
@@ -87,23 +102,41 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
     )
 
 
-def _python_roots() -> list[str]:
-    """Directories the jail must show read-only so that late imports keep working."""
-    roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-    for entry in sys.path:
-        real = os.path.realpath(entry) if entry else ""
-        if real and os.path.isdir(real) and not any(real.startswith(r + "/") for r in roots):
-            roots.add(real)
-    # Shared libraries loaded lazily (dlopen) by numpy/pyarrow extensions.
-    for lib in ("/lib", "/lib64", "/usr/lib", "/usr/lib64"):
-        if os.path.isdir(lib):
-            roots.add(os.path.realpath(lib))
-    # Never expose the filesystem root or a whole top-level tree like /work or /root.
-    return sorted(r for r in roots if r.count("/") >= 2 or r in ("/lib", "/lib64"))
+def _mount_view(jail: str, view: FileView) -> None:
+    """Bind every mount of ``view`` under ``jail`` (read-only unless writable), nothing else."""
+    for mount in view.mounts:
+        target = jail + mount.target
+        if os.path.isdir(mount.source):
+            os.makedirs(target, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            Path(target).touch()
+        _mount(mount.source, target, None, MS_BIND | MS_REC, None)
+        flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV
+        _mount(None, target, None, flags if mount.writable else flags | MS_RDONLY, None)
+    for path, points_to in view.links:
+        os.symlink(points_to, jail + path)
+    for device in view.devices:
+        os.makedirs(os.path.dirname(jail + device), exist_ok=True)
+        Path(jail + device).touch()
+        _mount(device, jail + device, None, MS_BIND, None)
 
 
-def enter_jail(jail: str, uid: int, limits: dict[str, Any]) -> dict[str, Any]:
-    """Isolate the calling (forked) process as far as this kernel allows; report what held."""
+def enter_jail(
+    jail: str,
+    uid: int,
+    limits: dict[str, Any],
+    view: FileView,
+    *,
+    required: bool = False,
+    before_drop: Callable[[bool], None] | None = None,
+) -> dict[str, Any]:
+    """Isolate the calling (forked) process as far as this kernel allows; report what held.
+
+    The filesystem is exactly ``view`` (:mod:`scoring.view`). With ``required``, a jail that
+    cannot be built raises instead of letting the process go on with the host's files.
+    ``before_drop`` is called inside the jail (with whether it holds) while still privileged.
+    """
     report: dict[str, Any] = {"network": False, "filesystem": "none", "uid": None}
     vm = _virtual_size()  # before the chroot hides /proc
     try:
@@ -117,25 +150,21 @@ def enter_jail(jail: str, uid: int, limits: dict[str, Any]) -> dict[str, Any]:
             _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
             _mount("tmpfs", jail, "tmpfs", MS_NOSUID | MS_NODEV,
                    f"size={int(limits['file_size_mb'])}m,mode=755")
-            for root in _python_roots():
-                target = jail + root
-                os.makedirs(target, exist_ok=True)
-                _mount(root, target, None, MS_BIND | MS_REC, None)
-                _mount(None, target, None,
-                       MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
-            os.makedirs(jail + "/dev", exist_ok=True)
-            Path(jail + "/dev/null").touch()
-            _mount("/dev/null", jail + "/dev/null", None, MS_BIND, None)
+            _mount_view(jail, view)
             # The jail's only writable place: a scratch directory on the size-capped tmpfs.
-            scratch = jail + "/scratch"
+            scratch = jail + view.scratch
             os.makedirs(scratch, exist_ok=True)
             os.chown(scratch, uid, uid)
             os.chroot(jail)
-            os.chdir("/scratch")
+            os.chdir(view.scratch)
             report["filesystem"] = "chroot"
         except OSError as exc:
+            if required:
+                raise
             report["filesystem_error"] = str(exc)
             os.chdir(tempfile.gettempdir())
+        if before_drop is not None:
+            before_drop(report["filesystem"] == "chroot")
         try:
             _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
             os.setgroups([])
@@ -144,6 +173,13 @@ def enter_jail(jail: str, uid: int, limits: dict[str, Any]) -> dict[str, Any]:
             report["uid"] = uid
         except OSError as exc:
             report["uid_error"] = str(exc)
+    elif required:
+        raise OSError("the jail needs root and this process is not root")
+    elif before_drop is not None:
+        before_drop(False)
+    # Directory listings the import system cached from the host (the working directory's
+    # names among them) are dropped; imports look again, inside the jail.
+    sys.path_importer_cache.clear()
     mib = 1 << 20
     resource.setrlimit(resource.RLIMIT_AS, (vm + int(limits["memory_mb"]) * mib,) * 2)
     cpu = int(limits["cpu_seconds"])
@@ -186,31 +222,79 @@ class SolutionCache:
         return frame
 
 
-def _run_child(request: dict[str, Any], result_w: int, log_w: int, jail: str, uid: int,
-               solution: grading.PreparedSolution) -> None:
+@dataclass(frozen=True)
+class Jail:
+    """Where and how this zygote's children are jailed."""
+
+    #: An empty directory: the mount point of each child's private root.
+    root: str
+    uid: int
+    #: The Python runtime; each job adds its own files (``request["mounts"]``).
+    runtime: FileView
+    #: The probe built the whole jail, so a job whose jail fails is refused, never run open.
+    required: bool
+    #: This zygote runs organizer metrics: it never parses a solution itself (its children do,
+    #: inside the jail), so no child inherits another challenge's solution in its memory.
+    organizer_code: bool = False
+
+
+def _job_mounts(request: dict[str, Any]) -> tuple[Mount, ...]:
+    mounts = tuple(Mount.from_dict(m) for m in request.get("mounts", ()))
+    for mount in mounts:
+        if mount.writable or not mount.target.startswith("/input/"):
+            raise ValueError(f"a job may only add read-only files under /input: {mount}")
+    return mounts
+
+
+def _run_child(request: dict[str, Any], result_w: int, log_w: int, jail: Jail,
+               solution: grading.PreparedSolution | None) -> None:
     """Body of the forked child; never returns."""
     code = 0
     me = os.getpid()
     try:
         os.dup2(log_w, 1)
         os.dup2(log_w, 2)
+        # The zygote's request pipe is not the child's to read.
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         os.setpgid(0, 0)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        submission = open(request["submission"], "rb")  # noqa: SIM115 - kept open across chroot
+        fmt = SubmissionFormat.from_dict(request["format"])
         metric = MetricSpec.from_dict(request["metric"])
-        metric = custom.load_source(metric)
-        enter_jail(jail, uid, request["limits"])
+        job = _job_mounts(request)
+        by_target = {m.target: m for m in job}
+        handles: dict[str, Any] = {}
+
+        def open_inputs(jailed: bool) -> None:
+            # Inside the jail's view (when it holds) but before privileges are dropped: the
+            # stored files belong to the hub, not to the sandbox uid.
+            for mount in job:
+                # Kept open for grading, which reads the handles.
+                handles[mount.target] = open(  # noqa: SIM115
+                    mount.target if jailed else mount.source, "rb"
+                )
+
+        enter_jail(jail.root, jail.uid, request["limits"], jail.runtime.with_mounts(job),
+                   required=jail.required, before_drop=open_inputs)
+        if metric.name == "python" and metric.params.get("source") is None:
+            metric_files = [t for t in by_target if t.startswith(METRIC_DIR_TARGET + "/")]
+            if not metric_files:
+                raise metrics.MetricError("no metric file was given to the sandbox")
+            metric = custom.with_source(metric, handles[metric_files[0]].read())
+        if solution is None:
+            # Parsed here, inside the jail: the zygote never holds it (see Jail.organizer_code).
+            solution = grading.PreparedSolution.of(
+                grading.load_solution(handles[SOLUTION_TARGET], fmt, metric), fmt
+            )
 
         def send_score(scores: grading.GradingResult) -> None:
             # The scores before the bootstrap: one line of its own, marked as the first stage.
             _write_all(result_w, json.dumps({**scores.to_dict(), "stage": "score"}).encode() + b"\n")
 
-        # The jail cannot see the files' paths any more; grading reads the open handles.
         result = grading.grade(
-            submission,
+            handles[SUBMISSION_TARGET],
             solution,
-            SubmissionFormat.from_dict(request["format"]),
+            fmt,
             metric,
             bootstrap=int(request["bootstrap"]),
             bootstrap_private=(
@@ -349,18 +433,17 @@ def _describe_exit(status: int, killed_for_time: bool, limits: dict[str, Any]) -
             f"grading process exited with status {os.WEXITSTATUS(status)} without a result")
 
 
-def serve_one(request: dict[str, Any], jail: str, uid: int,
+def serve_one(request: dict[str, Any], jail: Jail,
               cache: SolutionCache | None = None) -> dict[str, Any]:
     """Fork a jailed child for one grading request and collect its answer (cleanup included)."""
-    answer, cleanup = start_one(request, jail, uid, cache)
+    answer, cleanup = start_one(request, jail, cache)
     cleanup()
     return answer
 
 
 def start_one(
     request: dict[str, Any],
-    jail: str,
-    uid: int,
+    jail: Jail,
     cache: SolutionCache | None = None,
     forward: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[dict[str, Any], Callable[[], None]]:
@@ -379,7 +462,11 @@ def start_one(
         # needs to open the hidden file itself.
         fmt = SubmissionFormat.from_dict(request["format"])
         metric = MetricSpec.from_dict(request["metric"])
-        solution = (cache or SolutionCache(0)).get(request["solution"], fmt, metric)
+        solution: grading.PreparedSolution | None = None
+        if metric.name == "python" and not jail.organizer_code:
+            raise ValueError("organizer metrics run in the organizer-code zygote, not this one")
+        if not jail.organizer_code:
+            solution = (cache or SolutionCache(0)).get(request["solution"], fmt, metric)
     except Exception as exc:
         return {
             "status": "error",
@@ -394,7 +481,7 @@ def start_one(
     if pid == 0:
         os.close(result_r)
         os.close(log_r)
-        _run_child(request, result_w, log_w, jail, uid, solution)
+        _run_child(request, result_w, log_w, jail, solution)
     os.close(result_w)
     os.close(log_w)
     deadline = started + float(limits["wall_seconds"])
@@ -449,7 +536,7 @@ def start_one(
         os.close(result_r)
         os.close(log_r)
         if os.geteuid() == 0:
-            _kill_uid(uid)
+            _kill_uid(jail.uid)
         return status, usage
 
     if early is not None:
@@ -476,14 +563,14 @@ def start_one(
     return answer, lambda: None
 
 
-def probe(jail: str, uid: int, limits: dict[str, Any]) -> dict[str, Any]:
+def probe(jail: str, uid: int, limits: dict[str, Any], view: FileView) -> dict[str, Any]:
     """Fork once to find out which walls this kernel lets a child build."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
         try:
-            report = enter_jail(jail, uid, limits)
+            report = enter_jail(jail, uid, limits, view)
             try:
                 open("/etc/hostname", "rb").close()
                 report["host_files_visible"] = True
@@ -521,12 +608,17 @@ def main() -> None:
     # A uid no other live zygote uses: processes are killed per uid after each job, so sharing
     # one would let two pools kill each other's children.
     uid = int(config["uid"]) if config.get("uid") is not None else UID_BASE + os.getpid()
-    jail = tempfile.mkdtemp(prefix="podium-jail-")
-    os.chmod(jail, 0o755)  # noqa: S103 - an empty mount point; the jail's root must be enterable
-    isolation = probe(jail, uid, config["limits"])
+    root = tempfile.mkdtemp(prefix="podium-jail-")
+    os.chmod(root, 0o755)  # noqa: S103 - an empty mount point; the jail's root must be enterable
+    runtime = runtime_view()
+    isolation = probe(root, uid, config["limits"], runtime)
+    jail = Jail(root, uid, runtime, required=isolation.get("filesystem") == "chroot",
+                organizer_code=bool(config.get("organizer_code")))
     cache = SolutionCache(int(config.get("cached_solutions", 4)))
     out = sys.stdout
-    out.write(json.dumps({"hello": True, "pid": os.getpid(), "isolation": isolation}) + "\n")
+    hello = {"hello": True, "pid": os.getpid(), "isolation": isolation,
+             "view": [m.to_dict() for m in runtime.mounts]}
+    out.write(json.dumps(hello) + "\n")
     out.flush()
     cleanup: Callable[[], None] = _nothing
     for line in sys.stdin:
@@ -540,7 +632,7 @@ def main() -> None:
             out.flush()
 
         try:
-            answer, cleanup = start_one(request, jail, uid, cache, forward)
+            answer, cleanup = start_one(request, jail, cache, forward)
         except Exception as exc:  # the zygote must keep serving
             answer = {
                 "status": "error",
@@ -553,7 +645,7 @@ def main() -> None:
         cleanup()
         cleanup = _nothing
     with contextlib.suppress(OSError):
-        os.rmdir(jail)
+        os.rmdir(root)
 
 
 if __name__ == "__main__":

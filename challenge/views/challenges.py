@@ -19,6 +19,8 @@ from challenge.challenges import (
     participation_of,
     phase_state,
     phases_of,
+    private_scores_visible,
+    private_scores_visible_among,
 )
 from challenge.errors import BadRequest, NotFound
 from challenge.leaderboard import participant_scores
@@ -96,6 +98,7 @@ def overview(request: Request) -> Response:
         submissions=subs,
         positions=positions,
         shown=participant_scores(session, subs),
+        private_shown=private_scores_visible_among(challenge, phases),
         quota=quota,
         fmt=challenge.submission_format,
         **challenge_page_extras(session, challenge, user, participation),
@@ -220,6 +223,7 @@ def submission_rows(request: Request) -> Response:
         submissions=subs,
         positions=positions,
         shown=participant_scores(session, subs),
+        private_shown=private_scores_visible(session, challenge),
         quota=quota_for(session, challenge, user),
     )
 

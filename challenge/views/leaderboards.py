@@ -25,7 +25,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from challenge.challenges import challenge_status, phase_state, phases_of, private_board_visible
+from challenge.challenges import (
+    challenge_status,
+    phase_state,
+    phases_of,
+    private_scores_visible_among,
+    reveal_due_at,
+    scheduled_reveal_date,
+)
 from challenge.errors import BadRequest, NotFound
 from challenge.leaderboard import (
     PER_PAGE,
@@ -88,12 +95,26 @@ def board_request(request: Request, *, allow_private: bool = True) -> BoardReque
     board = request.query_params.get("board", "public")
     if board not in ("public", "private"):
         raise BadRequest("board must be 'public' or 'private'.")
-    private_ok = private_board_visible(challenge, phase) or (
+    private_ok = private_scores_visible_among(challenge, all_phases) or (
         allow_private and can_preview(current_user(request), challenge)
     )
     if board == "private" and not (allow_private and private_ok):
-        raise NotFound("The private leaderboard is revealed when the phase closes.")
+        raise NotFound(private_hidden_message(challenge, all_phases))
     return BoardRequest(challenge, phase, phases, board, private_ok, higher_is_better_of(challenge))
+
+
+def private_hidden_message(challenge: Challenge, phases: list[Phase]) -> str:
+    """Why a private board is not shown, and when it will be."""
+    due = reveal_due_at(challenge, phases)
+    if due is not None:
+        return (
+            "The private leaderboard is revealed when the last phase that ranks on the private "
+            f"test rows has closed, at {due:%Y-%m-%d %H:%M} UTC."
+        )
+    return (
+        "The private leaderboard is revealed by the organizers once every phase that ranks on "
+        "the private test rows has closed."
+    )
 
 
 def _page_number(request: Request) -> int:
@@ -178,6 +199,9 @@ def head_from_rows(rows: Sequence[Any], slug: str, now: dt.datetime) -> BoardHea
     if not rows:
         return None
     parts: list[Any] = [slug, tuple(map(_plain, rows[0][:8]))]
+    # A scheduled reveal date passing changes what the boards show without changing a row.
+    reveal_date = scheduled_reveal_date(rows[0][4] if isinstance(rows[0][4], dict) else None)
+    parts.append(reveal_date is not None and now >= reveal_date)
     for row in rows:
         opens, closes = row[11], row[12]
         # Which phases are open or closed decides the default phase and the private reveal.

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from challenge.challenges import join_challenge, phases_of, reveal_private_leaderboard
+from challenge.challenges import join_challenge, phases_of
 from challenge.errors import BadRequest, NotFound
 from challenge.feeds import FeedItem, atom_feed, phase_calendar
 from challenge.models import Announcement, Challenge, Submission, Team, User, utcnow
@@ -32,7 +32,7 @@ from challenge.schedule import (
 )
 from challenge.teams import disqualify_team, members_of, merge_deadline_of
 from challenge.views.challenges import visible_challenge
-from challenge.views.organizer import organized_challenge
+from challenge.views.organizer import organized_challenge, reveal_state
 from challenge.web import (
     db,
     flash,
@@ -169,6 +169,7 @@ def organizer_page(request: Request) -> Response:
         request,
         "challenge/lifecycle.html",
         challenge=challenge,
+        reveal=reveal_state(session, challenge, user),
         phases=phases_of(session, challenge),
         transitions=transitions_of(session, challenge),
         pending=pending_registrations(session, challenge),
@@ -269,11 +270,6 @@ def _baseline(request: Request, user: User, challenge: Challenge, form: FormData
     return "Baseline shown on the leaderboard (not ranked)."
 
 
-def _reveal(request: Request, user: User, challenge: Challenge, form: FormData) -> str:
-    reveal_private_leaderboard(db(request), challenge=challenge, actor=user)
-    return "The private leaderboard is now public."
-
-
 routes = [
     Route("/feed.atom", site_feed, methods=["GET"], name="site_feed"),
     Route("/c/{slug}/announcements", announcements_page, methods=["GET"], name="announcements"),
@@ -288,5 +284,4 @@ routes = [
     Route("/organize/{slug}/code", _organizer_action(_code), methods=["POST"]),
     Route("/organize/{slug}/disqualify", _organizer_action(_disqualify), methods=["POST"]),
     Route("/organize/{slug}/baseline", _organizer_action(_baseline), methods=["POST"]),
-    Route("/organize/{slug}/reveal-private", _organizer_action(_reveal), methods=["POST"]),
 ]

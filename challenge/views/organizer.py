@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from sqlmodel import col, func, select
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from challenge.challenges import get_challenge_by_slug, phases_of, reveal_private_leaderboard
-from challenge.errors import NotFound
+from challenge.challenges import (
+    get_challenge_by_slug,
+    phases_of,
+    private_scores_visible_among,
+    reveal_due_at,
+    reveal_private_leaderboard,
+    reveal_refusal,
+)
+from challenge.errors import NotFound, PodiumError
 from challenge.health import worker_statuses
-from challenge.models import Challenge, Submission, User
+from challenge.models import Challenge, Submission, User, utcnow
 from challenge.rescoring import rescore_phase, rescore_submission, runs_of
 from challenge.tasks import enqueue_rescore
 from challenge.web import db, engine_of, flash, read_form, redirect, render, require_role
@@ -43,19 +53,80 @@ def dashboard(request: Request) -> Response:
     # The latest rescore of each challenge: its state, and why it failed if it did.
     rescores = {c.id: runs_of(session, c, limit=1) for c, _ in rows}
     workers = worker_statuses(request.app.state.ratelimiter.client) if user.role == "admin" else []
+    reveals = {c.id: reveal_state(session, c, user) for c, _ in rows}
     return render(
-        request, "challenge/organize.html", rows=rows, workers=workers, rescores=rescores
+        request,
+        "challenge/organize.html",
+        rows=rows,
+        workers=workers,
+        rescores=rescores,
+        reveals=reveals,
     )
 
 
-async def reveal(request: Request) -> Response:
+@dataclass
+class RevealState:
+    """What the organizer pages offer: the reveal refused (and until when), or its form."""
+
+    refusal: str | None  # set: refused now, saying when it becomes possible
+    due: dt.datetime | None  # when it happens by itself (at the last close, the bundle's date)
+    early: bool  # before that date: an admin's forced reveal, with a reason
+    visible: bool  # the private scores are shown already (challenges.private_scores_visible)
+    allowed: bool  # this user may confirm a reveal now
+
+
+def reveal_state(session: Session, challenge: Challenge, user: User) -> RevealState:
+    phases = phases_of(session, challenge)
+    now = utcnow()
+    refusal = reveal_refusal(challenge, phases, now, user)
+    due = reveal_due_at(challenge, phases)
+    early = refusal is None and due is not None and now < due
+    visible = private_scores_visible_among(challenge, phases, now)
+    allowed = refusal is None and challenge.revealed_at is None
+    return RevealState(refusal, due, early, visible, allowed)
+
+
+def _reveal_page(
+    request: Request, user: User, challenge: Challenge, status_code: int = 200, error: str = ""
+) -> Response:
+    return render(
+        request,
+        "challenge/reveal.html",
+        status_code=status_code,
+        challenge=challenge,
+        state=reveal_state(db(request), challenge, user),
+        error=error,
+    )
+
+
+def reveal_page(request: Request) -> Response:
+    """The confirmation step of a reveal (a form: works without JavaScript)."""
     user = require_role(request, "admin", "organizer")
-    await read_form(request)
+    challenge = organized_challenge(request, user, request.path_params["slug"])
+    return _reveal_page(request, user, challenge)
+
+
+async def reveal(request: Request) -> Response:
+    """Reveal the private leaderboard: refused before the last close, confirmed by typing the
+    slug, and before a scheduled date only by an admin with a recorded reason."""
+    user = require_role(request, "admin", "organizer")
+    form = await read_form(request)
 
     def _reveal() -> Response:
+        session = db(request)
         challenge = organized_challenge(request, user, request.path_params["slug"])
-        reveal_private_leaderboard(db(request), challenge=challenge, actor=user)
-        db(request).commit()
+        try:
+            reveal_private_leaderboard(
+                session,
+                challenge=challenge,
+                actor=user,
+                confirm=str(form.get("confirm", "")),
+                reason=str(form.get("reason", "")),
+            )
+        except PodiumError as exc:
+            session.rollback()
+            return _reveal_page(request, user, challenge, exc.status_code, exc.message)
+        session.commit()
         flash(request, "The private leaderboard is now public.")
         return redirect(f"/c/{challenge.slug}/leaderboard?board=private")
 
@@ -103,5 +174,6 @@ async def rescore(request: Request) -> Response:
 routes = [
     Route("/organize", dashboard, methods=["GET"], name="organize"),
     Route("/organize/{slug}/rescore", rescore, methods=["POST"], name="rescore"),
+    Route("/organize/{slug}/reveal", reveal_page, methods=["GET"], name="reveal_page"),
     Route("/organize/{slug}/reveal", reveal, methods=["POST"], name="reveal"),
 ]

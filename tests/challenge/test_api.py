@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlmodel import Session, select
 from starlette.routing import Mount, Route
 
 from challenge import api, evalai, uploads
-from challenge.models import ApiToken, Submission
+from challenge.models import ApiToken, Phase, Submission
 from tests.challenge.conftest import PASSWORD, perfect_submission, random_submission
 
 
@@ -135,7 +136,7 @@ def test_participant_flow_over_the_api(
 
 
 def test_organizer_routes(
-    client: Any, make_challenge: Any, make_user: Any, settings: Any, stub_worker: Any
+    client: Any, make_challenge: Any, make_user: Any, settings: Any, stub_worker: Any, engine: Any
 ) -> None:
     owner = make_user("olga", role="organizer")
     make_user("other", role="organizer")
@@ -165,7 +166,19 @@ def test_organizer_routes(
         assert (
             client.post(f"/api/challenges/{challenge.slug}/reveal", headers=who).status_code == 404
         )
-    r = client.post(f"/api/challenges/{challenge.slug}/reveal", headers=olga)
+    confirm = {"confirm": challenge.slug}
+    # Refused while the phase is open, saying when it becomes possible.
+    r = client.post(f"/api/challenges/{challenge.slug}/reveal", headers=olga, json=confirm)
+    assert r.status_code == 403
+    assert "once phase 'competition' closes, at" in r.json()["message"]
+    with Session(engine) as s:
+        for phase in s.exec(select(Phase).where(Phase.challenge_id == challenge.id)):
+            phase.closes_at = phase.opens_at + dt.timedelta(hours=12)
+            s.add(phase)
+        s.commit()
+    r = client.post(f"/api/challenges/{challenge.slug}/reveal", headers=olga, json={})
+    assert r.status_code == 400  # not confirmed
+    r = client.post(f"/api/challenges/{challenge.slug}/reveal", headers=olga, json=confirm)
     assert r.status_code == 200
     assert r.json()["revealed_at"]
     board = client.get(f"/api/challenges/{challenge.slug}/leaderboard?board=private").json()

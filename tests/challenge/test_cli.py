@@ -188,7 +188,7 @@ def test_admin_and_participant_commands_end_to_end(
         closes = s.exec(select(Phase).where(Phase.challenge_id == challenge.id)).one().closes_at
     assert closes is not None
     assert "phase 'competition' is not revealed yet" in r.stderr
-    assert f"when the phase closes, at {closes.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC" in r.stderr
+    assert f"when the last phase closes, at {closes.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC" in r.stderr
     # A challenge or phase that does not exist is still a refused input (4).
     assert podium("leaderboard", "no-such-challenge", "--board", "private").returncode == 4
     r = podium("leaderboard", slug, "--board", "private", "--phase", "nope")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 from sqlmodel import Session, col, select
 
-from challenge.challenges import challenge_status, phases_of
+from challenge.challenges import challenge_status, phases_of, private_scores_visible
 from challenge.db import make_engine
 from challenge.demo import BOTS, DEMO_ACCOUNTS, PROBER, PROBER_FITS, hackathon_info, seed_demo
 from challenge.models import Challenge, Submission, User
@@ -51,6 +52,16 @@ def test_seed_demo_twice(settings_factory: Any, database_url: str) -> None:
         )
         competition = [s for s in subs if s.phase_id == phases["competition"].id]
         assert len(competition) == 3 * len(BOTS) + len(PROBER_FITS)
+        # The hackathon ranks on the competition's private rows: its close reveals nothing; the
+        # competition's does (docs/leaderboards.md, "Who sees private scores").
+        hack_closes, comp_closes = phases["hackathon"].closes_at, phases["competition"].closes_at
+        assert hack_closes is not None
+        assert comp_closes is not None
+        after = dt.timedelta(minutes=1)
+        assert not private_scores_visible(session, demo, now=hack_closes + after)
+        assert private_scores_visible(session, demo, now=comp_closes + after)
+        assert private_scores_visible(session, challenges["higgsml-replay"])
+        assert not private_scores_visible(session, challenges["higgsml-2027"])
     info = hackathon_info(settings)
     assert info is not None
     assert info["code"] == phases["hackathon"].registration_code

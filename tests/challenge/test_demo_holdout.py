@@ -45,7 +45,7 @@ def test_participant_downloading_everything_finds_no_labelled_test_row(
     engine = make_engine(database_url)
     with Session(engine) as session:
         challenges = list(session.exec(select(Challenge)))
-        open_slugs = {c.slug for c in challenges if not holdout_revealed(c)}
+        open_slugs = {c.slug for c in challenges if not holdout_revealed(session, c)}
         files = {c.slug: [f["name"] for f in c.public_files] for c in challenges}
     engine.dispose()
     assert open_slugs >= {"higgsml-demo", "higgsml-2027"}

@@ -189,7 +189,7 @@ def test_unmodified_evalai_cli(
     assert "eve" in board
     assert f"{subs[0].public_score:.3f}"[:5] in board
     out = evalai("challenge", str(challenge.id), "leaderboard", str(phase.id * 2), code=1)
-    assert "revealed when the phase closes" in out
+    assert "revealed when the last phase" in out
     # A bad token gets EvalAI's own advice.
     evalai("set_token", "pod_wrong")
     out = evalai("challenge", str(challenge.id), "phase", str(phase.id), "submissions", code=1)

@@ -266,7 +266,7 @@ def test_phase_links_are_separated(client, make_challenge, make_user, engine):  
         return " ".join(re.sub(r"<[^>]+>", "", para).split())
 
     assert links("/leaderboard") == (
-        "competition · public · private: revealed when the phase closes · CSV · room view · embed"
+        "competition · public · private: hidden until every phase has closed · CSV · room view · embed"
     )
     login(client, "org")  # the organizer previews the private board
     assert links("/leaderboard") == "competition · public · private · CSV · room view · embed"

@@ -25,7 +25,7 @@ from challenge.challenges import create_challenge, prepare_challenge, publish_va
 from challenge.cli import main
 from challenge.db import session_scope
 from challenge.ledger import HoldoutRefused, check_publication, ledger_of
-from challenge.models import AuditEvent, Challenge, utcnow
+from challenge.models import AuditEvent, Challenge, Phase, utcnow
 from challenge.settings import Settings
 from splitter.datasets import DatasetStore
 from splitter.generate import generate_higgs
@@ -69,8 +69,13 @@ def _test_ids(settings: Settings, slug: str) -> set[int]:
 
 
 def _reveal(engine: sa.Engine, slug: str) -> None:
+    """Close every phase of the challenge and reveal its private board (what the reveal rule,
+    private_scores_visible, asks before the holdout ledger lets go of the rows)."""
     with Session(engine) as session:
         row = session.exec(select(Challenge).where(Challenge.slug == slug)).one()
+        for phase in session.exec(select(Phase).where(Phase.challenge_id == row.id)):
+            phase.closes_at = utcnow() - dt.timedelta(minutes=1)
+            session.add(phase)
         row.revealed_at = utcnow()
         session.add(row)
         session.commit()
@@ -283,7 +288,7 @@ def test_cli_release_labelled_only_after_reveal_with_an_audited_override(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     settings = cli_env
-    make_challenge("finale")
+    finale = make_challenge("finale")
     root = make_user("root", role="admin")
     make_user("org", role="organizer")
     public = storage.public_dir(settings, "finale")
@@ -317,6 +322,7 @@ def test_cli_release_labelled_only_after_reveal_with_an_audited_override(
     assert event.action == "ledger_override"
     assert event.reason == "the challenge is over"
     assert "release-labelled finale" in event.target
+    assert event.challenge_id == finale.id
     assert event.details["hits"] == [{"holder": "finale", "rows": n_test, "by": "content"}]
     assert event.actor_id == root.id
 

@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import Session, select
 
 from challenge import tasks
-from challenge.challenges import reveal_private_leaderboard
+from challenge.challenges import phases_of, reveal_private_leaderboard
 from challenge.db import session_scope
 from challenge.mail import (
     MailDeliveryError,
@@ -22,7 +22,7 @@ from challenge.mail import (
     deliver_pending,
     notify_scoring_failure,
 )
-from challenge.models import Challenge, MailOutbox, User
+from challenge.models import Challenge, MailOutbox, User, utcnow
 from challenge.schedule import advance_schedule, post_announcement
 from challenge.settings import Settings
 from challenge.teams import invite, team_of
@@ -157,7 +157,9 @@ def test_notices_are_delivered_once_over_smtp_and_respect_opt_outs(
         notify_scoring_failure(s, bad)
     with session_scope(engine) as s:
         ch = s.get(Challenge, challenge.id)
-        reveal_private_leaderboard(s, challenge=ch, actor=s.get(User, org.id))  # type: ignore[arg-type]
+        for phase in phases_of(s, ch):  # type: ignore[arg-type]
+            phase.closes_at = utcnow() - dt.timedelta(minutes=1)  # a reveal waits for the close
+        reveal_private_leaderboard(s, challenge=ch, actor=s.get(User, org.id), confirm=ch.slug)  # type: ignore[arg-type, union-attr]
 
     queued = sorted((m.kind, m.to_addr) for m in _outbox(engine))
     assert queued == [

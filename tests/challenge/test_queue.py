@@ -479,6 +479,7 @@ def test_private_intervals_are_computed_when_the_board_is_revealed(
         assert row is not None
         # Visible but not computed yet (the job is sent only after this commit).
         row.revealed_at = utcnow()
+        phases_of(session, row)[0].closes_at = utcnow() - dt.timedelta(seconds=1)
     login(client, "orla")
     page = client.get(f"/c/{challenge.slug}/leaderboard?board=private")
     assert page.status_code == 200
@@ -490,7 +491,7 @@ def test_private_intervals_are_computed_when_the_board_is_revealed(
     with session_scope(engine) as session:
         row = session.get(Challenge, challenge.id)
         assert row is not None
-        reveal_private_leaderboard(session, challenge=row, actor=admin(session))
+        reveal_private_leaderboard(session, challenge=row, actor=admin(session), confirm=row.slug)
     queue_worker.drain()
     with Session(engine) as session:
         for sid in ids:
@@ -560,7 +561,8 @@ def test_a_submission_scored_after_the_reveal_gets_its_private_interval_at_once(
     with session_scope(engine) as session:
         row = session.get(Challenge, challenge.id)
         assert row is not None
-        row.revealed_at = utcnow()  # visible while the upload waits in the queue
+        row.revealed_at = utcnow()  # visible while the upload waits in the queue (a late one)
+        phases_of(session, row)[0].closes_at = utcnow() - dt.timedelta(seconds=1)
     tasks.enqueue_scoring(engine, sid)
     queue_worker.drain()
     with Session(engine) as session:

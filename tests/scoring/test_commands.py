@@ -31,3 +31,16 @@ def test_score_command_refuses_unknown_metrics(higgs_files: Files) -> None:
     sub_path, sol_path, _, _ = higgs_files(50)
     with pytest.raises(UnknownMetric, match="known metrics"):
         run_score_command("amz", sol_path, sub_path, {})
+
+
+def test_score_command_runs_the_organizers_own_metric_file(
+    higgs_files: Files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sub_path, sol_path, _, _ = higgs_files(100)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "metric.py").write_text("def score(solution, submission):\n    return 0.5\n")
+    monkeypatch.chdir(tmp_path)  # a path relative to where the organizer runs the command
+    out = run_score_command("python", sol_path, sub_path, {"file": "mine/metric.py"}, bootstrap=0)
+    assert out["status"] == "scored", out
+    assert (out["public"], out["private"]) == (0.5, 0.5)
+    assert out["params"] == {"file": "mine/metric.py"}

@@ -27,9 +27,8 @@ def pool() -> Iterator[SandboxPool]:
 
 
 def organizer_metric(tmp_path: Path, body: str) -> MetricSpec:
-    path = tmp_path / "metric.py"
-    path.write_text(body)
-    return MetricSpec.from_dict({"name": "python", "file": str(path)})
+    (tmp_path / "metric.py").write_text(body)
+    return MetricSpec.from_dict({"name": "python", "file": "metric.py"})
 
 
 def test_sandbox_scores_like_in_process(pool: SandboxPool, higgs_files: Files) -> None:
@@ -70,7 +69,7 @@ def test_organizer_metric_runs_inside(pool: SandboxPool, higgs_files: Files, tmp
         "    return {'score': float((solution['Label'].astype(str) == "
         "submission['Class'].astype(str)).mean())}\n",
     )
-    result = pool.grade(sub_path, sol_path, HIGGS_FORMAT, metric, bootstrap=5)
+    result = pool.grade(sub_path, sol_path, HIGGS_FORMAT, metric, metric_dir=tmp_path, bootstrap=5)
     assert result.status == "scored", result.detail
     merged = solution.merge(submission, on="EventId")
     public = merged[merged["Usage"] == "Public"]
@@ -141,7 +140,9 @@ def test_attacks_become_organizer_errors_and_the_pool_keeps_serving(
     other.write_bytes(sol_path.read_bytes())
     outside = tmp_path / "owned.txt"
     body = body.replace("{other!r}", repr(str(other))).replace("{outside!r}", repr(str(outside)))
-    result = pool.grade(sub_path, sol_path, HIGGS_FORMAT, organizer_metric(tmp_path, body))
+    result = pool.grade(
+        sub_path, sol_path, HIGGS_FORMAT, organizer_metric(tmp_path, body), metric_dir=tmp_path
+    )
     assert result.status == "error"
     assert fragment in result.detail
     assert "organizers" in result.message
@@ -185,11 +186,15 @@ def test_processes_left_behind_by_a_scored_job_are_killed(
         "    return 1.0\n"
     )
     metric = organizer_metric(tmp_path, body)
-    result = pool.grade(sub_path, sol_path, HIGGS_FORMAT, metric, bootstrap=0)
+    result = pool.grade(sub_path, sol_path, HIGGS_FORMAT, metric, metric_dir=tmp_path, bootstrap=0)
     assert result.status == "scored", result.detail
-    uid = pool.isolation["uid"]
+    uid = pool.organizer_isolation["uid"]  # organizer metrics have a zygote of their own
     # The cleanup runs after the answer; the zygote finishes it before it reads the next job.
-    after = pool.grade(sub_path, sol_path, HIGGS_FORMAT, AMS, bootstrap=0)
+    after = pool.grade(
+        sub_path, sol_path, HIGGS_FORMAT,
+        organizer_metric(tmp_path, "def score(solution, submission):\n    return 1.0\n"),
+        metric_dir=tmp_path, bootstrap=0,
+    )
     assert after.status == "scored"
     # The second job's own grading child may still be exiting when its answer arrives (the answer
     # is sent first): wait for it, but not for the detached grandchild, which sleeps for an hour.
@@ -251,7 +256,8 @@ def test_a_failure_after_the_scores_still_ends_the_job(
     early: list[GradingResult] = []
     metric = organizer_metric(tmp_path, body)
     result = pool.grade(
-        sub_path, sol_path, HIGGS_FORMAT, metric, bootstrap=5, on_score=early.append
+        sub_path, sol_path, HIGGS_FORMAT, metric, metric_dir=tmp_path, bootstrap=5,
+        on_score=early.append,
     )
     assert [r.public for r in early] == [1.0]
     assert result.status == "error"
