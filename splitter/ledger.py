@@ -10,14 +10,14 @@ though its feature values changed). :meth:`HoldoutLedger.find` answers, for a ta
 published, which entries hold some of its rows and how many.
 
 Content hashes are canonical across formats: columns are taken by name (any order), every
-numeric value is compared at float32 precision (so int and float columns, float32 and float64
-files and a CSV round trip of either agree; a null is a NaN; -0.0 is kept apart from 0.0, as
-every format keeps it), strings by a keyed hash of their text. Undefined markers (-999.0, -25)
-are ordinary values. The hash is a sum of each value's bits times the column's own random odd
-multiplier, finished by a splitmix64 mix: two rows that differ in one value never collide (ten
-million generated HiggsML rows: no collision). It is a guard against mistakes and careless reuse,
-not against an organizer who means to leak (who could always mail the labels): a row whose
-features are changed by even one float32 step, or renamed columns, escapes the content check.
+numeric value is compared as float32 (so int and float columns, float32 and float64 files and a
+CSV round trip of either agree; a null is a NaN; -0.0 is 0.0), strings by a keyed hash of their
+text. Undefined markers (-999.0, -25) are ordinary values. The hash is a sum of 64-bit words (two
+float32 values side by side, or a string's hash) each times its own random odd multiplier,
+finished by a splitmix64 mix: two rows that differ in one value never collide (ten million
+generated HiggsML rows: no collision). It is a guard against mistakes and careless reuse, not
+against an organizer who means to leak (who could always mail the labels): a row whose features
+are changed by even one float32 step, or renamed columns, escapes the content check.
 
 Layout under the ledger root (no labels are stored, only hashes of test-set features, which
 participants download anyway)::
@@ -97,46 +97,52 @@ def _as_numpy(column: pa.Array) -> npt.NDArray[Any]:
     return np.asarray(column.to_numpy(zero_copy_only=False))
 
 
-_ROUND = np.uint64(1 << 28)
-_DROP = np.uint64(29)
 _TASK_ROWS = 1 << 18
 
 
 def _hash_block(arrays: list[tuple[npt.NDArray[Any], bool]], mults: list[np.uint64],
                 out: U64) -> None:
-    """Hash one block of rows into ``out`` (zeros on entry), a cache-sized run at a time."""
+    """Hash one block of rows into ``out`` (zeros on entry), a cache-sized run at a time.
+
+    Numbers are rounded to float32 (``x + 0.0`` written into a float32 buffer: one numpy pass
+    that also makes -0.0 into 0.0), two columns side by side in one 64-bit word; each word, and
+    each string column's keyed hash, is multiplied by its own odd multiplier and summed."""
     n = len(out)
-    f64 = np.empty(min(_CHUNK_ROWS, max(n, 1)), dtype=np.float64)
-    bits = f64.view(np.uint64)
+    numeric = [a for a, is_num in arrays if is_num]
+    text = [a for a, is_num in arrays if not is_num]
+    words = (len(numeric) + 1) // 2
+    size = min(_CHUNK_ROWS, max(n, 1))
+    pair = np.zeros((size, 2), dtype=np.float32)
+    word = pair.view(np.uint64)[:, 0]
+    tmp = np.empty(size, dtype=np.uint64)
     with np.errstate(over="ignore", invalid="ignore"):
         for start in range(0, n, _CHUNK_ROWS):
             stop = min(start + _CHUNK_ROWS, n)
+            m = stop - start
             h = out[start:stop]
-            b = bits[: stop - start]
-            fb = f64[: stop - start]
-            for (arr, numeric), mult in zip(arrays, mults, strict=True):
-                if numeric and arr.dtype == np.float64:
-                    np.add(arr[start:stop].view(np.uint64), _ROUND, out=b)
-                elif numeric:
-                    np.copyto(fb, arr[start:stop], casting="unsafe")
-                    b += _ROUND
-                if numeric:
-                    b >>= _DROP  # keep sign, exponent and the 23 bits a float32 has
-                    b *= mult
-                else:
-                    np.multiply(arr[start:stop], mult, out=b)
-                h += b
+            t = tmp[:m]
+            for w in range(words):
+                for side in (0, 1):
+                    if 2 * w + side < len(numeric):
+                        np.add(numeric[2 * w + side][start:stop], 0.0, out=pair[:m, side],
+                               casting="unsafe")
+                    else:
+                        pair[:m, side] = 0.0
+                np.multiply(word[:m], mults[w], out=t)
+                h += t
+            for j, arr in enumerate(text):
+                np.multiply(arr[start:stop], mults[words + j], out=t)
+                h += t
             _mix(h)
 
 
 def row_hashes(table: pa.Table, columns: Sequence[str], *, threads: int | None = None) -> U64:
     """Canonical 64-bit content hash of each row over ``columns`` (see the module docstring).
 
-    Vectorised over blocks of rows that stay in the CPU cache, four numpy operations a float64
-    cell: its bits rounded to float32 precision in the integer domain (add half a float32 step,
-    drop the 29 bits float32 lacks: the same value as a float32 round trip, except at exact
-    ties), times the column's odd multiplier, added to the row's sum (other numbers are widened
-    to float64 first). Strings give a keyed hash of their text instead. The table's record
+    Vectorised over blocks of rows that stay in the CPU cache, two numpy passes a cell: each
+    number rounded to float32 into a buffer holding two columns side by side, then each 64-bit
+    pair times its own odd multiplier added to the row's sum. Strings give a keyed hash of their
+    text instead. The table's record
     batches are read in place (no copy of a chunked column) and hashed on ``threads`` threads
     (default: the CPU count, at most 4; numpy releases the GIL).
     """
@@ -149,7 +155,7 @@ def row_hashes(table: pa.Table, columns: Sequence[str], *, threads: int | None =
     numeric = [_is_numeric(table.schema.field(c).type) for c in cols]
     text = {c: keyed_hash(table.column(c), 0, _STRING_SALT)
             for c, is_num in zip(cols, numeric, strict=True) if not is_num}
-    mults = _multipliers(len(cols))
+    mults = _multipliers(len(cols))  # at least one per word
     out = np.zeros(n, dtype=np.uint64)
     tasks: list[tuple[list[tuple[npt.NDArray[Any], bool]], U64]] = []
     offset = 0
@@ -190,26 +196,40 @@ def distinct(x: U64) -> U64:
     return out
 
 
-def count_in(values: U64, pool: U64) -> int:
-    """How many of ``values`` are in ``pool`` (sorted, distinct, well-mixed hashes).
-
-    A table of flags indexed by the top bits of the hashes (16 entries per pool value, at most
-    64 MiB) drops almost every value that is not in the pool with one gather each; the few left
-    are looked up by binary search.
-    """
-    if not len(values) or not len(pool):
-        return 0
-    if len(values) > 1 << 12:
-        k = min(max(len(pool).bit_length() + 4, 12), 26)
-        shift = np.uint64(64 - k)
-        mark = np.zeros(1 << k, dtype=np.bool_)
-        mark[(pool >> shift).astype(np.intp)] = True
-        values = values[mark[(values >> shift).astype(np.intp)]]
+def _count_part(values: U64, pool: U64, mark: npt.NDArray[np.bool_] | None,
+                shift: np.uint64) -> int:
+    if mark is not None:
+        top = np.right_shift(values, shift).view(np.int64)
+        values = values[mark[top]]
         if not len(values):
             return 0
     pos = np.searchsorted(pool, values)
     pos[pos == len(pool)] = 0
     return int(np.count_nonzero(pool[pos] == values))
+
+
+def count_in(values: U64, pool: U64, *, threads: int | None = None) -> int:
+    """How many of ``values`` are in ``pool`` (sorted, distinct, well-mixed hashes).
+
+    A table of flags indexed by the top bits of the hashes (16 entries per pool value, at most
+    64 MiB) drops almost every value that is not in the pool with one gather each; the few left
+    are looked up by binary search. Parts of ``values`` run on ``threads`` threads.
+    """
+    if not len(values) or not len(pool):
+        return 0
+    mark: npt.NDArray[np.bool_] | None = None
+    shift = np.uint64(0)
+    if len(values) > 1 << 12:
+        k = min(max(len(pool).bit_length() + 4, 12), 26)
+        shift = np.uint64(64 - k)
+        mark = np.zeros(1 << k, dtype=np.bool_)
+        mark[np.right_shift(pool, shift).view(np.int64)] = True
+    parts = [values[i: i + _TASK_ROWS * 4] for i in range(0, len(values), _TASK_ROWS * 4)]
+    workers = threads or min(os.cpu_count() or 1, 4)
+    if workers > 1 and len(parts) > 1:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ledger-count") as ex:
+            return sum(ex.map(lambda part: _count_part(part, pool, mark, shift), parts))
+    return sum(_count_part(part, pool, mark, shift) for part in parts)
 
 
 @dataclass
