@@ -56,7 +56,7 @@ def test_row_hash_is_canonical_across_formats_orders_and_dtypes(events: pd.DataF
     f32_csv = pd.read_csv(buffer)
     for variant in (shuffled, from_csv, as_f32, as_float, f32_csv):
         assert np.array_equal(row_hashes(_table(variant), cols), base)
-    # Nulls are NaN whatever the column's type; -0.0 keeps its sign through every format.
+    # Nulls are NaN whatever the column's type; -0.0 is 0.0, in every format.
     holes = events.astype({"PRI_jet_num": "Int64"}).copy()
     holes.loc[0, ["PRI_jet_num", "PRI_met"]] = pd.NA, np.nan
     as_nan = events.astype({"PRI_jet_num": "float64"}).copy()
@@ -69,6 +69,9 @@ def test_row_hash_is_canonical_across_formats_orders_and_dtypes(events: pd.DataF
     buffer.seek(0)
     assert row_hashes(_table(pd.read_csv(buffer)), cols)[0] == row_hashes(
         _table(negzero.astype({"PRI_tau_eta": "float32"})), cols)[0]
+    zero = negzero.copy()
+    zero.loc[0, "PRI_tau_eta"] = 0.0
+    assert row_hashes(_table(zero), cols)[0] == row_hashes(_table(negzero), cols)[0]
 
 
 def test_row_hash_ignores_ids_and_labels_and_sees_every_feature(events: pd.DataFrame) -> None:
