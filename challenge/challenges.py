@@ -11,16 +11,27 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlmodel import Session, col, select
 
 from challenge import storage
 from challenge.bundle import MAX_METRIC_FILE_BYTES, METRIC_NAME_RE, SLUG_RE, Bundle
 from challenge.errors import BadRequest, Conflict, NotFound, PermissionDenied
+from challenge.ledger import (
+    HoldoutRefused,
+    Override,
+    check_publication,
+    dataset_lineage,
+    ledger_lock,
+    record_challenge,
+)
 from challenge.models import AuditEvent, Challenge, Participation, Phase, User, utcnow
 from challenge.settings import Settings
 from scoring.formats import SubmissionFormat
 from scoring.metrics import MetricSpec, get_metric
 from splitter.formats import file_checksums
+from splitter.ledger import count_in, distinct, feature_columns, row_hashes
 from splitter.split import SplitSpec, split_file
 from splitter.variants import apply_variant
 
@@ -171,11 +182,18 @@ def prepare_challenge(
     challenge: Challenge,
     dataset_path: Path,
     progress: Callable[[float, str], None] | None = None,
+    *,
+    session: Session | None = None,
+    override: Override | None = None,
 ) -> dict[str, object]:
     """Split the dataset into public files and the hidden solution. Runs in the worker or the CLI.
 
     Writes into temporary folders and renames them at the end, so a failed split never leaves
-    half-published files behind.
+    half-published files behind. Before anything is published the holdout ledger is asked
+    (challenge/ledger.py): the training rows (and each variant's rows, before the shift) must not
+    be hidden in another challenge, nor the challenge's own test rows repeat a training row; then
+    the new test rows are recorded as hidden by this challenge. ``session`` reads the holders'
+    reveal state (a private one is opened when none is given); ``override`` is an admin's.
     """
     public = storage.public_dir(settings, challenge.slug)
     hidden = storage.label_dir(settings, challenge.slug)
@@ -185,8 +203,41 @@ def prepare_challenge(
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
     report = split_file(dataset_path, tmp_public, tmp_hidden, split_spec_for(challenge), progress)
-    names = list(storage.PUBLIC_FILES)
-    names += publish_variants(tmp_public, challenge.variants, progress)
+    lineage = dataset_lineage(settings, challenge.dataset_ref)
+
+    def guard(table: pa.Table, what: str, before_shift: bool = False) -> None:
+        if session is not None:
+            _check(session, table, what, before_shift)
+            return
+        from challenge.db import make_engine, session_scope
+
+        engine = make_engine(settings.database_url)
+        try:
+            with session_scope(engine) as own:
+                _check(own, table, what, before_shift)
+        finally:
+            engine.dispose()
+
+    def _check(s: Session, table: pa.Table, what: str, before_shift: bool) -> None:
+        check_publication(
+            s, settings, table, what=f"challenge '{challenge.slug}': {what}", lineage=lineage,
+            skip=[challenge.slug], before_shift=before_shift, override=override,
+        )
+
+    with ledger_lock(settings):
+        train = pq.read_table(tmp_public / "train.parquet")
+        refuse_own_overlap(challenge, train, tmp_public / "test.parquet")
+        guard(train, "train.parquet")
+        names = list(storage.PUBLIC_FILES)
+        names += publish_variants(
+            tmp_public,
+            challenge.variants,
+            progress,
+            guard=lambda frame, what: guard(
+                pa.Table.from_pandas(frame, preserve_index=False), what, True
+            ),
+        )
+        record_challenge(settings, challenge, tmp_public, tmp_hidden)
     metric_store = storage.metric_dir(settings, challenge.slug)
     if metric_store.is_dir():
         # The organizer metric file stored at creation lives beside the solution: keep it.
@@ -206,14 +257,36 @@ def prepare_challenge(
     return challenge.split_report
 
 
+def refuse_own_overlap(challenge: Challenge, train: pa.Table, test_path: Path) -> None:
+    """Refuse a split whose test rows repeat a training row's features (e.g. a dataset holding
+    the same event twice under two ids): that row's label would be published with the training
+    file."""
+    spec = split_spec_for(challenge)
+    test = pq.read_table(test_path)
+    truth = set(train.column_names) - set(test.column_names)
+    columns = feature_columns(test.column_names, {*truth, spec.id_column, spec.group or ""})
+    shared = count_in(row_hashes(train, columns), distinct(row_hashes(test, columns)))
+    if shared:
+        raise HoldoutRefused(
+            f"Refused: challenge '{challenge.slug}': {shared} training row(s) have the same "
+            "feature values as a test row, so their labels would be published; remove the "
+            "duplicate rows from the dataset."
+        )
+
+
 def publish_variants(
     public: Path,
     variants: list[dict[str, Any]],
     progress: Callable[[float, str], None] | None = None,
+    *,
+    guard: Callable[[pd.DataFrame, str], None],
 ) -> list[str]:
     """Write ``train-<name>.parquet`` for each bundle variant: the training set with that
     systematic shift or distortion applied (labels and weights kept), so participants can study
-    and train against it. The test set and the solution are never touched."""
+    and train against it. The test set and the solution are never touched.
+
+    ``guard(frame, what)`` sees each variant's rows before the shift (a shifted row no longer
+    matches its hidden twin by content) and raises to refuse the variant."""
     if not variants:
         return []
     train = pd.read_parquet(public / "train.parquet")
@@ -226,6 +299,7 @@ def publish_variants(
             )
         if progress:
             progress(0.9, f"variant {name}")
+        guard(train, f"variant train-{name}.parquet")
         shifted = apply_variant(train, spec)
         filename = f"train-{name}.parquet"
         shifted.to_parquet(public / filename, index=False)
@@ -366,6 +440,13 @@ def private_scores_visible(
     place that decides; every surface, the graders and the holdout ledger ask it.
     """
     return private_scores_visible_among(challenge, phases_of(session, challenge), now)
+
+
+def holdout_revealed(session: Session, challenge: Challenge) -> bool:
+    """Whether ``challenge`` has let go of its hidden rows: until then the holdout ledger
+    refuses to publish any of them with a label (challenge/ledger.py). Exactly when its private
+    scores may be shown (:func:`private_scores_visible`, the one place the reveal rule lives)."""
+    return private_scores_visible(session, challenge)
 
 
 def reveal_refusal(

@@ -404,12 +404,27 @@ def cmd_challenge_create(args: argparse.Namespace) -> int:
         row = session.get(Challenge, challenge_id)
         assert row is not None
         try:
-            report = prepare_challenge(settings, row, dataset_path, progress)
+            report = prepare_challenge(
+                settings,
+                row,
+                dataset_path,
+                progress,
+                session=session,
+                override=_override(session, args),
+            )
         except ValueError as exc:
             row.state, row.state_message = "failed", str(exc)
             session.add(row)
             session.commit()
             raise CliError(f"split failed: {exc}", EXIT_INVALID) from exc
+        except PodiumError as exc:  # the holdout ledger refused to publish the training rows
+            session.rollback()
+            row = session.get(Challenge, challenge_id)
+            assert row is not None
+            row.state, row.state_message = "failed", exc.message
+            session.add(row)
+            session.commit()
+            raise CliError(exc.message, EXIT_AUTH) from exc
         session.add(row)
     print(file=sys.stderr)
     print(
@@ -714,6 +729,62 @@ def _print_json(result: dict[str, Any]) -> None:
     print(json.dumps(result, indent=2, default=str))
 
 
+def _override(session: Any, args: argparse.Namespace) -> Any:
+    """The admin override given with --override-reason and --admin, if any."""
+    from sqlmodel import select
+
+    from challenge.ledger import Override
+    from challenge.models import User
+
+    reason = getattr(args, "override_reason", None)
+    if reason is None:
+        return None
+    name = getattr(args, "admin", None)
+    if not name:
+        raise CliError("--override-reason needs --admin USER (an admin account)", EXIT_USAGE)
+    user = session.exec(select(User).where(User.username == name)).first()
+    if user is None or user.role != "admin":
+        raise CliError(f"'{name}' is not an admin account; only an admin can override", EXIT_AUTH)
+    return Override(actor=user, reason=reason)
+
+
+def ledger_guard(
+    args: argparse.Namespace,
+    settings: Settings,
+    *,
+    what: str,
+    lineage: Sequence[str] = (),
+    before_shift: bool = False,
+) -> Callable[[Any, str], None]:
+    """The holdout ledger check for a splitter command: ``guard(table, name)`` raises
+    :class:`CliError` (exit 3) when publishing ``table`` would give away hidden rows."""
+    from challenge.db import make_engine, session_scope
+    from challenge.errors import PermissionDenied
+    from challenge.ledger import HoldoutRefused, check_publication, ledger_of
+
+    def guard(table: Any, name: str) -> None:
+        if not ledger_of(settings).holders():
+            return
+        engine = make_engine(settings.database_url)
+        try:
+            with session_scope(engine) as session:
+                check_publication(
+                    session,
+                    settings,
+                    table,
+                    what=f"{what} ({name})",
+                    lineage=lineage,
+                    before_shift=before_shift,
+                    override=_override(session, args),
+                )
+        except (HoldoutRefused, PermissionDenied) as exc:
+            raise CliError(exc.message, EXIT_AUTH) from exc
+        finally:
+            engine.dispose()
+
+    return guard
+
+
 def _dataset_file(ref: str, settings: Settings) -> Path:
     from splitter.commands import dataset_table_path
 
@@ -754,17 +825,29 @@ def cmd_generate_tracking(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_add(args: argparse.Namespace) -> int:
+    from challenge.ledger import dataset_lineage
     from splitter.commands import run_dataset_add
+    from splitter.datasets import DatasetStore
 
+    settings = load_settings()
     description = Path(args.description) if args.description else None
+    # The new version's parent is the latest version of NAME, if any: its lineage is the new one's.
+    versions = DatasetStore(settings.datasets_dir).versions(args.name) if args.name else []
+    parent = f"{args.name}:{versions[-1]}" if versions else None
     result = _splitter(
         run_dataset_add,
         [Path(f) for f in args.files],
         args.name,
-        load_settings().datasets_dir,
+        settings.datasets_dir,
         license=args.license,
         description=description,
         tree=args.tree,
+        guard=ledger_guard(
+            args,
+            settings,
+            what=f"dataset add --name {args.name}",
+            lineage=dataset_lineage(settings, parent),
+        ),
     )
     print(json.dumps({"ref": result["ref"], "files": len(result["manifest"]["files"])}))
     return EXIT_OK
@@ -849,23 +932,33 @@ def cmd_dataset_split(args: argparse.Namespace) -> int:
 def cmd_dataset_release(args: argparse.Namespace) -> int:
     from splitter.commands import run_release
 
+    settings = load_settings()
     metadata = _load_yaml(args.metadata, "the release metadata")
-    _print_json(_splitter(run_release, Path(args.public), Path(args.out), metadata))
+    guard = ledger_guard(args, settings, what=f"dataset release of {args.public}")
+    _print_json(_splitter(run_release, Path(args.public), Path(args.out), metadata, guard=guard))
     return EXIT_OK
 
 
 def cmd_dataset_release_labelled(args: argparse.Namespace) -> int:
+    from challenge.ledger import dataset_lineage
     from splitter.commands import run_release_labelled
 
+    settings = load_settings()
     result = _splitter(
         run_release_labelled,
         args.name,
-        load_settings().datasets_dir,
+        settings.datasets_dir,
         Path(args.public),
         Path(args.hidden),
         args.id,
         license=args.license,
         parent=args.parent,
+        guard=ledger_guard(
+            args,
+            settings,
+            what=f"dataset release-labelled {args.name}",
+            lineage=dataset_lineage(settings, args.parent),
+        ),
     )
     print(json.dumps({"ref": result["ref"], "rows": result["manifest"].get("total_rows")}))
     return EXIT_OK
@@ -874,8 +967,13 @@ def cmd_dataset_release_labelled(args: argparse.Namespace) -> int:
 def cmd_variant(args: argparse.Namespace) -> int:
     from splitter.commands import run_variant
 
+    guard = ledger_guard(
+        args, load_settings(), what=f"variant {args.kind} of {args.input}", before_shift=True
+    )
     _print_json(
-        _splitter(run_variant, args.kind, Path(args.input), Path(args.output), args.set or [])
+        _splitter(
+            run_variant, args.kind, Path(args.input), Path(args.output), args.set or [], guard=guard
+        )
     )
     return EXIT_OK
 
@@ -1366,6 +1464,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} -h)\n")
 
 
+def _override_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--override-reason",
+        metavar="TEXT",
+        help="publish rows of revealed challenges that the holdout ledger refused (audited)",
+    )
+    sp.add_argument("--admin", metavar="USER", help="admin account giving the override")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="podium", description="Podium: host and take part in ML challenges.")
     p.add_argument("--version", action="version", version=f"podium {_version()}")
@@ -1412,6 +1519,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cc.add_argument("bundle", help="challenge.yaml, or a Codabench bundle (folder or zip)")
     cc.add_argument("--owner", help="user name of the organizer who owns it")
+    _override_options(cc)
     add("list", cmd_challenge_list, "List all challenges.", chs)
     cm = add("metric", cmd_challenge_metric, "Store a python metric file with a challenge.", chs)
     cm.add_argument("slug")
@@ -1493,6 +1601,7 @@ def build_parser() -> argparse.ArgumentParser:
     da.add_argument("--license", help="SPDX identifier, e.g. CC-BY-4.0")
     da.add_argument("--description", metavar="FILE", help="Markdown file describing the data")
     da.add_argument("--tree", help="TTree to read from ROOT files")
+    _override_options(da)
     add("list", cmd_dataset_list, "List dataset versions.", dss)
     dsh = add("show", cmd_dataset_show, "Print a version's manifest as JSON.", dss)
     dsh.add_argument("ref", metavar="NAME:N")
@@ -1531,6 +1640,7 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--public", required=True, metavar="DIR")
     dr.add_argument("--out", required=True, metavar="DIR")
     dr.add_argument("--metadata", required=True, metavar="FILE")
+    _override_options(dr)
     drl = add(
         "release-labelled",
         cmd_dataset_release_labelled,
@@ -1543,6 +1653,7 @@ def build_parser() -> argparse.ArgumentParser:
     drl.add_argument("--id", required=True, metavar="COLUMN")
     drl.add_argument("--license")
     drl.add_argument("--parent", metavar="NAME:N")
+    _override_options(drl)
 
     va = add("variant", cmd_variant, "Apply a variant (tes, jes, skew, noise...) to a table.")
     va.add_argument("kind")
@@ -1554,6 +1665,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="variant option, value as YAML (repeatable): --set scale=1.03",
     )
+    _override_options(va)
 
     lg = add("login", cmd_login, "Log in to a Podium site and store an API token.")
     lg.add_argument("username")

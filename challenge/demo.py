@@ -8,6 +8,7 @@ import json
 import logging
 import secrets
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,7 +53,7 @@ def _bundle_text(slug: str, title: str, summary: str, phases: str, seed: int) ->
         title: {json.dumps(title)}
         summary: {json.dumps(summary)}
         description: description.md
-        dataset: higgs.csv
+        dataset: {slug}.csv
         license: CC-BY-4.0
         split: {{seed: {seed}, train: 0.5, public_test: 0.15, private_test: 0.35,
                 stratify: Label, reweight: {{weight: Weight, by: Label}}}}
@@ -63,6 +64,22 @@ def _bundle_text(slug: str, title: str, summary: str, phases: str, seed: int) ->
         limits: {{per_day: 10, total: 300, file_mb: 50, team_size: 4, final_selections: 2}}
         leaderboard: {{reveal: at_close}}
         """).replace("@PHASES@", phases.strip("\n"))
+
+
+def demo_data(demo_dir: Path, slug: str, events: int, seed: int, position: int) -> Path:
+    """The events of one demo challenge, generated with its own seed and its own EventId range
+    (from position * 10^8): no two demo challenges share a row, so one challenge's public training
+    labels say nothing about another's test set (the holdout ledger would refuse it anyway)."""
+    data = demo_dir / f"{slug}.csv"
+    if not data.is_file():
+        log.info("generating %d HiggsML-like events for %s", events, slug)
+        frame = generate_higgs(events, seed=seed)
+        frame["EventId"] += position * DEMO_ID_STRIDE
+        frame.to_csv(data, index=False)
+    return data
+
+
+DEMO_ID_STRIDE = 100_000_000
 
 
 def seed_demo(settings: Settings, events: int = 50_000) -> dict[str, tuple[str, str]]:
@@ -80,10 +97,6 @@ def seed_demo(settings: Settings, events: int = 50_000) -> dict[str, tuple[str, 
                 )
     demo_dir = settings.data_dir.parent / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
-    data = demo_dir / "higgs.csv"
-    if not data.is_file():
-        log.info("generating %d HiggsML-like events for the demo", events)
-        generate_higgs(events, seed=2014).to_csv(data, index=False)
     (demo_dir / "description.md").write_text(DESCRIPTION, encoding="utf-8")
 
     now = utcnow().replace(minute=0, second=0, microsecond=0)
@@ -122,10 +135,11 @@ def seed_demo(settings: Settings, events: int = 50_000) -> dict[str, tuple[str, 
         ),
     ]
     new_challenge = False
-    for slug, title, summary, phases, seed in specs:
+    for position, (slug, title, summary, phases, seed) in enumerate(specs):
         with session_scope(engine) as session:
             if session.exec(select(Challenge).where(Challenge.slug == slug)).first() is not None:
                 continue
+            data = demo_data(demo_dir, slug, events, seed, position)
             owner = session.exec(select(User).where(User.username == "organizer")).one()
             bundle_path = demo_dir / f"{slug}.yaml"
             bundle_path.write_text(
@@ -133,7 +147,7 @@ def seed_demo(settings: Settings, events: int = 50_000) -> dict[str, tuple[str, 
             )
             challenge = create_challenge(session, bundle=parse_bundle(bundle_path), creator=owner)
             assert data is not None
-            prepare_challenge(settings, challenge, data)
+            prepare_challenge(settings, challenge, data, session=session)
             session.add(challenge)
             log.info("seeded challenge %s", slug)
             new_challenge = True

@@ -480,7 +480,8 @@ class AuditEvent(SQLModel, table=True):
     """An organizer's or admin's act that cannot be undone, with who did it and why.
 
     Written in the transaction of the act itself (e.g. a reveal of the private leaderboard, and an
-    admin's early one with its reason), so the record exists exactly when the act does.
+    admin's early one with its reason; an admin's override of a holdout-ledger refusal, with what
+    was published and the rows of each challenge), so the record exists exactly when the act does.
     """
 
     __tablename__ = "audit_event"
@@ -488,6 +489,8 @@ class AuditEvent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     challenge_id: int | None = Field(default=None, foreign_key="challenge.id", index=True)
     actor_id: int | None = Field(default=None, foreign_key="user.id")  # None: the scheduler
-    action: str = Field(max_length=40)  # reveal | reveal_forced
+    action: str = Field(max_length=40)  # reveal | reveal_forced | ledger_override
     reason: str = Field(default="", sa_type=sa.Text)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    target: str = Field(default="", max_length=500)  # ledger_override: what was published
+    details: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)  # ledger_override: hits

@@ -19,6 +19,7 @@ from challenge import broker as _broker  # noqa: F401 - sets the broker before a
 from challenge import rescoring, storage
 from challenge.challenges import private_scores_visible
 from challenge.db import make_engine, session_scope
+from challenge.errors import PodiumError
 from challenge.health import publish_worker_status
 from challenge.models import (
     BoardEntry,
@@ -370,10 +371,10 @@ def prepare_challenge_job(challenge_id: int, dataset_path: str) -> None:
         if challenge is None or challenge.state == "ready":
             return
         try:
-            prepare_challenge(ctx.settings, challenge, Path(dataset_path))
-        except ValueError as exc:
+            prepare_challenge(ctx.settings, challenge, Path(dataset_path), session=session)
+        except (ValueError, PodiumError) as exc:  # PodiumError: the holdout ledger refused
             challenge.state = "failed"
-            challenge.state_message = str(exc)
+            challenge.state_message = exc.message if isinstance(exc, PodiumError) else str(exc)
         session.add(challenge)
 
 

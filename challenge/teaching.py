@@ -245,10 +245,14 @@ def held_back_pool(
 
 
 def _prepare(
-    settings: Settings, challenge: Challenge, data: Path, progress: Progress | None
+    session: Session,
+    settings: Settings,
+    challenge: Challenge,
+    data: Path,
+    progress: Progress | None,
 ) -> None:
     try:
-        prepare_challenge(settings, challenge, data, progress)
+        prepare_challenge(settings, challenge, data, progress, session=session)
     except ValueError as exc:  # SplitError: the pool cannot be split as the source was
         raise BadRequest(f"The class's data cannot be split: {exc}") from exc
 
@@ -383,10 +387,14 @@ def create_class(
     copy_metric_store(settings, source.slug, slug)
     phase = _add_phase(session, challenge, "term 1", opens, closes)
     if data == "held-back":
-        _prepare(settings, challenge, pool, progress)
+        _prepare(session, settings, challenge, pool, progress)
     else:
         prepare_challenge(
-            settings, challenge, _generate_term_data(settings, slug, 1, events, seed), progress
+            settings,
+            challenge,
+            _generate_term_data(settings, slug, 1, events, seed),
+            progress,
+            session=session,
         )
     session.add(challenge)
     assert challenge.id is not None
@@ -605,11 +613,11 @@ def reset_class(
         held_back_pool(
             settings, source, ref, pool, exclude=[_released_ids_path(settings, challenge.slug)]
         )
-        _prepare(settings, challenge, pool, progress)
+        _prepare(session, settings, challenge, pool, progress)
     else:
         data = _generate_term_data(settings, challenge.slug, term, classroom.events, seed)
         challenge.dataset_ref = f"simulated:higgs:events={classroom.events}:seed={seed}"
-        prepare_challenge(settings, challenge, data, progress)
+        prepare_challenge(settings, challenge, data, progress, session=session)
     session.add(challenge)
     classroom.term = term
     classroom.invite_code = new_invite_code()

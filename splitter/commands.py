@@ -9,14 +9,15 @@ each one is meant for is in docs/splitter.md.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import yaml
 
 from splitter.datasets import DatasetError, DatasetStore
-from splitter.formats import read_table
+from splitter.formats import FormatError, read_arrow, read_table
 from splitter.generate import write_higgs
 from splitter.release import Creator, ReleaseMetadata, release_labelled_data, write_release
 from splitter.split import SplitSpec, split_file
@@ -44,10 +45,30 @@ def run_generate_tracking(events: int, seed: int, out: Path, particles: int = 20
     return {"directory": str(out), "events": events, "seed": seed, "files": len(paths)}
 
 
+Guard = Callable[[pa.Table, str], None]
+
+
+def _guard_tables(files: Sequence[Path], guard: Guard | None, tree: str | None = None) -> None:
+    """Show each readable table file to ``guard`` (the holdout ledger check): it raises to
+    refuse. Per-event tracking files and unreadable files are left to the store's own checks."""
+    if guard is None:
+        return
+    for f in files:
+        try:
+            table = read_arrow(Path(f), tree=tree)
+        except (FormatError, OSError, ValueError):
+            continue
+        guard(table, Path(f).name)
+
+
 def run_dataset_add(files: Sequence[Path], name: str, root: Path, license: str | None = None,
-                    description: Path | None = None, tree: str | None = None) -> dict[str, Any]:
-    """``podium dataset add FILE... --name NAME [--license ID] [--description FILE]``."""
+                    description: Path | None = None, tree: str | None = None,
+                    guard: Guard | None = None) -> dict[str, Any]:
+    """``podium dataset add FILE... --name NAME [--license ID] [--description FILE]``.
+
+    ``guard(table, file name)`` sees each table file first and raises to refuse it."""
     text = Path(description).read_text() if description else None
+    _guard_tables(files, guard, tree)
     version = DatasetStore(Path(root)).add([Path(f) for f in files], name, license=license,
                                            description=text, tree=tree)
     return {"ref": version.ref, "manifest": version.manifest.to_dict()}
@@ -108,7 +129,8 @@ def _parse_value(text: str) -> Any:
 
 
 def run_variant(kind: str, in_path: Path, out_path: Path,
-                options: dict[str, Any] | Sequence[str] = ()) -> dict[str, Any]:
+                options: dict[str, Any] | Sequence[str] = (),
+                guard: Guard | None = None) -> dict[str, Any]:
     """``podium variant KIND [--set KEY=VALUE ...] IN OUT``: apply a variant to a table file
     (any readable format) and write Parquet or CSV by OUT's extension. ``options`` is a dict or
     ``KEY=VALUE`` strings whose values are parsed as YAML (``scale=1.03``,
@@ -124,6 +146,9 @@ def run_variant(kind: str, in_path: Path, out_path: Path,
             spec[key.strip()] = _parse_value(value)
     spec["kind"] = kind
     frame = read_table(Path(in_path))
+    if guard is not None:
+        # Before the shift: a shifted row no longer matches its hidden twin by content.
+        guard(pa.Table.from_pandas(frame, preserve_index=False), Path(in_path).name)
     out = apply_variant(frame, spec)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,9 +160,12 @@ def run_variant(kind: str, in_path: Path, out_path: Path,
             "output": str(out_path), "options": {k: v for k, v in spec.items() if k != "kind"}}
 
 
-def run_release(public_dir: Path, out_dir: Path, metadata: dict[str, Any]) -> dict[str, Any]:
+def run_release(public_dir: Path, out_dir: Path, metadata: dict[str, Any],
+                guard: Guard | None = None) -> dict[str, Any]:
     """``podium dataset release --public DIR --out DIR --metadata release.yaml``: exports in
-    every format, MD5SUMS/SHA256SUMS, datacite.json, CITATION.cff, release.torrent."""
+    every format, MD5SUMS/SHA256SUMS, datacite.json, CITATION.cff, release.torrent.
+    ``guard(table, file name)`` sees every file to be exported first and raises to refuse."""
+    _guard_tables(sorted(Path(public_dir).glob("*.parquet")), guard)
     meta = dict(metadata)
     creators = [Creator(**c) if isinstance(c, dict) else Creator(str(c))
                 for c in meta.pop("creators", [])]
@@ -148,12 +176,13 @@ def run_release(public_dir: Path, out_dir: Path, metadata: dict[str, Any]) -> di
 
 def run_release_labelled(name: str, root: Path, public_dir: Path, hidden_dir: Path,
                          id_column: str, license: str | None = None,
-                         parent: str | None = None) -> dict[str, Any]:
+                         parent: str | None = None,
+                         guard: Guard | None = None) -> dict[str, Any]:
     """``podium dataset release-labelled NAME --public DIR --hidden DIR --id COLUMN``: commit the
-    full labelled data as a new dataset version."""
+    full labelled data as a new dataset version (``guard`` sees the labelled table first)."""
     v = release_labelled_data(DatasetStore(Path(root)), name, Path(public_dir),
                               Path(hidden_dir), id_column=id_column, license=license,
-                              parent=parent)
+                              parent=parent, guard=guard)
     return {"ref": v.ref, "manifest": v.manifest.to_dict()}
 
 

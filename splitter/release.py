@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -205,11 +205,14 @@ def release_labelled_data(
     description: str | None = None,
     citation: dict[str, Any] | None = None,
     parent: str | None = None,
+    guard: Callable[[pa.Table, str], None] | None = None,
 ) -> DatasetVersion:
     """After a challenge: join the test features with the hidden solution, add the train rows,
     and commit the result as a new version of dataset ``name`` (one Parquet file
     ``NAME-labelled.parquet`` with a ``Subset`` column: t train, b public test, v private test,
     the HiggsML ``KaggleSet`` convention). ``parent`` (``NAME:N``) is recorded in the manifest.
+    ``guard(table, name)`` (the holdout ledger check) sees the labelled table before anything is
+    written and raises to refuse it.
     """
     train = pq.read_table(Path(public_dir) / "train.parquet").to_pandas()
     test = pq.read_table(Path(public_dir) / "test.parquet").to_pandas()
@@ -221,6 +224,8 @@ def release_labelled_data(
     full = pd.concat([train, labelled[[*train.columns]]], ignore_index=True)
     full = full.sort_values([id_column, *[k for k in keys if k != id_column]],
                             kind="stable").reset_index(drop=True)
+    if guard is not None:
+        guard(pa.Table.from_pandas(full, preserve_index=False), f"{name}-labelled.parquet")
     with tempfile.TemporaryDirectory(prefix="podium-release-") as tmp:
         path = Path(tmp) / f"{name}-labelled.parquet"
         full.to_parquet(path, index=False)

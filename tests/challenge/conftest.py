@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import textwrap
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,23 @@ def higgs_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def higgs_csv_for(higgs_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The data of a test challenge: ``test-higgs`` gets ``higgs_csv``, any other slug events of
+    its own (seeded by the slug), so two challenges of one test share no row (the holdout ledger
+    refuses a challenge whose training rows another running challenge hides)."""
+    made: dict[str, Path] = {"test-higgs": higgs_csv}
+
+    def data(slug: str) -> Path:
+        if slug not in made:
+            path = tmp_path_factory.mktemp("higgs") / f"{slug}.csv"
+            generate_higgs(3000, seed=zlib.crc32(slug.encode())).to_csv(path, index=False)
+            made[slug] = path
+        return made[slug]
+
+    return data
+
+
 @pytest.fixture
 def settings(settings_factory: Any, database_url: str) -> Settings:
     s: Settings = settings_factory(database_url)
@@ -68,7 +86,9 @@ def engine(settings: Settings) -> Iterator[sa.Engine]:
 
 
 @pytest.fixture
-def make_challenge(settings: Settings, engine: sa.Engine, higgs_csv: Path, tmp_path: Path) -> Any:
+def make_challenge(
+    settings: Settings, engine: sa.Engine, higgs_csv_for: Any, tmp_path: Path
+) -> Any:
     def make(
         slug: str = "test-higgs",
         opens_days: float = -1,
@@ -79,7 +99,7 @@ def make_challenge(settings: Settings, engine: sa.Engine, higgs_csv: Path, tmp_p
         now = dt.datetime.now(dt.UTC)
         folder = tmp_path / f"bundle-{slug}"
         folder.mkdir()
-        (folder / "higgs.csv").symlink_to(higgs_csv)
+        (folder / "higgs.csv").symlink_to(higgs_csv_for(slug))
         (folder / "challenge.yaml").write_text(
             bundle_text(
                 slug,
@@ -92,7 +112,7 @@ def make_challenge(settings: Settings, engine: sa.Engine, higgs_csv: Path, tmp_p
             challenge = create_challenge(
                 session, bundle=parse_bundle(folder / "challenge.yaml"), creator=owner
             )
-            prepare_challenge(settings, challenge, folder / "higgs.csv")
+            prepare_challenge(settings, challenge, folder / "higgs.csv", session=session)
             session.add(challenge)
         return challenge
 

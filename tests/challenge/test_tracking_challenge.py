@@ -132,5 +132,5 @@ def test_bundle_checks_for_tracking(tmp_path: Path, tracking_data: Path) -> None
     with pytest.raises(BundleError, match=r"submission\.id: a composite key has two columns"):
         parse_bundle(path)
     path.write_text(text.replace("name: trackml,", "name: ams,"))
-    with pytest.raises(BundleError, match=r"metric\.label: name the solution's label column"):
+    with pytest.raises(BundleError, match=r"metric\.label: name the label column"):
         parse_bundle(path)
