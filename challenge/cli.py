@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from challenge.settings import Settings, load_settings
+from challenge.wording import counted
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_AUTH, EXIT_INVALID = 0, 1, 2, 3, 4
 # 5: refused for now (daily quota or rate limit; try later); 6: still scoring when --timeout ran out.
@@ -383,7 +384,7 @@ def cmd_challenge_rescore(args: argparse.Namespace) -> int:
     for run in runs:
         assert run.id is not None
         enqueue_rescore(engine, run.id)
-        print(f"rescore run {run.id}: {run.total} submission(s), phase {run.phase_id}")
+        print(f"rescore run {run.id}: {counted(run.total, 'submission')}, phase {run.phase_id}")
     return EXIT_OK
 
 
@@ -888,7 +889,11 @@ def cmd_join(args: argparse.Namespace) -> int:
             http.post(f"/api/challenges/{args.slug}/join", json={"accept_rules": True})
         ).json()
     quota = info.get("quota") or {}
-    print(f"joined {info['slug']}; {quota.get('left_today', '?')} submission(s) left today")
+    left = quota.get("left_today")
+    print(
+        f"joined {info['slug']}; "
+        + (f"{counted(left, 'submission')} left today" if isinstance(left, int) else "")
+    )
     return EXIT_OK
 
 
@@ -977,14 +982,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
         r = _check(
             http.post(
                 f"/api/challenges/{args.slug}/submissions",
-                params={"filename": path.name, "message": args.message or ""},
+                params={
+                    "filename": path.name,
+                    "message": args.message or "",
+                    **({"phase": args.phase} if args.phase else {}),
+                },
                 content=body(),
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(total)},
             )
         )
         _progress_done()
         sub = r.json()
-        print(f"submission {sub['id']} received")
+        print(f"submission {sub['id']} received for phase {sub.get('phase', '?')}")
         if args.no_wait:
             return EXIT_OK
         deadline = time.monotonic() + args.timeout
@@ -1010,10 +1019,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_submissions(args: argparse.Namespace) -> int:
     with client(args) as http:
         rows = _check(http.get(f"/api/challenges/{args.slug}/submissions")).json()
+    if not rows:
+        print("no submissions yet")
     for s in rows:
         score = f"{s['public_score']:.6f}" if s["public_score"] is not None else "-"
         print(
-            f"{s['id']:6d} {s['created_at'][:19]} {s['status']:8s} {score:>12s} {s['filename']}"
+            f"{s['id']:6d} {s['created_at'][:19]} {s.get('phase', ''):12s} {s['status']:8s} "
+            f"{score:>12s} {s['filename']}"
+            + (f"  \"{s['message'][:60]}\"" if s.get("message") else "")
             + (f"  {s['error'][:80]}" if s.get("error") else "")
         )
     return EXIT_OK
@@ -1068,7 +1081,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     print(f"{data['board']} leaderboard, phase {data['phase']}")
     for e in data["entries"]:
         rank = "-" if e["rank"] is None else str(e["rank"])  # organizers' baselines are unranked
-        print(f"{rank:>4s} {e['participant']:24s} {e['score']:.6f} ({e['entries']} entries)")
+        entries = counted(e["entries"], "entry", "entries")
+        print(f"{rank:>4s} {e['participant']:24s} {e['score']:.6f} ({entries})")
     return EXIT_OK
 
 
@@ -1274,6 +1288,7 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("slug")
     sb.add_argument("file")
     sb.add_argument("-m", "--message", default="")
+    sb.add_argument("--phase", help="an open phase (default: the one that opened last)")
     sb.add_argument("--no-wait", action="store_true")
     sb.add_argument("--timeout", type=float, default=120.0)
     sb.add_argument("--url")

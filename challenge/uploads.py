@@ -54,8 +54,12 @@ async def store_upload(
     chunks: AsyncIterator[bytes],
     filename: str,
     message: str,
+    phase: str = "",
 ) -> Submission:
-    """Write the file, create the row (charging quota) and send it to the scoring queue."""
+    """Write the file, create the row (charging quota) and send it to the scoring queue.
+
+    ``phase`` names the phase to submit to; empty means the default (``submittable_phases``).
+    """
     if not filename:
         raise BadRequest("Choose a prediction file to upload.")
     settings = settings_of(request)
@@ -103,6 +107,7 @@ async def store_upload(
                     size_bytes=writer.size,
                     sha256=writer.sha.hexdigest(),
                     message=message,
+                    phase_name=phase,
                 )
         except BaseException:
             Path(target).unlink(missing_ok=True)

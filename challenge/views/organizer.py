@@ -25,6 +25,7 @@ from challenge.models import Challenge, Submission, User, utcnow
 from challenge.rescoring import rescore_phase, rescore_submission, runs_of
 from challenge.tasks import enqueue_rescore
 from challenge.web import db, engine_of, flash, read_form, redirect, render, require_role
+from challenge.wording import counted
 
 
 def organized_challenge(request: Request, user: User, slug: str) -> Challenge:
@@ -163,7 +164,7 @@ async def rescore(request: Request) -> Response:
             enqueue_rescore(engine_of(request), run.id)
         flash(
             request,
-            f"Rescoring {total} submission(s); the leaderboard switches to the new scores when "
+            f"Rescoring {counted(total, 'submission')}; the leaderboard switches to the new scores when "
             "all of a phase are done.",
         )
         return redirect("/organize")
