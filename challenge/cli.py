@@ -44,6 +44,27 @@ def _ensure_redis(settings: Settings) -> None:
         os.environ["PODIUM_REDIS_URL"] = start_embedded_redis(settings.data_dir.parent)
 
 
+def site_settings() -> Settings:
+    """The settings of an existing site, for the admin commands; they create nothing.
+
+    The site is found from PODIUM_DATA_DIR / PODIUM_DATABASE_URL, the site config file or the
+    clone (challenge.settings); a SQLite database that does not exist means no site was found.
+    """
+    from challenge.settings import site_config_file
+
+    settings = load_settings()
+    if settings.is_sqlite:
+        path = settings.database_url.split("///", 1)[-1]
+        if path and path != ":memory:" and not Path(path).is_file():
+            raise CliError(
+                f"no Podium site at {Path(path).parent}: set PODIUM_DATA_DIR to the site's data "
+                f"folder (or PODIUM_DATABASE_URL), write it in {site_config_file()}, "
+                "or run 'podium migrate' to create a new site there",
+                EXIT_USAGE,
+            )
+    return settings
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from challenge.db import migrate
 
@@ -249,7 +270,7 @@ def cmd_challenge_create(args: argparse.Namespace) -> int:
     from challenge.errors import PodiumError
     from challenge.models import Challenge, User
 
-    settings = load_settings()
+    settings = site_settings()
     engine = make_engine(settings.database_url)
     try:
         bundle = parse_bundle(Path(args.bundle))
@@ -302,7 +323,7 @@ def cmd_challenge_list(args: argparse.Namespace) -> int:
     from challenge.db import make_engine, session_scope
     from challenge.models import Challenge
 
-    settings = load_settings()
+    settings = site_settings()
     with session_scope(make_engine(settings.database_url)) as session:
         for c in session.exec(select(Challenge).order_by(Challenge.id)):  # type: ignore[arg-type]
             status = challenge_status(phases_of(session, c))
@@ -323,7 +344,7 @@ def cmd_challenge_metric(args: argparse.Namespace) -> int:
         source.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise CliError(f"{source}: not UTF-8 text; save it as UTF-8.", EXIT_INVALID) from exc
-    settings = load_settings()
+    settings = site_settings()
     try:
         with session_scope(make_engine(settings.database_url)) as session:
             challenge = get_challenge_by_slug(session, args.slug)
@@ -355,7 +376,7 @@ def cmd_challenge_rescore(args: argparse.Namespace) -> int:
     from challenge.models import User
     from challenge.rescoring import rescore_phase, rescore_submission
 
-    settings = load_settings()
+    settings = site_settings()
     _ensure_redis(settings)
     from challenge.tasks import enqueue_rescore
 
@@ -396,7 +417,7 @@ def cmd_user_create(args: argparse.Namespace) -> int:
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
     if not password:
         raise CliError("give the password on standard input with --password-stdin", EXIT_USAGE)
-    settings = load_settings()
+    settings = site_settings()
     try:
         with session_scope(make_engine(settings.database_url)) as session:
             user = create_user(
@@ -415,7 +436,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     from challenge.db import make_engine, session_scope
     from challenge.models import User
 
-    settings = load_settings()
+    settings = site_settings()
     with session_scope(make_engine(settings.database_url)) as session:
         user = session.exec(select(User).where(User.username == args.name)).first()
         if user is None:
@@ -689,7 +710,7 @@ def cmd_class_create(args: argparse.Namespace) -> int:
     from challenge.errors import PodiumError
     from challenge.teaching import create_class
 
-    settings = load_settings()
+    settings = site_settings()
     try:
         with session_scope(make_engine(settings.database_url)) as session:
             classroom = create_class(
@@ -725,7 +746,7 @@ def cmd_class_grades(args: argparse.Namespace) -> int:
     from challenge.errors import PodiumError
     from challenge.teaching import class_of, grade_rows, grades_csv
 
-    settings = load_settings()
+    settings = site_settings()
     try:
         with session_scope(make_engine(settings.database_url)) as session:
             user = _instructor(session, args.owner)
@@ -745,7 +766,7 @@ def cmd_class_reset(args: argparse.Namespace) -> int:
     from challenge.errors import PodiumError
     from challenge.teaching import class_of, reset_class
 
-    settings = load_settings()
+    settings = site_settings()
     try:
         with session_scope(make_engine(settings.database_url)) as session:
             classroom, _ = class_of(session, args.slug, _instructor(session, args.owner))
