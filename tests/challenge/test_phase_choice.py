@@ -205,3 +205,32 @@ def test_cli_submit_phase_and_submissions_listing(
     assert " hackathon " in lines[0]
     assert " competition " in lines[1]
     assert all('"long run"' in line for line in lines)
+
+
+def test_evalai_route_takes_any_open_phase(
+    client: TestClient, festival: Any, settings: Any, engine: Any
+) -> None:
+    """`evalai challenge C phase P submit`: P may be any open phase, not only the default one."""
+    with session_scope(engine) as s:
+        from challenge.models import User
+
+        user = s.get(User, s.exec(select(Participation)).one().user_id)
+        token = create_api_token(s, user=user, name="evalai")  # type: ignore[arg-type]
+        phases = {p.name: p.id for p in s.exec(select(Phase)).all()}
+    body = random_submission(settings, festival.slug).to_csv(index=False).encode()
+
+    def submit(phase: str) -> Any:
+        return client.post(
+            f"/api/jobs/challenge/{festival.id}/challenge_phase/{phases[phase]}/submission/",
+            files={"input_file": ("pred.csv", body, "text/csv")},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    r = submit("competition")
+    assert r.status_code == 201, r.text
+    assert _phase_of(engine, r.json()["id"]) == "competition"
+    r = submit("hackathon")
+    assert _phase_of(engine, r.json()["id"]) == "hackathon"
+    r = submit("finals")
+    assert r.status_code == 403
+    assert "is not taking submissions" in r.text
