@@ -170,6 +170,9 @@ def test_leaderboard_names_and_marks_its_phase(client: TestClient, festival: Any
     assert "public leaderboard, phase competition</h1>" in page
     assert 'aria-current="page" class="current">competition</a>' in page
     assert 'aria-current="page" class="current">hackathon</a>' not in page
+    # The room's countdown keeps its space before the count ("58s· 5 teams" before).
+    room = client.get(f"/c/{festival.slug}/room?phase=competition").text
+    assert "</span> · 0 teams · refreshes every" in room
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
