@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 ## Run the demo site (SQLite + embedded Redis + worker) on http://127.0.0.1:8000
 demo: $(STAMP)
-	$(BIN)/podium demo
+	$(BIN)/podium demo $(if $(PORT),--port $(PORT))
 
 ## Debian's chromium for the browser tests (never a downloaded browser build), and bubblewrap with
 ## libseccomp for the code-run jail (docs/codabench.md)

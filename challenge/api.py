@@ -122,12 +122,18 @@ def _private_shown(request: Request, challenge_id: int) -> bool:
     return known[challenge_id]
 
 
+def _phase_name(request: Request, phase_id: int) -> str:
+    phase = db(request).get(Phase, phase_id)  # identity map: one query per phase and request
+    return phase.name if phase is not None else ""
+
+
 def submission_json(request: Request, sub: Submission) -> dict[str, Any]:
     shown = participant_score(db(request), sub)
     out: dict[str, Any] = {
         "id": sub.id,
         "challenge_id": sub.challenge_id,
         "phase_id": sub.phase_id,
+        "phase": _phase_name(request, sub.phase_id),
         "status": sub.status,
         "filename": sub.filename,
         "message": sub.message,
@@ -234,7 +240,10 @@ async def join(request: Request) -> Response:
 
 
 async def submit(request: Request) -> Response:
-    """Multipart with a 'file' field, or a raw body with ?filename=...&message=..."""
+    """Multipart with a 'file' field, or a raw body with ?filename=...&message=...
+
+    An optional 'phase' (form field or query parameter) picks one of the open phases.
+    """
     user = api_user(request)
     limit_submission_rate(request, user)
     challenge = await run_in_threadpool(visible_challenge, request, request.path_params["slug"])
@@ -245,7 +254,12 @@ async def submit(request: Request) -> Response:
         if form.file is None:
             raise BadRequest("Send the predictions in a multipart field named 'file'.")
         sub = await record_upload(
-            request, challenge, user, form.file, form.fields.get("message", "")
+            request,
+            challenge,
+            user,
+            form.file,
+            form.fields.get("message", ""),
+            form.fields.get("phase", "") or request.query_params.get("phase", ""),
         )
     else:
         filename = request.query_params.get("filename", "")
@@ -258,6 +272,7 @@ async def submit(request: Request) -> Response:
             request.stream(),
             filename,
             request.query_params.get("message", ""),
+            request.query_params.get("phase", ""),
         )
     return await run_in_threadpool(
         lambda: JSONResponse(submission_json(request, sub), status_code=201)

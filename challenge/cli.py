@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from challenge.settings import ConfigurationError, Settings, load_demo_settings, load_settings
+from challenge.wording import counted
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_AUTH, EXIT_INVALID = 0, 1, 2, 3, 4
 # 5: refused for now (daily quota or rate limit; try later); 6: still scoring when --timeout ran out.
@@ -41,6 +42,27 @@ def _ensure_redis(settings: Settings) -> None:
         from challenge.broker import start_embedded_redis
 
         os.environ["PODIUM_REDIS_URL"] = start_embedded_redis(settings.data_dir.parent)
+
+
+def site_settings() -> Settings:
+    """The settings of an existing site, for the admin commands; they create nothing.
+
+    The site is found from PODIUM_DATA_DIR / PODIUM_DATABASE_URL, the site config file or the
+    clone (challenge.settings); a SQLite database that does not exist means no site was found.
+    """
+    from challenge.settings import site_config_file
+
+    settings = load_settings()
+    if settings.is_sqlite:
+        path = settings.database_url.split("///", 1)[-1]
+        if path and path != ":memory:" and not Path(path).is_file():
+            raise CliError(
+                f"no Podium site at {Path(path).parent}: set PODIUM_DATA_DIR to the site's data "
+                f"folder (or PODIUM_DATABASE_URL), write it in {site_config_file()}, "
+                "or run 'podium migrate' to create a new site there",
+                EXIT_USAGE,
+            )
+    return settings
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -368,7 +390,7 @@ def cmd_challenge_create(args: argparse.Namespace) -> int:
     from challenge.errors import PodiumError
     from challenge.models import Challenge, User
 
-    settings = load_settings()
+    settings = site_settings()
     engine = make_engine(settings.database_url)
     from challenge.codabench import is_codabench_bundle
 
@@ -498,7 +520,7 @@ def cmd_challenge_list(args: argparse.Namespace) -> int:
     from challenge.db import make_engine, session_scope
     from challenge.models import Challenge
 
-    settings = load_settings()
+    settings = site_settings()
     with session_scope(make_engine(settings.database_url)) as session:
         for c in session.exec(select(Challenge).order_by(Challenge.id)):  # type: ignore[arg-type]
             status = challenge_status(phases_of(session, c))
@@ -519,7 +541,7 @@ def cmd_challenge_metric(args: argparse.Namespace) -> int:
         source.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise CliError(f"{source}: not UTF-8 text; save it as UTF-8.", EXIT_INVALID) from exc
-    settings = load_settings()
+    settings = site_settings()
     try:
         with session_scope(make_engine(settings.database_url)) as session:
             challenge = get_challenge_by_slug(session, args.slug)
@@ -551,7 +573,7 @@ def cmd_challenge_rescore(args: argparse.Namespace) -> int:
     from challenge.models import User
     from challenge.rescoring import rescore_phase, rescore_submission
 
-    settings = load_settings()
+    settings = site_settings()
     _ensure_redis(settings)
     from challenge.tasks import enqueue_rescore
 
@@ -580,7 +602,7 @@ def cmd_challenge_rescore(args: argparse.Namespace) -> int:
     for run in runs:
         assert run.id is not None
         enqueue_rescore(engine, run.id)
-        print(f"rescore run {run.id}: {run.total} submission(s), phase {run.phase_id}")
+        print(f"rescore run {run.id}: {counted(run.total, 'submission')}, phase {run.phase_id}")
     return EXIT_OK
 
 
@@ -592,7 +614,7 @@ def cmd_user_create(args: argparse.Namespace) -> int:
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
     if not password:
         raise CliError("give the password on standard input with --password-stdin", EXIT_USAGE)
-    settings = load_settings()
+    settings = site_settings()
     try:
         with session_scope(make_engine(settings.database_url)) as session:
             user = create_user(
@@ -611,7 +633,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     from challenge.db import make_engine, session_scope
     from challenge.models import User
 
-    settings = load_settings()
+    settings = site_settings()
     with session_scope(make_engine(settings.database_url)) as session:
         user = session.exec(select(User).where(User.username == args.name)).first()
         if user is None:
@@ -1018,7 +1040,7 @@ def cmd_class_create(args: argparse.Namespace) -> int:
     from challenge.errors import PodiumError
     from challenge.teaching import create_class
 
-    settings = load_settings()
+    settings = site_settings()
     try:
         with session_scope(make_engine(settings.database_url)) as session:
             classroom = create_class(
@@ -1054,7 +1076,7 @@ def cmd_class_grades(args: argparse.Namespace) -> int:
     from challenge.errors import PodiumError
     from challenge.teaching import class_of, grade_rows, grades_csv
 
-    settings = load_settings()
+    settings = site_settings()
     try:
         with session_scope(make_engine(settings.database_url)) as session:
             user = _instructor(session, args.owner)
@@ -1074,7 +1096,7 @@ def cmd_class_reset(args: argparse.Namespace) -> int:
     from challenge.errors import PodiumError
     from challenge.teaching import class_of, reset_class
 
-    settings = load_settings()
+    settings = site_settings()
     try:
         with session_scope(make_engine(settings.database_url)) as session:
             classroom, _ = class_of(session, args.slug, _instructor(session, args.owner))
@@ -1259,7 +1281,11 @@ def cmd_join(args: argparse.Namespace) -> int:
             http.post(f"/api/challenges/{args.slug}/join", json={"accept_rules": True})
         ).json()
     quota = info.get("quota") or {}
-    print(f"joined {info['slug']}; {quota.get('left_today', '?')} submission(s) left today")
+    left = quota.get("left_today")
+    print(
+        f"joined {info['slug']}; "
+        + (f"{counted(left, 'submission')} left today" if isinstance(left, int) else "")
+    )
     return EXIT_OK
 
 
@@ -1348,14 +1374,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
         r = _check(
             http.post(
                 f"/api/challenges/{args.slug}/submissions",
-                params={"filename": path.name, "message": args.message or ""},
+                params={
+                    "filename": path.name,
+                    "message": args.message or "",
+                    **({"phase": args.phase} if args.phase else {}),
+                },
                 content=body(),
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(total)},
             )
         )
         _progress_done()
         sub = r.json()
-        print(f"submission {sub['id']} received")
+        print(f"submission {sub['id']} received for phase {sub.get('phase', '?')}")
         if args.no_wait:
             return EXIT_OK
         deadline = time.monotonic() + args.timeout
@@ -1390,10 +1420,14 @@ def cmd_submissions(args: argparse.Namespace) -> int:
         rows = _check(http.get(f"/api/challenges/{args.slug}/submissions")).json()
     if args.json:
         return _print_answer(rows)
+    if not rows:
+        print("no submissions yet")
     for s in rows:
         score = f"{s['public_score']:.6f}" if s["public_score"] is not None else "-"
         print(
-            f"{s['id']:6d} {s['created_at'][:19]} {s['status']:8s} {score:>12s} {s['filename']}"
+            f"{s['id']:6d} {s['created_at'][:19]} {s.get('phase', ''):12s} {s['status']:8s} "
+            f"{score:>12s} {s['filename']}"
+            + (f"  \"{s['message'][:60]}\"" if s.get("message") else "")
             + (f"  {s['error'][:80]}" if s.get("error") else "")
         )
     return EXIT_OK
@@ -1450,7 +1484,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     print(f"{data['board']} leaderboard, phase {data['phase']}")
     for e in data["entries"]:
         rank = "-" if e["rank"] is None else str(e["rank"])  # organizers' baselines are unranked
-        print(f"{rank:>4s} {e['participant']:24s} {e['score']:.6f} ({e['entries']} entries)")
+        entries = counted(e["entries"], "entry", "entries")
+        print(f"{rank:>4s} {e['participant']:24s} {e['score']:.6f} ({entries})")
     return EXIT_OK
 
 
@@ -1689,6 +1724,7 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("slug")
     sb.add_argument("file")
     sb.add_argument("-m", "--message", default="")
+    sb.add_argument("--phase", help="an open phase (default: the one that opened last)")
     sb.add_argument("--no-wait", action="store_true")
     sb.add_argument("--timeout", type=float, default=120.0)
     sb.add_argument("--url")

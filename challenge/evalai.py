@@ -77,7 +77,7 @@ from challenge.models import (
     utcnow,
 )
 from challenge.security import hash_token
-from challenge.submissions import quota_for
+from challenge.submissions import quota_for, submittable_phases
 from challenge.teams import captain_of, members_of, team_of
 from challenge.uploads import (
     check_declared_size,
@@ -603,13 +603,14 @@ def _open_phase(request: Request, challenge: Challenge, phase: Phase, user: User
         raise PermissionDenied(
             f"Join the challenge first: `evalai challenge {challenge.id} participate {user.id}`."
         )
-    current = challenge_status(phases_of(db(request), challenge)).submitting_phase
+    choices, current = submittable_phases(phases_of(db(request), challenge))
     if current is None:
         raise PermissionDenied("This challenge is not accepting submissions now.")
-    if current.id != phase.id:
+    if phase.id not in {p.id for p in choices}:  # any open phase, as on the site
+        names = ", ".join(f"{p.id} ('{p.name}')" for p in choices)
         raise PermissionDenied(
             f"Phase {phase.id} ('{phase.name}') is not taking submissions; "
-            f"submit to phase {current.id} ('{current.name}')."
+            f"submit to phase {names}."
         )
 
 
@@ -652,19 +653,21 @@ async def make_submission(request: Request) -> Response:
     user = api_user(request)
     limit_submission_rate(request, user)
 
-    def _check() -> Challenge:
+    def _check() -> tuple[Challenge, Phase]:
         challenge = _challenge_by_id(request, request.path_params["challenge_id"])
         phase = _phase_of(request, challenge, request.path_params["phase_id"])
         _open_phase(request, challenge, phase, user)
-        return challenge
+        return challenge, phase
 
-    challenge = await run_in_threadpool(_check)
+    challenge, phase = await run_in_threadpool(_check)
     check_declared_size(request, challenge)
     form = await receive_multipart(request, challenge, file_field="input_file")
     if form.file is None:
         raise BadRequest("Send the predictions in a multipart field named 'input_file'.")
     form.file.filename = Path(form.file.filename).name
-    sub = await record_upload(request, challenge, user, form.file, _message_of(form.fields))
+    sub = await record_upload(
+        request, challenge, user, form.file, _message_of(form.fields), phase.name
+    )
     team = await run_in_threadpool(_team_row, db(request), sub)
     return JSONResponse(submission_object(sub, user.username, team), status_code=201)
 
@@ -840,8 +843,15 @@ async def finish_upload(request: Request) -> Response:
         if etags[n].strip('"') != digest:
             raise BadRequest(f"Part {n} does not match its ETag; upload it again.")
     try:
+        phase_row = await run_in_threadpool(db(request).get, Phase, row.phase_id)
         sub = await store_upload(
-            request, challenge, user, _assembled(folder, row.parts), row.filename, row.message
+            request,
+            challenge,
+            user,
+            _assembled(folder, row.parts),
+            row.filename,
+            row.message,
+            phase_row.name if phase_row is not None else "",
         )
     finally:
         await run_in_threadpool(shutil.rmtree, folder, True)

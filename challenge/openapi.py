@@ -210,6 +210,7 @@ def _schemas() -> dict[str, Any]:
             id={"type": "integer"},
             challenge_id={"type": "integer"},
             phase_id={"type": "integer"},
+            phase={"type": "string", "description": "The name of the phase it went to."},
             status={
                 "type": "string",
                 "enum": ["received", "scoring", "scored", "invalid", "error"],
@@ -418,6 +419,10 @@ def _podium_paths() -> dict[str, Any]:
                     *sub_params,
                     _query("filename", "Raw-body uploads: the file's name (with suffix)."),
                     _query("message", "Raw-body uploads: a note for yourself."),
+                    _query(
+                        "phase",
+                        "The open phase to submit to (default: the one that opened last).",
+                    ),
                 ],
                 body={
                     "required": True,
@@ -427,6 +432,7 @@ def _podium_paths() -> dict[str, Any]:
                                 ["file"],
                                 file={"type": "string", "contentMediaType": "text/csv"},
                                 message={"type": "string"},
+                                phase={"type": "string"},
                             )
                         },
                         "application/octet-stream": {"schema": {"type": "string"}},

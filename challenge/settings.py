@@ -35,6 +35,20 @@ class ConfigurationError(ValueError):
     """The environment does not describe a site Podium may run; the message says what to set."""
 
 
+def clone_var_dir() -> Path | None:
+    """``var/`` of the source checkout this code runs from (``make demo``'s site), if it is one."""
+    root = Path(__file__).resolve().parent.parent
+    return root / "var" if (root / "pyproject.toml").is_file() else None
+
+
+def site_config_file() -> Path:
+    """The site config file: ``PODIUM_*`` lines read when the environment does not set them."""
+    import os
+
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "podium" / "site.env"
+
+
 class Settings(BaseSettings):
     """Everything Podium needs to start. Each field is documented in docs/configuration.md."""
 
@@ -110,6 +124,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _defaults_and_guards(self) -> Settings:
+        # Relative defaults would depend on the working directory (a command run elsewhere made
+        # an empty var/ there): without PODIUM_DATA_DIR they are the clone's var/.
+        var = clone_var_dir()
+        if "data_dir" not in self.model_fields_set and var is not None:
+            self.data_dir = var / "data"
+        if "label_dir" not in self.model_fields_set:
+            self.label_dir = self.data_dir.parent / "labels"
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir.parent / 'podium.db'}"
         if self.mail_dir is None:
@@ -159,7 +180,10 @@ def load_settings(**overrides: object) -> Settings:
     Raises :class:`ConfigurationError` (a readable message, not pydantic's report) when a setting
     is missing or wrong, the secret key above all.
     """
+    config = site_config_file()
     try:
+        if config.is_file():  # the environment still wins over the file
+            return Settings(_env_file=config, **overrides)  # type: ignore[arg-type]
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(

@@ -10,13 +10,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
-from challenge.challenges import challenge_status, phases_of
+from challenge.challenges import challenge_status, phase_state, phases_of
 from challenge.errors import NotFound, PermissionDenied, QuotaExceeded
 from challenge.leaderboard import record_score_on_board
 from challenge.models import (
     BoardEntry,
     Challenge,
     Participation,
+    Phase,
     Submission,
     TeamMember,
     User,
@@ -85,6 +86,25 @@ def quota_for(
     )
 
 
+def submittable_phases(
+    phases: list[Phase], now: dt.datetime | None = None
+) -> tuple[list[Phase], Phase | None]:
+    """The phases an upload made now may go to, and the one it goes to when none is named.
+
+    Every open phase that takes submissions, in order; the default is the phase that opened last
+    (a hackathon day inside the competition), as before. After the last close only the late phase
+    remains. Empty (and None) while nothing is open yet.
+    """
+    status = challenge_status(phases, now)
+    if status.submitting_phase is None:
+        return [], None
+    if status.late:
+        return [status.submitting_phase], status.submitting_phase
+    now = now or utcnow()
+    choices = [p for p in phases if p.accepts_submissions and phase_state(p, now) == "open"]
+    return choices, status.submitting_phase
+
+
 def create_submission(
     session: Session,
     *,
@@ -95,6 +115,7 @@ def create_submission(
     size_bytes: int,
     sha256: str,
     message: str = "",
+    phase_name: str | None = None,
     now: dt.datetime | None = None,
 ) -> Submission:
     """Record an upload in state 'received' and charge the quota, atomically.
@@ -102,6 +123,8 @@ def create_submission(
     The first statement bumps the participant's counter row: on PostgreSQL that takes the row lock,
     on SQLite the write lock, so concurrent uploads by one participant are counted one at a time and
     can never exceed the limit. Must be called at the start of a fresh transaction.
+    ``phase_name`` picks one of the phases open now (``submittable_phases``); empty means the
+    default one. A phase that is not open to submissions is refused with the open ones named.
     """
     now = now or utcnow()
     bumped = session.execute(
@@ -125,6 +148,16 @@ def create_submission(
                 else ""
             )
         )
+    choices, phase = submittable_phases(phases_of(session, challenge), now)
+    if phase_name:
+        phase = next((p for p in choices if p.name == phase_name.strip()), None)
+        if phase is None:
+            names = ", ".join(f"'{p.name}'" for p in choices)
+            raise PermissionDenied(
+                f"Phase '{phase_name.strip()[:80]}' is not open for submissions; "
+                f"choose one of: {names}."
+            )
+    assert phase is not None  # challenge_status found a submitting phase above
     quota = quota_for(session, challenge, user, now)
     if quota.used_total >= quota.total:
         raise QuotaExceeded(f"You have used all {quota.total} submissions of this challenge.")
@@ -135,10 +168,10 @@ def create_submission(
         )
     assert challenge.id is not None
     assert user.id is not None
-    assert status.submitting_phase.id is not None
+    assert phase.id is not None
     row = Submission(
         challenge_id=challenge.id,
-        phase_id=status.submitting_phase.id,
+        phase_id=phase.id,
         user_id=user.id,
         filename=Path(filename).name[:255] or "submission.csv",
         stored_path=str(stored_path),

@@ -117,7 +117,9 @@ def grade_for(
         return str(rule.get("none", "F"))
     kind = rule["kind"]
     if kind == "rank_percent":
-        percent = 100.0 * rank / max(n_ranked, 1)
+        # The share of the other ranked students ahead: 0 for the best (also alone in the
+        # class), 100 for the last. rank / n gave the only student of a class of one a D.
+        percent = 100.0 * (rank - 1) / (n_ranked - 1) if n_ranked > 1 else 0.0
         for top, grade in rule["bands"]:
             if percent <= float(top) + 1e-9:
                 return str(grade)

@@ -121,7 +121,12 @@ async def receive_file(
 
 
 async def record_upload(
-    request: Request, challenge: Challenge, user: User, received: ReceivedFile, message: str
+    request: Request,
+    challenge: Challenge,
+    user: User,
+    received: ReceivedFile,
+    message: str,
+    phase: str = "",
 ) -> Submission:
     """Move the file in place, create the row (charging quota) and send it to the scoring queue.
 
@@ -142,6 +147,7 @@ async def record_upload(
                     size_bytes=received.writer.size,
                     sha256=received.writer.sha.hexdigest(),
                     message=message,
+                    phase_name=phase,
                 )
         except BaseException:
             received.discard()
@@ -160,10 +166,14 @@ async def store_upload(
     chunks: AsyncIterator[bytes],
     filename: str,
     message: str,
+    phase: str = "",
 ) -> Submission:
-    """Write the file under the cap, create the row (charging quota) and queue it for scoring."""
+    """Write the file under the cap, create the row (charging quota) and queue it for scoring.
+
+    ``phase`` names the phase to submit to; empty means the default (``submittable_phases``).
+    """
     received = await receive_file(request, challenge, chunks, filename)
-    return await record_upload(request, challenge, user, received, message)
+    return await record_upload(request, challenge, user, received, message, phase)
 
 
 @dataclass

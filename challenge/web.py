@@ -21,6 +21,7 @@ from challenge.models import User
 from challenge.security import csrf_matches, new_csrf_token
 from challenge.sessions import end_session, start_session, user_for_session
 from challenge.settings import Settings
+from challenge.wording import counted
 
 # The largest id our tables hold (their keys are INTEGER: 32 bits on PostgreSQL): a bigger number
 # in a path is no row of ours, and handed to the database it raised (SQLite's OverflowError past
@@ -267,6 +268,7 @@ def make_templates(extra_dirs: list[str] | None = None) -> Environment:
     env.filters["score"] = _fmt_score
     env.filters["markdown"] = _markdown
     env.filters["bytes"] = _fmt_bytes
+    env.filters["counted"] = counted
     env.filters["isotime"] = lambda v: v.isoformat() if v else ""
     return env
 
@@ -290,8 +292,15 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     return HTMLResponse(html, status_code=status_code)
 
 
-def flash(request: Request, message: str, kind: str = "info") -> None:
-    request.session.setdefault("flash", []).append({"kind": kind, "message": message})
+def flash(
+    request: Request, message: str, kind: str = "info", status_url: str = "", fallback_url: str = ""
+) -> None:
+    """A notice for the next page; with ``status_url`` podium.js keeps it up to date in place
+    (polling that JSON route), and ``fallback_url`` is the link that does it without JavaScript."""
+    item = {"kind": kind, "message": message}
+    if status_url:
+        item.update(status_url=status_url, fallback_url=fallback_url)
+    request.session.setdefault("flash", []).append(item)
 
 
 def redirect(url: str) -> RedirectResponse:

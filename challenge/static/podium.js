@@ -24,6 +24,26 @@
       } catch (e) { /* leave the TeX as text */ }
     });
   }
+  // A notice such as "Submission #12 received; it is being scored" follows its submission: it polls
+  // the JSON status route and rewrites itself until the result is in (its link does it without JS).
+  document.querySelectorAll(".flash[data-status-url]").forEach(function (box) {
+    var wait = 300;
+    function check() {
+      fetch(box.dataset.statusUrl, { headers: { "Accept": "application/json" }, credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+        .then(function (s) {
+          box.querySelector(".flash-text").textContent = s.text;
+          box.dataset.status = s.status;
+          if (!s.done) { wait = Math.min(wait * 1.5, 3000); setTimeout(check, wait); return; }
+          box.classList.remove("info");
+          box.classList.add(s.status === "scored" ? "success" : "error");
+          var link = box.querySelector(".flash-refresh");
+          if (link) link.remove();
+        })
+        .catch(function () { wait = Math.min(wait * 2, 10000); setTimeout(check, wait); });
+    }
+    setTimeout(check, wait);
+  });
   var rows = document.getElementById("submission-rows");
   if (!rows) return;
   function pending() { return rows.querySelector('tr[data-status="received"], tr[data-status="scoring"]'); }

@@ -372,5 +372,5 @@ routes = [
     Route("/password/forgot", password_forgot, methods=["GET", "POST"]),
     Route("/password/reset/{token}", password_reset, methods=["GET", "POST"]),
     Route("/admin/users", admin_users, methods=["GET"]),
-    Route("/admin/users/{user_id:int}/end-sessions", admin_end_sessions, methods=["POST"]),
+    Route("/admin/users/{user_id:dbint}/end-sessions", admin_end_sessions, methods=["POST"]),
 ]

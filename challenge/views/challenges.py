@@ -28,10 +28,16 @@ from challenge.challenges import (
     private_scores_visible_among,
 )
 from challenge.errors import BadRequest, NotFound
-from challenge.leaderboard import participant_scores
-from challenge.models import Challenge, User
+from challenge.leaderboard import participant_score, participant_scores
+from challenge.models import Challenge, Phase, User
 from challenge.schedule import challenge_page_extras, require_data_access
-from challenge.submissions import access_submission, queue_position, quota_for, submissions_of
+from challenge.submissions import (
+    access_submission,
+    queue_position,
+    quota_for,
+    submissions_of,
+    submittable_phases,
+)
 from challenge.uploads import (
     check_declared_size,
     limit_submission_rate,
@@ -122,9 +128,13 @@ def overview(request: Request) -> Response:
     positions = {
         s.id: queue_position(session, s) for s in subs if s.status in ("received", "scoring")
     }
+    submit_phases, default_phase = submittable_phases(phases)
     return render(
         request,
         "challenge/overview.html",
+        submit_phases=submit_phases,
+        default_phase=default_phase,
+        phase_names={p.id: p.name for p in phases},
         challenge=challenge,
         phases=[(p, phase_state(p)) for p in phases],
         status=challenge_status(phases),
@@ -231,10 +241,26 @@ async def submit(request: Request) -> Response:
     )
     if form.file is None:
         raise BadRequest("Choose a prediction file to upload.")
-    sub = await record_upload(request, challenge, user, form.file, form.fields.get("message", ""))
+    sub = await record_upload(
+        request,
+        challenge,
+        user,
+        form.file,
+        form.fields.get("message", ""),
+        form.fields.get("phase", ""),
+    )
+    phase = await run_in_threadpool(lambda: db(request).get(Phase, sub.phase_id))
+    phase_name = phase.name if phase is not None else ""
     if "application/json" in request.headers.get("accept", ""):
-        return JSONResponse({"id": sub.id, "status": sub.status}, status_code=201)
-    flash(request, f"Submission #{sub.id} received; it is being scored.")
+        return JSONResponse(
+            {"id": sub.id, "status": sub.status, "phase": phase_name}, status_code=201
+        )
+    flash(
+        request,
+        f"Submission #{sub.id} received for phase {phase_name}; it is being scored.",
+        status_url=f"/c/{challenge.slug}/submissions/{sub.id}/status",
+        fallback_url=f"/c/{challenge.slug}?submission={sub.id}#sub-{sub.id}",
+    )
     return redirect(f"/c/{challenge.slug}#submissions")
 
 
@@ -253,9 +279,51 @@ def submission_rows(request: Request) -> Response:
         challenge=challenge,
         submissions=subs,
         positions=positions,
+        phase_names={p.id: p.name for p in phases_of(session, challenge)},
         shown=participant_scores(session, subs),
         private_shown=private_scores_visible(session, challenge),
         quota=quota_for(session, challenge, user),
+    )
+
+
+def submission_status(request: Request) -> Response:
+    """One of your submissions' state as JSON, polled by the "being scored" notice (podium.js).
+
+    The score is the one the participant may see (the Ladder's released value, never a private
+    score); someone else's submission answers 404 like a missing one.
+    """
+    challenge = visible_challenge(request, request.path_params["slug"])
+    user = require_user(request)
+    session = db(request)
+    sub = access_submission(session, int(request.path_params["id"]), user)
+    if sub.challenge_id != challenge.id or sub.user_id != user.id:
+        raise NotFound("No such submission.")
+    phase = session.get(Phase, sub.phase_id)
+    head = f"Submission #{sub.id} ({phase.name if phase else '?'})"
+    score = participant_score(session, sub).score if sub.status == "scored" else None
+    if sub.status == "scored":
+        text = f"{head} is scored: public score {score:.5f}." if score is not None else (
+            f"{head} is scored."
+        )
+    elif sub.status == "invalid":
+        text = f"{head} is invalid: {sub.error_message}"
+    elif sub.status == "error":
+        text = f"{head} could not be scored: {sub.error_message or 'please try again later.'}"
+    else:
+        position = queue_position(session, sub)
+        text = f"{head} is being scored" + (
+            f" ({position} ahead in the queue)." if position else "."
+        )
+    return JSONResponse(
+        {
+            "id": sub.id,
+            "status": sub.status,
+            "phase": phase.name if phase else "",
+            "public_score": score,
+            "done": sub.status not in ("received", "scoring"),
+            "text": text,
+        },
+        headers={"Cache-Control": "no-store"},
     )
 
 
@@ -268,5 +336,6 @@ routes = [
     Route("/c/{slug}/data/{name}", download, methods=["GET"], name="download"),
     Route("/c/{slug}/submit", submit, methods=["POST"], name="submit"),
     Route("/c/{slug}/submissions", submission_rows, methods=["GET"], name="submission_rows"),
-    Route("/submissions/{id:int}/detailed", detailed_results, methods=["GET"]),
+    Route("/c/{slug}/submissions/{id:dbint}/status", submission_status, methods=["GET"]),
+    Route("/submissions/{id:dbint}/detailed", detailed_results, methods=["GET"]),
 ]

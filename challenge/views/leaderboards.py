@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from challenge.challenges import (
     challenge_status,
+    phase_blocking_reveal,
     phase_state,
     phases_of,
     private_scores_visible_among,
@@ -99,8 +100,37 @@ def board_request(request: Request, *, allow_private: bool = True) -> BoardReque
         allow_private and can_preview(current_user(request), challenge)
     )
     if board == "private" and not (allow_private and private_ok):
-        raise NotFound(private_hidden_message(challenge, all_phases))
+        raise PrivateBoardHidden(challenge, phase, phases, all_phases)
     return BoardRequest(challenge, phase, phases, board, private_ok, higher_is_better_of(challenge))
+
+
+class PrivateBoardHidden(NotFound):
+    """A private board asked for before the reveal: still a 404 everywhere, but the board page
+    renders it as a placeholder saying when the board will be shown (and nothing more)."""
+
+    def __init__(
+        self, challenge: Challenge, phase: Phase, phases: list[Phase], all_phases: list[Phase]
+    ) -> None:
+        super().__init__(private_hidden_message(challenge, all_phases))
+        self.challenge, self.phase, self.phases = challenge, phase, phases
+        self.due = reveal_due_at(challenge, all_phases)
+        self.blocking = phase_blocking_reveal(all_phases)
+
+
+def _private_placeholder(request: Request, hidden: PrivateBoardHidden) -> Response:
+    """The page in place of a private board not revealed yet: when it will be, and why."""
+    return render(
+        request,
+        "challenge/private_pending.html",
+        status_code=404,
+        challenge=hidden.challenge,
+        phase=hidden.phase,
+        phases=hidden.phases,
+        board="private",
+        due=hidden.due,
+        blocking=hidden.blocking,
+        message=str(hidden),
+    )
 
 
 def private_hidden_message(challenge: Challenge, phases: list[Phase]) -> str:
@@ -436,6 +466,14 @@ def _head_reader(request: Request) -> HeadReader:
 
 
 async def leaderboard(request: Request) -> Response:
+    """The board page; a private board before the reveal gets the placeholder page."""
+    try:
+        return await _leaderboard(request)
+    except PrivateBoardHidden as hidden:
+        return await run_in_threadpool(_private_placeholder, request, hidden)
+
+
+async def _leaderboard(request: Request) -> Response:
     """The board page. Anonymous viewers get the whole page from the cache (with an ETag, and
     304 when it has not changed); logged-in ones get the cached body inside their own header.
 
@@ -524,6 +562,7 @@ def _anonymous_page(request: Request, head: BoardHead) -> bytes:
             flashes=[],
             challenge=br.challenge,
             phase=br.phase,
+            board=br.board,
             body_html=board_body(request, br, head),
             my_team_id=None,
         )
@@ -539,6 +578,7 @@ def _viewer_page(request: Request, head: BoardHead | None) -> Response:
         "challenge/leaderboard.html",
         challenge=br.challenge,
         phase=br.phase,
+        board=br.board,
         body_html=board_body(request, br, head),
         my_team_id=team.id if team else None,
     )

@@ -9,6 +9,7 @@ from starlette.routing import Route
 
 from challenge.mail import KINDS, set_preferences
 from challenge.web import db, flash, read_form, redirect, require_user
+from challenge.wording import counted
 
 
 async def mail_preferences(request: Request) -> Response:
@@ -20,7 +21,7 @@ async def mail_preferences(request: Request) -> Response:
         set_preferences(db(request), user, wanted)
         db(request).commit()
         off = len(KINDS) - len(wanted)
-        flash(request, f"E-mail notices saved ({off} kind(s) turned off).")
+        flash(request, f"E-mail notices saved ({counted(off, 'kind')} turned off).")
         return redirect("/account#mail")
 
     return await run_in_threadpool(_save)

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from challenge.challenges import (
+    challenge_status,
     get_challenge_by_slug,
     phases_of,
     private_scores_visible_among,
@@ -25,6 +26,8 @@ from challenge.models import Challenge, Submission, User, utcnow
 from challenge.rescoring import rescore_phase, rescore_submission, runs_of
 from challenge.tasks import enqueue_rescore
 from challenge.web import db, engine_of, flash, read_form, redirect, render, require_role
+from challenge.wording import counted
+from forum.models import PENDING, Post, Thread
 
 
 def organized_challenge(request: Request, user: User, slug: str) -> Challenge:
@@ -56,15 +59,46 @@ def dashboard(request: Request) -> Response:
     workers = worker_statuses(client) if user.role == "admin" else []
     code_jails = code_jail_statuses(client) if user.role == "admin" else []
     reveals = {c.id: reveal_state(session, c, user) for c, _ in rows}
+    pending = pending_forum_posts(session)
+    slugs = {c.slug for c, _ in rows}
     return render(
         request,
         "challenge/organize.html",
+        stages={c.id: challenge_stage(session, c) for c, _ in rows},
+        pending_posts={k: v for k, v in pending.items() if k in slugs},
+        # The site-wide forum is the admins' to moderate.
+        site_pending=pending.get(None, 0) if user.role == "admin" else 0,
         rows=rows,
         workers=workers,
         rescores=rescores,
         reveals=reveals,
         code_jails=code_jails,
     )
+
+
+def challenge_stage(session: Session, challenge: Challenge) -> str:
+    """Where a challenge stands for its organizer: its data preparation while that is not done
+    (``splitting``, ``failed``...), then upcoming, running, closed (every phase over, private
+    board still hidden) or revealed."""
+    if challenge.state != "ready":
+        return challenge.state
+    phases = phases_of(session, challenge)
+    if private_scores_visible_among(challenge, phases):
+        return "revealed"
+    label = challenge_status(phases).label
+    return "closed" if label == "finished" else label
+
+
+def pending_forum_posts(session: Session) -> dict[str | None, int]:
+    """Forum posts held for moderation, by challenge slug (None: the site-wide forum)."""
+    rows = session.exec(
+        select(Thread.challenge_slug, func.count())
+        .select_from(Post)
+        .join(Thread, col(Thread.id) == Post.thread_id)
+        .where(Post.status == PENDING)
+        .group_by(col(Thread.challenge_slug))
+    ).all()
+    return {slug: int(n) for slug, n in rows}
 
 
 @dataclass
@@ -166,7 +200,7 @@ async def rescore(request: Request) -> Response:
             enqueue_rescore(engine_of(request), run.id)
         flash(
             request,
-            f"Rescoring {total} submission(s); the leaderboard switches to the new scores when "
+            f"Rescoring {counted(total, 'submission')}; the leaderboard switches to the new scores when "
             "all of a phase are done.",
         )
         return redirect("/organize")

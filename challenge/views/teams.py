@@ -32,6 +32,7 @@ from challenge.teams import (
 from challenge.views.challenges import visible_challenge
 from challenge.views.mail import routes as mail_routes
 from challenge.web import db, flash, read_form, redirect, render, require_user
+from challenge.wording import counted
 
 
 def _joined(request: Request) -> tuple[Challenge, User]:
@@ -94,7 +95,7 @@ def _leave_refused(
         return "The team is disqualified; its members cannot leave it. Ask the organizers."
     if counts is not None and counts.total:
         return (
-            f"The team has made {counts.total} submission(s); members cannot leave a team once it "
+            f"The team has made {counted(counts.total, 'submission')}; members cannot leave a team once it "
             "has submitted (its submissions and quota are shared). Ask the organizers if you must."
         )
     return None

@@ -119,7 +119,7 @@ def test_participant_visit(live_server, browser_page, make_challenge, settings, 
     page.wait_for_selector("tr[data-status=invalid]", timeout=10_000)
     assert "Class" in page.inner_text("tr[data-status=invalid] .error")
     page.reload()
-    assert "3 submission(s) left today" in page.inner_text("[data-testid=quota]")
+    assert "3 submissions left today" in page.inner_text("[data-testid=quota]")
 
     good = tmp_path / "good.csv"
     random_submission(settings, challenge.slug, seed=3).to_csv(good, index=False)

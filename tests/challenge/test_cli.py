@@ -143,7 +143,7 @@ def test_admin_and_participant_commands_end_to_end(
     assert podium("join", slug).returncode == 2
     r = podium("join", slug, "--accept-rules")
     assert r.returncode == 0
-    assert "2 submission(s) left today" in r.stdout
+    assert "2 submissions left today" in r.stdout
     r = podium("download", slug, "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [

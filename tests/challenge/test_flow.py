@@ -133,7 +133,7 @@ def test_malformed_csv_names_problem_and_keeps_quota(
     assert "unknown" in messages[2].lower() or "not in the test" in messages[2].lower()
     assert all(m for m in messages)
     page = client.get(f"/c/{challenge.slug}").text
-    assert "2 submission(s) left today" in page
+    assert "2 submissions left today" in page
     # Two valid uploads use the quota; the third is refused with the reset time.
     assert _upload(client, challenge.slug, good).status_code == 303
     assert _upload(client, challenge.slug, good).status_code == 303

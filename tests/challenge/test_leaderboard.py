@@ -262,7 +262,7 @@ def test_phase_links_are_separated(client, make_challenge, make_user, engine):  
 
     def links(path: str) -> str:
         html = client.get(f"/c/{challenge.slug}{path}").text
-        para = html.split("<p>Phase:", 1)[1].split("</p>", 1)[0]
+        para = html.split("<p class=\"phase-tabs\">Phase:", 1)[1].split("</p>", 1)[0]
         return " ".join(re.sub(r"<[^>]+>", "", para).split())
 
     assert links("/leaderboard") == (

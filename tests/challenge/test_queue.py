@@ -357,7 +357,7 @@ def test_cli_rescore(
     monkeypatch.setenv("PODIUM_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("PODIUM_LABEL_DIR", str(settings.label_dir))
     assert main(["challenge", "rescore", challenge.slug, "--submission", str(sid)]) == 0
-    assert "1 submission(s)" in capsys.readouterr().out
+    assert "1 submission, phase" in capsys.readouterr().out
     queue_worker.drain()
     with Session(engine) as session:
         sub = session.get(Submission, sid)

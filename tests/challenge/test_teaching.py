@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 from challenge import storage
 from challenge.cli import main
 from challenge.models import Challenge, Classroom, ClassTerm, Phase, Submission
-from challenge.teaching import check_grade_rule, grade_for
+from challenge.teaching import DEFAULT_GRADE_RULE, check_grade_rule, grade_for
 from tests.challenge.conftest import PASSWORD, csrf_of, login, perfect_submission
 
 EVENTS = 2000
@@ -156,15 +156,15 @@ def test_class_from_a_finished_challenge(
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(r.text)))
-    # Two ranked of three on the roster: rank 1 is the top 50 % (band "60 -> C"), rank 2 the
-    # top 100 % ("D"); a student without a scored submission gets the rule's "none" grade.
+    # Two ranked of three on the roster: rank 1 has nobody ahead (position 0 %: "A"), rank 2
+    # everybody (100 %: "D"); a student without a scored submission gets the rule's "none" grade.
     assert [(x["username"], x["rank"], x["grade"], x["submissions"]) for x in rows] == [
-        ("ben", "1", "C", "1"),
+        ("ben", "1", "A", "1"),
         ("ann", "2", "D", "1"),
         ("cid", "", "F", "0"),
     ]
     assert rows[0]["username"] == "ben"
-    assert rows[0]["grade"] == "C"  # 1 of 2 ranked = 50 %: within the 60 % band
+    assert rows[0]["grade"] == "A"  # the best of two: nobody ahead
     assert rows[1]["grade"] == "D"
     assert rows[2]["grade"] == "F"
     assert rows[2]["rank"] == ""
@@ -320,6 +320,24 @@ def test_cli_create_grades_and_reset_for_next_term(
     assert row is not None
     assert row.status == "scored"
     assert row.phase_id == klass_phases[1].id
+
+
+def test_rank_grades_by_position_in_classes_of_one_two_and_thirty() -> None:
+    """(rank - 1) / (n - 1): the best student is at 0 %, the last at 100 %, alone means best."""
+    rule = check_grade_rule(DEFAULT_GRADE_RULE)  # A: top 10 %, B: 30 %, C: 60 %, D: the rest
+
+    def grades(ranks: list[int], n: int) -> list[str]:
+        return [grade_for(rule, 1.0, r, n, True) for r in ranks]
+
+    assert grades([1], 1) == ["A"]  # the only student (rank/n said 100 %: a D)
+    assert grades([1, 2], 2) == ["A", "D"]
+    assert grades([1, 1], 2) == ["A", "A"]  # tied for first
+    thirty = grades(list(range(1, 31)), 30)
+    # positions 0, 3.4, 6.9, 10.3 ...: 3 A (10 % of 30), 6 B, 9 C, 12 D
+    assert [thirty.count(g) for g in "ABCD"] == [3, 6, 9, 12]
+    assert thirty[0] == "A"
+    assert thirty[-1] == "D"
+    assert thirty == sorted(thirty)  # never a better grade below a worse one
 
 
 def test_grade_rules() -> None:

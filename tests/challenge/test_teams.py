@@ -421,7 +421,7 @@ def test_leave_button_is_disabled_with_the_reason(client, make_challenge, make_u
     page = client.get(url).text
     assert 'action="/c/test-higgs/team/leave"' not in page
     assert '<button type="button" disabled aria-describedby="leave-refused">Leave the team' in page
-    assert "You cannot leave: The team has made 1 submission(s)" in page
+    assert "You cannot leave: The team has made 1 submission;" in page
     # After the merge deadline the reason is the deadline.
     with session_scope(engine) as s:
         ch = s.get(Challenge, challenge.id)
