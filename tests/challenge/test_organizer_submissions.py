@@ -189,3 +189,78 @@ def test_a_submission_of_another_challenge_is_404_under_my_slug(
     assert r.status_code == 404
     with session_scope(engine) as s:
         assert s.exec(select(RescoreRun)).all() == []
+
+
+def _disqualified(engine: Any, team_id: int) -> Any:
+    with session_scope(engine) as s:
+        team = s.get(Team, team_id)
+        assert team is not None
+        return team.disqualified_at
+
+
+@pytest.mark.parametrize("who", ["orga", "root"])
+def test_disqualify_asks_for_confirmation(
+    client: TestClient, world: dict[str, Any], engine: Any, who: str
+) -> None:
+    login(client, who)
+    slug = world["challenge"].slug
+    team = world["ben_team"]
+    page = client.get(f"/organize/{slug}/lifecycle")
+    assert f'href="/organize/{slug}/disqualify?team_id={team}"' in page.text
+    r = client.get(f"/organize/{slug}/disqualify?team_id={team}")
+    assert r.status_code == 200
+    assert 'name="confirm"' in r.text
+    token = csrf_of(client, f"/organize/{slug}/disqualify?team_id={team}")
+    # Without the confirmation: refused, nothing stored.
+    r = client.post(
+        f"/organize/{slug}/disqualify", data={"csrf_token": token, "team_id": team, "reason": "x"}
+    )
+    assert r.status_code == 400
+    assert "confirm" in r.text
+    assert _disqualified(engine, team) is None
+    # Without CSRF: refused.
+    r = client.post(
+        f"/organize/{slug}/disqualify", data={"team_id": team, "reason": "x", "confirm": "yes"}
+    )
+    assert r.status_code == 400
+    assert _disqualified(engine, team) is None
+    r = client.post(
+        f"/organize/{slug}/disqualify",
+        data={"csrf_token": token, "team_id": team, "reason": "shared labels", "confirm": "yes"},
+    )
+    assert r.status_code == 200
+    with session_scope(engine) as s:
+        stored = s.get(Team, team)
+        assert stored is not None
+        assert stored.disqualified_at is not None
+        assert stored.disqualified_reason == "shared labels"
+
+
+@pytest.mark.parametrize("who", ["ann", "other"])
+def test_disqualify_confirmation_is_404_to_others(
+    client: TestClient, world: dict[str, Any], engine: Any, who: str
+) -> None:
+    login(client, who)
+    slug = world["challenge"].slug
+    team = world["ben_team"]
+    assert client.get(f"/organize/{slug}/disqualify?team_id={team}").status_code == 404
+    r = client.post(
+        f"/organize/{slug}/disqualify",
+        data={"csrf_token": csrf_of(client), "team_id": team, "reason": "x", "confirm": "yes"},
+    )
+    assert r.status_code == 404
+    assert _disqualified(engine, team) is None
+
+
+def test_disqualify_page_of_another_challenges_team_is_404(
+    client: TestClient, world: dict[str, Any], make_challenge: Any, make_user: Any, engine: Any
+) -> None:
+    theirs = make_challenge(slug="their-higgs")
+    cid = make_user("cid")
+    joined(engine, theirs, cid)
+    with session_scope(engine) as s:
+        foreign = s.exec(select(Team).where(Team.challenge_id == theirs.id)).one().id
+    login(client, "orga")
+    slug = world["challenge"].slug
+    assert client.get(f"/organize/{slug}/disqualify?team_id={foreign}").status_code == 404
+    assert client.get(f"/organize/{slug}/disqualify?team_id=abc").status_code == 404
