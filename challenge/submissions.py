@@ -19,6 +19,7 @@ from challenge.models import (
     Participation,
     Phase,
     Submission,
+    Team,
     TeamMember,
     User,
     utcnow,
@@ -385,3 +386,50 @@ def claim_interval(session: Session, submission_id: int, lease_seconds: float) -
         .values(scoring_started_at=now)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+#: Every state a submission can be in (the filter of the organizer's submissions page).
+ALL_STATES = ("received", "scoring", "scored", "invalid", "error")
+
+
+@dataclass
+class SubmissionRow:
+    submission: Submission
+    username: str
+    phase_name: str
+    team_name: str | None
+
+
+def challenge_submissions(
+    session: Session,
+    *,
+    challenge: Challenge,
+    status: str | None = None,
+    team_id: int | None = None,
+    phase_id: int | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[SubmissionRow], int]:
+    """A page of every submission of ``challenge`` (newest first) and how many match in all.
+
+    For its organizers only: the caller has checked the permission (organized_challenge).
+    """
+    where = [Submission.challenge_id == challenge.id]
+    if status:
+        where.append(Submission.status == status)
+    if team_id is not None:
+        where.append(Submission.team_id == team_id)
+    if phase_id is not None:
+        where.append(Submission.phase_id == phase_id)
+    total = session.exec(select(func.count()).select_from(Submission).where(*where)).one()
+    rows = session.exec(
+        select(Submission, User.username, Phase.name, Team.name)
+        .join(User, col(User.id) == Submission.user_id)
+        .join(Phase, col(Phase.id) == Submission.phase_id)
+        .outerjoin(Team, col(Team.id) == Submission.team_id)
+        .where(*where)
+        .order_by(col(Submission.id).desc())
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return [SubmissionRow(s, u, p, t) for s, u, p, t in rows], int(total)

@@ -257,10 +257,33 @@ def _code(request: Request, user: User, challenge: Challenge, form: FormData) ->
     return f"On-site registration for {phase.name} is " + ("on." if phase.registration_code else "off.")
 
 
-def _disqualify(request: Request, user: User, challenge: Challenge, form: FormData) -> str:
-    team = db(request).get(Team, int(str(form.get("team_id", "0")) or 0))
-    if team is None:
+def _team_of(request: Request, challenge: Challenge, raw: str) -> Team:
+    """A (not merged) team of ``challenge``; anything else is the same NotFound."""
+    team = db(request).get(Team, int(raw)) if raw.strip().isdigit() and len(raw) < 10 else None
+    if team is None or team.challenge_id != challenge.id or team.merged_into_id is not None:
         raise NotFound("No such team.")
+    return team
+
+
+def disqualify_page(request: Request) -> Response:
+    """The confirmation step of a disqualification (a form: works without JavaScript)."""
+    user = require_role(request, "admin", "organizer")
+    challenge = organized_challenge(request, user, request.path_params["slug"])
+    team = _team_of(request, challenge, request.query_params.get("team_id", ""))
+    return render(
+        request, "challenge/disqualify.html", challenge=challenge, team=team,
+        members=members_of(db(request), team),
+    )
+
+
+def _disqualify(request: Request, user: User, challenge: Challenge, form: FormData) -> str:
+    team = _team_of(request, challenge, str(form.get("team_id", "")))
+    if form.get("confirm") != "yes":
+        raise BadRequest(
+            "Disqualifying takes the team off every leaderboard: confirm it on the "
+            f"confirmation page (/organize/{challenge.slug}/disqualify?team_id={team.id}).",
+            field="confirm",
+        )
     disqualify_team(db(request), challenge=challenge, team=team, actor=user,
                     reason=str(form.get("reason", "")))
     return f"Team {team.name} is disqualified."
@@ -285,6 +308,7 @@ routes = [
     Route("/organize/{slug}/registration", _organizer_action(_policy), methods=["POST"]),
     Route("/organize/{slug}/registrations", _organizer_action(_registration), methods=["POST"]),
     Route("/organize/{slug}/code", _organizer_action(_code), methods=["POST"]),
+    Route("/organize/{slug}/disqualify", disqualify_page, methods=["GET"], name="disqualify"),
     Route("/organize/{slug}/disqualify", _organizer_action(_disqualify), methods=["POST"]),
     Route("/organize/{slug}/baseline", _organizer_action(_baseline), methods=["POST"]),
 ]

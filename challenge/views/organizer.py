@@ -20,14 +20,26 @@ from challenge.challenges import (
     reveal_private_leaderboard,
     reveal_refusal,
 )
-from challenge.errors import NotFound, PodiumError
+from challenge.errors import BadRequest, NotFound, PodiumError
 from challenge.health import code_jail_statuses, worker_statuses
-from challenge.models import Challenge, Submission, User, utcnow
+from challenge.models import Challenge, Phase, Submission, Team, User, utcnow
 from challenge.rescoring import rescore_phase, rescore_submission, runs_of
+from challenge.submissions import ALL_STATES, challenge_submissions
 from challenge.tasks import enqueue_rescore
-from challenge.web import db, engine_of, flash, read_form, redirect, render, require_role
+from challenge.web import (
+    db,
+    engine_of,
+    flash,
+    query_int,
+    read_form,
+    redirect,
+    render,
+    require_role,
+)
 from challenge.wording import counted
 from forum.models import PENDING, Post, Thread
+
+PAGE_SIZE = 50
 
 
 def organized_challenge(request: Request, user: User, slug: str) -> Challenge:
@@ -208,9 +220,113 @@ async def rescore(request: Request) -> Response:
     return await run_in_threadpool(_rescore)
 
 
+def submissions_page(request: Request) -> Response:
+    """Every submission of a challenge, for its organizers: filter by status, team and phase."""
+    user = require_role(request, "admin", "organizer")
+    session = db(request)
+    challenge = organized_challenge(request, user, request.path_params["slug"])
+    status = request.query_params.get("status", "").strip()
+    if status and status not in ALL_STATES:
+        raise BadRequest(
+            f"status must be one of {', '.join(ALL_STATES)} (or empty for all), not "
+            f"'{status[:40]}'.",
+            field="status",
+        )
+    teams = list(
+        session.exec(
+            select(Team).where(Team.challenge_id == challenge.id).order_by(col(Team.name))
+        )
+    )
+    phases = phases_of(session, challenge)
+    team_id = query_int(request, "team", 0, minimum=0) or None
+    if team_id is not None and team_id not in {t.id for t in teams}:
+        raise BadRequest(f"team {team_id} is not a team of this challenge.", field="team")
+    phase_id = query_int(request, "phase", 0, minimum=0) or None
+    if phase_id is not None and phase_id not in {p.id for p in phases}:
+        raise BadRequest(f"phase {phase_id} is not a phase of this challenge.", field="phase")
+    page = query_int(request, "page", 1, maximum=100_000)
+    rows, total = challenge_submissions(
+        session,
+        challenge=challenge,
+        status=status or None,
+        team_id=team_id,
+        phase_id=phase_id,
+        offset=(page - 1) * PAGE_SIZE,
+        limit=PAGE_SIZE,
+    )
+    pages = max(1, -(-total // PAGE_SIZE))
+    base = {"status": status, "team": team_id or "", "phase": phase_id or ""}
+    return render(
+        request,
+        "challenge/organize_submissions.html",
+        challenge=challenge,
+        rows=rows,
+        total=total,
+        page=page,
+        pages=pages,
+        states=ALL_STATES,
+        teams=teams,
+        phases=phases,
+        filters=base,
+        query={k: v for k, v in base.items() if v},
+    )
+
+
+def _organized_submission(request: Request, user: User) -> tuple[Challenge, Submission]:
+    challenge = organized_challenge(request, user, request.path_params["slug"])
+    sub = db(request).get(Submission, request.path_params["id"])
+    if sub is None or sub.challenge_id != challenge.id:
+        raise NotFound(f"No submission #{request.path_params['id']} in this challenge.")
+    return challenge, sub
+
+
+def submission_detail(request: Request) -> Response:
+    """One submission as its organizers see it: the error detail participants do not see."""
+    user = require_role(request, "admin", "organizer")
+    challenge, sub = _organized_submission(request, user)
+    session = db(request)
+    return render(
+        request,
+        "challenge/organize_submission.html",
+        challenge=challenge,
+        sub=sub,
+        participant=session.get(User, sub.user_id),
+        phase=session.get(Phase, sub.phase_id),
+        team=session.get(Team, sub.team_id) if sub.team_id is not None else None,
+        rescorable=sub.status in ("scored", "invalid", "error"),
+    )
+
+
+async def rescore_one(request: Request) -> Response:
+    """Rescore one submission from its organizer page (rescoring.rescore_submission)."""
+    user = require_role(request, "admin", "organizer")
+    await read_form(request)
+
+    def _rescore() -> Response:
+        session = db(request)
+        challenge, sub = _organized_submission(request, user)
+        assert sub.id is not None
+        try:
+            run = rescore_submission(session, submission_id=sub.id, actor=user)
+        except PodiumError as exc:  # still queued: nothing to rescore yet
+            session.rollback()
+            flash(request, exc.message, "error")
+            return redirect(f"/organize/{challenge.slug}/submissions/{sub.id}")
+        session.commit()
+        assert run.id is not None
+        enqueue_rescore(engine_of(request), run.id)
+        flash(request, f"Rescoring submission #{sub.id}; its score changes when it is done.")
+        return redirect(f"/organize/{challenge.slug}/submissions/{sub.id}")
+
+    return await run_in_threadpool(_rescore)
+
+
 routes = [
     Route("/organize", dashboard, methods=["GET"], name="organize"),
     Route("/organize/{slug}/rescore", rescore, methods=["POST"], name="rescore"),
     Route("/organize/{slug}/reveal", reveal_page, methods=["GET"], name="reveal_page"),
     Route("/organize/{slug}/reveal", reveal, methods=["POST"], name="reveal"),
+    Route("/organize/{slug}/submissions", submissions_page, methods=["GET"], name="org_subs"),
+    Route("/organize/{slug}/submissions/{id:dbint}", submission_detail, methods=["GET"]),
+    Route("/organize/{slug}/submissions/{id:dbint}/rescore", rescore_one, methods=["POST"]),
 ]
