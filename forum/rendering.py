@@ -9,7 +9,7 @@ attributes: no scripts, no event handlers, no ``javascript:`` links, images only
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -42,8 +42,20 @@ ALLOWED_ATTRIBUTES = {
 def _parser() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": True, "linkify": False, "typographer": False})
     md.enable(["table", "strikethrough"])
-    md.use(dollarmath_plugin)
+    # Pandoc's delimiter rules, so prices stay text: an opening ``$`` is followed by a non-space,
+    # a closing ``$`` is preceded by a non-space and not followed by a digit ("$5 and $10").
+    # ``$$...$$`` inside a paragraph is display math, parsed before single dollars.
+    md.use(dollarmath_plugin, allow_space=False, allow_digits=False, double_inline=True)
+    md.add_render_rule("math_inline_double", _render_display_in_paragraph)
     return md
+
+
+def _render_display_in_paragraph(
+    self: object, tokens: Sequence[Token], idx: int, options: object, env: object
+) -> str:
+    # The plugin writes a <div> here, which cannot sit inside <p>; a span keeps the paragraph whole
+    # and "block" tells forum-math.js to typeset it in display mode.
+    return f'<span class="math block">{_escape(tokens[idx].content.strip())}</span>'
 
 
 _MD = _parser()
