@@ -610,11 +610,13 @@ class ForumViews:
 
         parts = []
         for i, row in enumerate(posts):
+            if accepted is not None and row.id == accepted.id and i > 0:
+                continue  # already shown, highlighted, under the question: show it once
             parts.append(html(row, "post"))
             if i == 0 and accepted is not None:
                 parts.append(
                     '<section class="accepted-answer" aria-label="Accepted answer">'
-                    "<h2>Accepted answer</h2>\n" + html(accepted, "answer") + "</section>\n"
+                    "<h2>Accepted answer</h2>\n" + html(accepted, "post") + "</section>\n"
                 )
         return self.fragments.page(
             "forum/_thread_body.html",

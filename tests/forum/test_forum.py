@@ -73,8 +73,25 @@ def test_accepted_answer_votes_and_feed(
     assert bob.post(f"/forum/t/{tid}/accept", {"post_id": str(good)}).status_code == 403
     assert alice.post(f"/forum/t/{tid}/accept", {"post_id": str(good)}).status_code == 303
     page = alice.get(f"/forum/t/{tid}").text
-    # The accepted answer comes right after the question, before the earlier reply.
-    assert page.index(f'id="answer-{good}"') < page.index(f'id="post-{early}"')
+    # The accepted answer comes right after the question, before the earlier reply, and only there.
+    assert page.index(f'id="post-{good}"') < page.index(f'id="post-{early}"')
+    assert page.count(f'data-post="{good}"') == 1
+    assert page.count("It is the AMS with b_reg") == 1
+    # The asker (and a moderator) can take the mark back; anyone else cannot.
+    assert "Un-accept" in page and "Un-accept" not in bob.get(f"/forum/t/{tid}").text
+    assert bob.post(f"/forum/t/{tid}/accept", {"post_id": ""}).status_code == 403
+    assert alice.post(f"/forum/t/{tid}/accept", {"post_id": ""}).status_code == 303
+    db.expire_all()
+    assert db.get(Thread, tid).accepted_post_id is None  # type: ignore[union-attr]
+    page = alice.get(f"/forum/t/{tid}").text
+    assert "Accepted answer" not in page and page.count("It is the AMS with b_reg") == 1
+    admin = browser("admin")
+    assert alice.post(f"/forum/t/{tid}/accept", {"post_id": str(good)}).status_code == 303
+    assert "Un-accept" in admin.get(f"/forum/t/{tid}").text
+    assert admin.post(f"/forum/t/{tid}/accept", {"post_id": ""}).status_code == 303
+    db.expire_all()
+    assert db.get(Thread, tid).accepted_post_id is None  # type: ignore[union-attr]
+    assert alice.post(f"/forum/t/{tid}/accept", {"post_id": str(good)}).status_code == 303
     assert bob.post_json(f"/forum/p/{good}/vote").json() == {
         "post": good,
         "voted": True,
