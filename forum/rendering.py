@@ -166,7 +166,9 @@ def _mark_mentions(text: str, known: Mapping[str, int], mentioned: set[int]) -> 
         if user_id is None:
             continue
         out.append(_escape(text[last : match.start()]))
-        out.append(f'<span class="mention">@{_escape(match.group(1))}</span>')
+        out.append(
+            f'<a href="/forum/u/{user_id}"><span class="mention">@{_escape(match.group(1))}</span></a>'
+        )
         mentioned.add(user_id)
         last = match.end()
     out.append(_escape(text[last:]))
@@ -177,6 +179,27 @@ def _escape(text: str) -> str:
     return (
         text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
     )
+
+
+_TEXT_TOKENS = {"text", "code_inline", "math_inline", "math_inline_double"}
+_BLOCK_TEXT_TOKENS = {"code_block", "fence", "math_block"}
+
+
+def plain_text(source: str) -> str:
+    """The words of some Markdown without its syntax (for search snippets): no ``**``, ``>``,
+    backticks, link targets or HTML tags; blocks and line breaks become single spaces."""
+    words: list[str] = []
+    for token in _MD.parse(source):
+        if token.type in _BLOCK_TEXT_TOKENS:
+            words.append(token.content)
+        elif token.type == "inline":
+            for child in token.children or []:
+                if child.type in _TEXT_TOKENS:
+                    words.append(child.content)
+                elif child.type in ("softbreak", "hardbreak"):
+                    words.append(" ")
+            words.append(" ")
+    return " ".join("".join(words).split())
 
 
 def quote_for_reply(author: str, source: str) -> str:

@@ -35,7 +35,11 @@ def test_thread_reply_quote_edit_history(
     bob_post = r.json()["id"]
     page = alice.get(f"/forum/t/{tid}").text
     assert "<blockquote>" in page
-    assert '<span class="mention">@alice</span>' in page
+    # A mention links to the user's page, which exists.
+    mention = f'<a href="/forum/u/{people["alice"]}" rel="nofollow noopener noreferrer ugc">'
+    assert mention + '<span class="mention">@alice</span></a>' in page
+    # The only user page the forum has is the moderators' history page (see docs/forum.md).
+    assert browser("admin").get(f"/forum/u/{people['alice']}").status_code == 200
     # Editing keeps the previous text; only author and moderators see the history.
     r = bob.post(f"/forum/p/{bob_post}/edit", {"body": "They are all positive."})
     assert r.status_code == 303
@@ -78,13 +82,15 @@ def test_accepted_answer_votes_and_feed(
     assert page.count(f'data-post="{good}"') == 1
     assert page.count("It is the AMS with b_reg") == 1
     # The asker (and a moderator) can take the mark back; anyone else cannot.
-    assert "Un-accept" in page and "Un-accept" not in bob.get(f"/forum/t/{tid}").text
+    assert "Un-accept" in page
+    assert "Un-accept" not in bob.get(f"/forum/t/{tid}").text
     assert bob.post(f"/forum/t/{tid}/accept", {"post_id": ""}).status_code == 403
     assert alice.post(f"/forum/t/{tid}/accept", {"post_id": ""}).status_code == 303
     db.expire_all()
     assert db.get(Thread, tid).accepted_post_id is None  # type: ignore[union-attr]
     page = alice.get(f"/forum/t/{tid}").text
-    assert "Accepted answer" not in page and page.count("It is the AMS with b_reg") == 1
+    assert "Accepted answer" not in page
+    assert page.count("It is the AMS with b_reg") == 1
     admin = browser("admin")
     assert alice.post(f"/forum/t/{tid}/accept", {"post_id": str(good)}).status_code == 303
     assert "Un-accept" in admin.get(f"/forum/t/{tid}").text
@@ -489,3 +495,17 @@ def test_cached_post_fragments_carry_each_viewers_token_and_current_state(
     page = bob.get(f"/forum/t/{tid}").text
     assert f'data-testid="score-{post_id}">1 ▲' in page
     assert "Unvote" in page
+
+
+def test_search_snippets_are_text_not_markdown(
+    browser: Any, people: dict[str, int], seeded: dict[str, Any]
+) -> None:
+    alice = browser("alice")
+    tid = new_thread(alice, "Pileup", "Plain question")
+    reply(alice, tid, "> quoted\n\nThe **pileup** weight is in [the docs](https://example.org/w)"
+          " and `pileup_w`.")  # fmt: skip
+    page = alice.get("/forum/search", params={"q": "pileup weight", "in": "higgs"}).text
+    snippet = page.split('<ol class="hits">', 1)[1].split("</ol>", 1)[0]
+    assert "The «pileup» «weight» is in the docs and «pileup_w.»" in snippet
+    for syntax in ("**", "](", "`", "&gt;"):
+        assert syntax not in snippet
