@@ -3,6 +3,7 @@ subscriptions, limits, moderation and the roles x actions matrix."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -509,3 +510,10 @@ def test_search_snippets_are_text_not_markdown(
     assert "The «pileup» «weight» is in the docs and «pileup_w.»" in snippet
     for syntax in ("**", "](", "`", "&gt;"):
         assert syntax not in snippet
+
+
+def test_moderation_nav_links_are_separated(browser: Any, people: dict[str, int]) -> None:
+    page = browser("admin").get("/forum/mod").text
+    nav = page.split('<nav class="forum-nav"', 1)[1].split("</nav>", 1)[0]
+    text = re.sub(r"<[^>]+>", "", nav)
+    assert "Notifications · Moderation" in " ".join(text.split())
