@@ -517,3 +517,35 @@ def test_moderation_nav_links_are_separated(browser: Any, people: dict[str, int]
     nav = page.split('<nav class="forum-nav"', 1)[1].split("</nav>", 1)[0]
     text = re.sub(r"<[^>]+>", "", nav)
     assert "Notifications · Moderation" in " ".join(text.split())
+
+
+def test_preview_renders_without_saving(
+    browser: Any, people: dict[str, int], seeded: dict[str, Any], db: Session
+) -> None:
+    alice = browser("alice")
+    tid = new_thread(alice, "Preview me", "First")
+    before = len(db.exec(select(Post).where(Post.thread_id == tid)).all())
+    body = "Some **bold**, $x^2$ and <img src=x onerror=alert(1)><script>alert(2)</script>"
+    r = alice.post(f"/forum/t/{tid}/reply", {"body": body, "preview": "1"})
+    assert r.status_code == 200
+    preview = r.text.split('data-testid="preview">', 1)[1].split("</section>", 1)[0]
+    assert "<strong>bold</strong>" in preview
+    assert '<span class="math inline">x^2</span>' in preview
+    assert "onerror" not in preview and "<script" not in preview  # noqa: PT018
+    assert "Some **bold**" in r.text  # the text stays in the form, escaped
+    assert len(db.exec(select(Post).where(Post.thread_id == tid)).all()) == before
+    # New thread and edit forms preview too, and nothing is created or changed.
+    r = alice.post("/forum/c/higgs/general/new", {"title": "T", "body": "*hi*", "preview": "1"})
+    assert r.status_code == 200
+    assert "<em>hi</em>" in r.text
+    first = db.exec(select(Post).where(Post.thread_id == tid)).first()
+    assert first is not None
+    r = alice.post(f"/forum/p/{first.id}/edit", {"title": "X", "body": "`c`", "preview": "1"})
+    assert r.status_code == 200
+    assert "<code>c</code>" in r.text
+    db.expire_all()
+    assert db.get(Post, first.id).body_md == "First"  # type: ignore[union-attr]
+    # CSRF as for every form.
+    r = alice.client.post(f"/forum/t/{tid}/reply", data={"body": "x", "preview": "1"})
+    assert r.status_code == 400
+    assert "<em>" not in r.text
