@@ -156,7 +156,62 @@ def seed_demo(settings: Settings, events: int = 50_000) -> dict[str, tuple[str, 
         new_challenge = False
     seed_hackathon(settings, engine, now)
     seed_tracking_demo(settings, engine, now)
+    seed_demo_forum(engine)
     return DEMO_ACCOUNTS
+
+
+# The demo forum: a welcome thread with answers, and the participant past pre-moderation (their
+# first replies approved by the admin through the moderation queue, as on a real site), so the
+# forum is not empty and a demo participant's next post appears at once.
+WELCOME_TITLE = "Welcome to the Podium demo forum"
+
+
+def seed_demo_forum(engine: Any) -> None:
+    from forum.access import Actor
+    from forum.config import ForumConfig
+    from forum.interface import ForumUser
+    from forum.models import Thread
+    from forum.moderation import run_action
+    from forum.posting import create_reply, create_thread
+
+    config = ForumConfig()
+    with session_scope(engine) as session:
+        if session.exec(select(Thread).where(Thread.title == WELCOME_TITLE)).first() is not None:
+            return
+        users = {
+            u.username: u
+            for u in session.exec(
+                select(User).where(col(User.username).in_(["admin", "organizer", "alice"]))
+            )
+        }
+
+        def actor(name: str, moderator: bool = False) -> Actor:
+            user_id = users[name].id
+            assert user_id is not None
+            return Actor(ForumUser(user_id, name), site_moderator=moderator)
+
+        admin = actor("admin", moderator=True)
+        thread = create_thread(
+            session, actor=admin, users=None, config=config, challenge_slug=None,
+            category="general", title=WELCOME_TITLE,
+            body_md=(
+                "Ask about the challenges, the metrics and the platform here. Posts take "
+                "**Markdown**, `code`, math such as $\\mathrm{AMS} = \\sqrt{2((s+b)\\ln(1+s/b)-s)}$ "
+                "and @mentions."
+            ),
+        )  # fmt: skip
+        for name, body in [
+            ("alice", "Hello! Is the AMS computed on the public or the private rows?"),
+            ("admin", "Both: the public board uses the public rows, the private one the rest."),
+            ("organizer", "And the private board is revealed when the competition closes."),
+            ("alice", "Thanks, that makes sense. Looking forward to the hackathon!"),
+        ]:
+            post = create_reply(
+                session, actor=actor(name, moderator=name == "admin"), users=None,
+                config=config, thread=thread, body_md=body,
+            )  # fmt: skip
+            if post.held_reason:  # a new account's first posts: the admin lets them through
+                run_action(session, "approve_post", actor=admin, target_id=post.id or 0)
 
 
 # A day-long hackathon inside the running demo challenge: its own boards, the projector room and

@@ -9,7 +9,7 @@ attributes: no scripts, no event handlers, no ``javascript:`` links, images only
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -42,8 +42,20 @@ ALLOWED_ATTRIBUTES = {
 def _parser() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": True, "linkify": False, "typographer": False})
     md.enable(["table", "strikethrough"])
-    md.use(dollarmath_plugin)
+    # Pandoc's delimiter rules, so prices stay text: an opening ``$`` is followed by a non-space,
+    # a closing ``$`` is preceded by a non-space and not followed by a digit ("$5 and $10").
+    # ``$$...$$`` inside a paragraph is display math, parsed before single dollars.
+    md.use(dollarmath_plugin, allow_space=False, allow_digits=False, double_inline=True)
+    md.add_render_rule("math_inline_double", _render_display_in_paragraph)
     return md
+
+
+def _render_display_in_paragraph(
+    self: object, tokens: Sequence[Token], idx: int, options: object, env: object
+) -> str:
+    # The plugin writes a <div> here, which cannot sit inside <p>; a span keeps the paragraph whole
+    # and "block" tells forum-math.js to typeset it in display mode.
+    return f'<span class="math block">{_escape(tokens[idx].content.strip())}</span>'
 
 
 _MD = _parser()
@@ -154,7 +166,9 @@ def _mark_mentions(text: str, known: Mapping[str, int], mentioned: set[int]) -> 
         if user_id is None:
             continue
         out.append(_escape(text[last : match.start()]))
-        out.append(f'<span class="mention">@{_escape(match.group(1))}</span>')
+        out.append(
+            f'<a href="/forum/u/{user_id}"><span class="mention">@{_escape(match.group(1))}</span></a>'
+        )
         mentioned.add(user_id)
         last = match.end()
     out.append(_escape(text[last:]))
@@ -165,6 +179,27 @@ def _escape(text: str) -> str:
     return (
         text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
     )
+
+
+_TEXT_TOKENS = {"text", "code_inline", "math_inline", "math_inline_double"}
+_BLOCK_TEXT_TOKENS = {"code_block", "fence", "math_block"}
+
+
+def plain_text(source: str) -> str:
+    """The words of some Markdown without its syntax (for search snippets): no ``**``, ``>``,
+    backticks, link targets or HTML tags; blocks and line breaks become single spaces."""
+    words: list[str] = []
+    for token in _MD.parse(source):
+        if token.type in _BLOCK_TEXT_TOKENS:
+            words.append(token.content)
+        elif token.type == "inline":
+            for child in token.children or []:
+                if child.type in _TEXT_TOKENS:
+                    words.append(child.content)
+                elif child.type in ("softbreak", "hardbreak"):
+                    words.append(" ")
+            words.append(" ")
+    return " ".join("".join(words).split())
 
 
 def quote_for_reply(author: str, source: str) -> str:

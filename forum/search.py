@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from forum.rendering import plain_text
+
 WORD_RE = re.compile(r"\w+", re.UNICODE)
 MAX_TERMS = 12
 
@@ -70,8 +72,7 @@ def search_posts(
         params["q"] = " ".join(terms)
         sql = (
             "SELECT p.id, p.thread_id, t.title, "  # noqa: S608 - scope is one of two fixed strings
-            "ts_headline('english', p.body_md, plainto_tsquery('english', :q), "
-            "'MaxWords=30, MinWords=10, StartSel=\u00ab, StopSel=\u00bb') "
+            "p.body_md "
             "FROM forum_search s JOIN forum_post p ON p.id = s.post_id "
             "JOIN forum_thread t ON t.id = p.thread_id "
             "WHERE s.document @@ plainto_tsquery('english', :q) "
@@ -84,7 +85,7 @@ def search_posts(
         params["q"] = " ".join('"' + t.replace('"', "") + '"' for t in terms)
         sql = (
             "SELECT p.id, p.thread_id, t.title, "  # noqa: S608 - scope is one of two fixed strings
-            "snippet(forum_search, 1, '\u00ab', '\u00bb', '…', 20) "
+            "p.body_md "
             "FROM forum_search JOIN forum_post p ON p.id = forum_search.rowid "
             "JOIN forum_thread t ON t.id = p.thread_id "
             "WHERE forum_search MATCH :q "
@@ -92,4 +93,20 @@ def search_posts(
             "ORDER BY forum_search.rank, p.id DESC LIMIT :limit OFFSET :offset"
         )
     rows = session.execute(sa.text(sql), params).all()
-    return [SearchHit(int(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in rows]
+    return [SearchHit(int(r[0]), int(r[1]), str(r[2]), snippet(str(r[3]), terms)) for r in rows]
+
+
+def snippet(body_md: str, terms: list[str], words: int = 24) -> str:
+    """A few words of the post's text (its Markdown syntax removed) around the first match, the
+    matching words marked «so». The database's own excerpt would cut through Markdown."""
+    text = plain_text(body_md).split()
+    stems = [t.lower()[:5] for t in terms]  # the index stems words; a prefix is close enough here
+
+    def hit(word: str) -> bool:
+        found = [w.lower() for w in WORD_RE.findall(word)]
+        return any(w.startswith(s) for w in found for s in stems)
+
+    first = next((i for i, w in enumerate(text) if hit(w)), 0)
+    start = max(0, first - words // 3)
+    shown = [f"\u00ab{w}\u00bb" if hit(w) else w for w in text[start : start + words]]
+    return ("… " if start else "") + " ".join(shown) + (" …" if start + words < len(text) else "")

@@ -101,7 +101,7 @@ from forum.posting import (
     set_subscription,
     toggle_vote,
 )
-from forum.rendering import quote_for_reply
+from forum.rendering import quote_for_reply, render_markdown
 from forum.search import search_posts
 
 Handler = Callable[[Request], Any]
@@ -370,9 +370,15 @@ class ForumViews:
         if request.method == "POST":
             form = await self.form(request)
             values = {"title": str(form.get("title", "")), "body": str(form.get("body", ""))}
+            preview = self.preview(form, values["body"])
 
             def _create() -> Response:
                 session = self.session(request)
+                if preview is not None:
+                    return self.render(
+                        request, "forum/new_thread.html", slug=slug, title=title,
+                        category=category, values=values, preview_html=preview,
+                    )  # fmt: skip
                 try:
                     thread = create_thread(
                         session,
@@ -411,6 +417,13 @@ class ForumViews:
                 values=values,
             )
         )
+
+    def preview(self, form: Any, body: str) -> Markup | None:
+        """The post as it would be shown (same renderer and sanitizer), when Preview was pressed."""
+        if not form.get("preview"):
+            return None
+        html = render_markdown(body, image_hosts=self.config.image_hosts).html
+        return Markup(html)  # noqa: S704 - sanitized by nh3 in render_markdown
 
     def visible_posts_filter(self, actor: Actor, thread: Thread) -> Any:
         if actor.moderates(thread.challenge_slug):
@@ -610,11 +623,13 @@ class ForumViews:
 
         parts = []
         for i, row in enumerate(posts):
+            if accepted is not None and row.id == accepted.id and i > 0:
+                continue  # already shown, highlighted, under the question: show it once
             parts.append(html(row, "post"))
             if i == 0 and accepted is not None:
                 parts.append(
                     '<section class="accepted-answer" aria-label="Accepted answer">'
-                    "<h2>Accepted answer</h2>\n" + html(accepted, "answer") + "</section>\n"
+                    "<h2>Accepted answer</h2>\n" + html(accepted, "post") + "</section>\n"
                 )
         return self.fragments.page(
             "forum/_thread_body.html",
@@ -652,10 +667,15 @@ class ForumViews:
             return await run_in_threadpool(_form)
         form = await self.form(request)
         body = str(form.get("body", ""))
+        preview = self.preview(form, body)
 
         def _post() -> Response:
             session = self.session(request)
             thread = self.thread_for(request, actor, thread_id)
+            if preview is not None:
+                return self.render(
+                    request, "forum/reply.html", thread=thread, body=body, preview_html=preview
+                )
             try:
                 post = create_reply(
                     session,
@@ -728,6 +748,12 @@ class ForumViews:
                 )
             body = str(form.get("body", ""))
             title = str(form.get("title", "")) if is_first else None
+            preview = self.preview(form, body)
+            if preview is not None:
+                return self.render(
+                    request, "forum/edit.html", post=post, thread=thread, body=body,
+                    title_value=title or thread.title, is_first=is_first, preview_html=preview,
+                )  # fmt: skip
             try:
                 edit_post(
                     session,

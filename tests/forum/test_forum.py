@@ -3,6 +3,7 @@ subscriptions, limits, moderation and the roles x actions matrix."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -35,7 +36,11 @@ def test_thread_reply_quote_edit_history(
     bob_post = r.json()["id"]
     page = alice.get(f"/forum/t/{tid}").text
     assert "<blockquote>" in page
-    assert '<span class="mention">@alice</span>' in page
+    # A mention links to the user's page, which exists.
+    mention = f'<a href="/forum/u/{people["alice"]}" rel="nofollow noopener noreferrer ugc">'
+    assert mention + '<span class="mention">@alice</span></a>' in page
+    # The only user page the forum has is the moderators' history page (see docs/forum.md).
+    assert browser("admin").get(f"/forum/u/{people['alice']}").status_code == 200
     # Editing keeps the previous text; only author and moderators see the history.
     r = bob.post(f"/forum/p/{bob_post}/edit", {"body": "They are all positive."})
     assert r.status_code == 303
@@ -73,8 +78,27 @@ def test_accepted_answer_votes_and_feed(
     assert bob.post(f"/forum/t/{tid}/accept", {"post_id": str(good)}).status_code == 403
     assert alice.post(f"/forum/t/{tid}/accept", {"post_id": str(good)}).status_code == 303
     page = alice.get(f"/forum/t/{tid}").text
-    # The accepted answer comes right after the question, before the earlier reply.
-    assert page.index(f'id="answer-{good}"') < page.index(f'id="post-{early}"')
+    # The accepted answer comes right after the question, before the earlier reply, and only there.
+    assert page.index(f'id="post-{good}"') < page.index(f'id="post-{early}"')
+    assert page.count(f'data-post="{good}"') == 1
+    assert page.count("It is the AMS with b_reg") == 1
+    # The asker (and a moderator) can take the mark back; anyone else cannot.
+    assert "Un-accept" in page
+    assert "Un-accept" not in bob.get(f"/forum/t/{tid}").text
+    assert bob.post(f"/forum/t/{tid}/accept", {"post_id": ""}).status_code == 403
+    assert alice.post(f"/forum/t/{tid}/accept", {"post_id": ""}).status_code == 303
+    db.expire_all()
+    assert db.get(Thread, tid).accepted_post_id is None  # type: ignore[union-attr]
+    page = alice.get(f"/forum/t/{tid}").text
+    assert "Accepted answer" not in page
+    assert page.count("It is the AMS with b_reg") == 1
+    admin = browser("admin")
+    assert alice.post(f"/forum/t/{tid}/accept", {"post_id": str(good)}).status_code == 303
+    assert "Un-accept" in admin.get(f"/forum/t/{tid}").text
+    assert admin.post(f"/forum/t/{tid}/accept", {"post_id": ""}).status_code == 303
+    db.expire_all()
+    assert db.get(Thread, tid).accepted_post_id is None  # type: ignore[union-attr]
+    assert alice.post(f"/forum/t/{tid}/accept", {"post_id": str(good)}).status_code == 303
     assert bob.post_json(f"/forum/p/{good}/vote").json() == {
         "post": good,
         "voted": True,
@@ -489,3 +513,56 @@ def test_people_behind_one_address_each_have_their_own_post_limit(
     r = reply(room[0], tid, "one too many")
     assert r.status_code == 429
     assert "6 times a minute" in r.json()["message"]
+
+
+def test_search_snippets_are_text_not_markdown(
+    browser: Any, people: dict[str, int], seeded: dict[str, Any]
+) -> None:
+    alice = browser("alice")
+    tid = new_thread(alice, "Pileup", "Plain question")
+    reply(alice, tid, "> quoted\n\nThe **pileup** weight is in [the docs](https://example.org/w)"
+          " and `pileup_w`.")  # fmt: skip
+    page = alice.get("/forum/search", params={"q": "pileup weight", "in": "higgs"}).text
+    snippet = page.split('<ol class="hits">', 1)[1].split("</ol>", 1)[0]
+    assert "The «pileup» «weight» is in the docs and «pileup_w.»" in snippet
+    for syntax in ("**", "](", "`", "&gt;"):
+        assert syntax not in snippet
+
+
+def test_moderation_nav_links_are_separated(browser: Any, people: dict[str, int]) -> None:
+    page = browser("admin").get("/forum/mod").text
+    nav = page.split('<nav class="forum-nav"', 1)[1].split("</nav>", 1)[0]
+    text = re.sub(r"<[^>]+>", "", nav)
+    assert "Notifications · Moderation" in " ".join(text.split())
+
+
+def test_preview_renders_without_saving(
+    browser: Any, people: dict[str, int], seeded: dict[str, Any], db: Session
+) -> None:
+    alice = browser("alice")
+    tid = new_thread(alice, "Preview me", "First")
+    before = len(db.exec(select(Post).where(Post.thread_id == tid)).all())
+    body = "Some **bold**, $x^2$ and <img src=x onerror=alert(1)><script>alert(2)</script>"
+    r = alice.post(f"/forum/t/{tid}/reply", {"body": body, "preview": "1"})
+    assert r.status_code == 200
+    preview = r.text.split('data-testid="preview">', 1)[1].split("</section>", 1)[0]
+    assert "<strong>bold</strong>" in preview
+    assert '<span class="math inline">x^2</span>' in preview
+    assert "onerror" not in preview and "<script" not in preview  # noqa: PT018
+    assert "Some **bold**" in r.text  # the text stays in the form, escaped
+    assert len(db.exec(select(Post).where(Post.thread_id == tid)).all()) == before
+    # New thread and edit forms preview too, and nothing is created or changed.
+    r = alice.post("/forum/c/higgs/general/new", {"title": "T", "body": "*hi*", "preview": "1"})
+    assert r.status_code == 200
+    assert "<em>hi</em>" in r.text
+    first = db.exec(select(Post).where(Post.thread_id == tid)).first()
+    assert first is not None
+    r = alice.post(f"/forum/p/{first.id}/edit", {"title": "X", "body": "`c`", "preview": "1"})
+    assert r.status_code == 200
+    assert "<code>c</code>" in r.text
+    db.expire_all()
+    assert db.get(Post, first.id).body_md == "First"  # type: ignore[union-attr]
+    # CSRF as for every form.
+    r = alice.client.post(f"/forum/t/{tid}/reply", data={"body": "x", "preview": "1"})
+    assert r.status_code == 400
+    assert "<em>" not in r.text

@@ -89,3 +89,53 @@ def test_tex_in_posts_is_typeset_with_katex(live_server: tuple[str, Any]) -> Non
         assert outside == []
         assert failed == []
         browser.close()
+
+
+@pytest.mark.browser
+def test_held_posts_are_typeset_in_the_moderation_queue(
+    live_server: tuple[str, Any],  # noqa: F811
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from forum.models import PENDING, Post
+    from forum.rendering import render_markdown
+    from tests.forum.conftest import _HASH, PASSWORD
+
+    base, engine = live_server
+    with Session(engine, expire_on_commit=False) as session:
+        admin = User(username="noether", email="n@example.org", password_hash=_HASH, role="admin")
+        session.add(admin)
+        session.flush()
+        assert admin.id is not None
+        actor = Actor(ForumUser(admin.id, "noether"), site_moderator=True)
+        thread = create_thread(
+            session, actor=actor, users=None, config=ForumConfig(), challenge_slug=None,
+            category="general", title="Held", body_md="First",
+        )  # fmt: skip
+        body = "The AMS is $$x^2$$ with $b_r = 10$, for $5 and $10."
+        session.add(
+            Post(
+                thread_id=thread.id or 0, author_id=admin.id, body_md=body,
+                body_html=render_markdown(body).html, status=PENDING, held_reason="new user",
+            )
+        )  # fmt: skip
+        session.commit()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page()
+        page.goto(f"{base}/login")
+        page.fill("input[name=login]", "noether")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("form[action='/login'] button, form[action='/login'] input[type=submit]")
+        page.wait_for_load_state("load")
+        page.goto(f"{base}/forum/mod")
+        page.wait_for_selector("#queue .post-body .katex")
+        assert len(page.query_selector_all("#queue .post-body .math.block .katex-display")) == 1
+        assert len(page.query_selector_all("#queue .post-body .math.inline .katex")) == 1
+        text = page.inner_text("#queue .post-body")
+        assert "for $5 and $10." in text
+        browser.close()
