@@ -359,3 +359,29 @@ def test_create_user_refuses_look_alikes(engine: sa.Engine, make_user: Any) -> N
         with Session(engine) as session, pytest.raises(Conflict) as info:
             create_user(session, username=name, email=f"{name}@example.org", password=PASSWORD)
         assert info.value.message == NAME_TAKEN
+
+
+def test_a_site_without_smtp_says_where_its_mail_goes(
+    browsers: Any, settings: Any
+) -> None:
+    """`make demo` sends no e-mail: the 'check your e-mail' page says the message is a file on the
+    server (else a visitor of the demo waits for a mail that never comes); a production site, or
+    one with an SMTP server, never shows a server path."""
+    data = {"username": "newcomer", "email": "new@example.org", "password": PASSWORD}
+    page = _post(browsers(), "/register", data).text
+    assert 'data-testid="mail-to-files"' in page
+    assert str(settings.mail_dir) in page
+    for changed in ({"smtp_host": "smtp.example.org"}, {"env": "production"}):
+        original = {k: getattr(settings, k) for k in changed}
+        for key, value in changed.items():
+            object.__setattr__(settings, key, value)
+        try:
+            data["username"] = data["username"] + "x"
+            data["email"] = "x" + data["email"]
+            page = _post(browsers(), "/register", data).text
+        finally:
+            for key, value in original.items():
+                object.__setattr__(settings, key, value)
+        assert "Check your e-mail" in page
+        assert 'data-testid="mail-to-files"' not in page
+        assert str(settings.mail_dir) not in page
