@@ -45,7 +45,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from splitter.split import keyed_hash
+from splitter.split import keyed_hash, nested_hash
 
 U64 = npt.NDArray[np.uint64]
 HOLDER_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -153,8 +153,11 @@ def row_hashes(table: pa.Table, columns: Sequence[str], *, threads: int | None =
     table = table.select(cols)
     n = table.num_rows
     numeric = [_is_numeric(table.schema.field(c).type) for c in cols]
-    text = {c: keyed_hash(table.column(c), 0, _STRING_SALT)
-            for c, is_num in zip(cols, numeric, strict=True) if not is_num}
+    text = {
+        c: nested_hash(table.column(c)) if pa.types.is_nested(table.schema.field(c).type)
+        else keyed_hash(table.column(c), 0, _STRING_SALT)
+        for c, is_num in zip(cols, numeric, strict=True) if not is_num
+    }  # strings by a keyed hash of their text; jagged (list) columns by their values in order
     mults = _multipliers(len(cols))  # at least one per word
     out = np.zeros(n, dtype=np.uint64)
     tasks: list[tuple[list[tuple[npt.NDArray[Any], bool]], U64]] = []

@@ -979,7 +979,7 @@ def _row_hashes(table: pa.Table | pa.RecordBatch, columns: list[str]) -> U64:
             elif pa.types.is_integer(col.type) or pa.types.is_boolean(col.type):
                 bits = col.to_numpy(zero_copy_only=False).astype(np.int64).view(np.uint64)
             elif pa.types.is_nested(col.type):
-                bits = _nested_hash(col)
+                bits = nested_hash(col)
             else:
                 bits = keyed_hash(col, 0, salt=5)
             np.multiply(bits, mult, out=tmp)
@@ -987,7 +987,7 @@ def _row_hashes(table: pa.Table | pa.RecordBatch, columns: list[str]) -> U64:
         return _mix(h)
 
 
-def _nested_hash(col: pa.Array | pa.ChunkedArray) -> U64:
+def nested_hash(col: pa.Array | pa.ChunkedArray) -> U64:
     """64-bit hash of each row of a jagged column (a list per row): equal lists, equal hashes.
 
     Each element is mixed with its place in its list, the row's elements are summed (a

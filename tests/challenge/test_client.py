@@ -61,7 +61,8 @@ def _without_server(*args: str, tmp_path: Path) -> tuple[dict[str, Any], str]:
         text=True,
         timeout=60,
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
+             "PODIUM_SECRET_KEY": "k" * 40},  # a server with its secret, without the extra
         check=False,
     )
     line = next((x for x in r.stdout.splitlines() if x.startswith("RESULT ")), None)

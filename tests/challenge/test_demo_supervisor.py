@@ -51,6 +51,8 @@ def test_demo_on_another_port_links_to_itself_and_outlives_a_killed_worker(tmp_p
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PODIUM_")}
     env["PYTHONPATH"] = str(ROOT)
+    # A clone's `make demo` keeps its site in the clone's var/; here a var/ of the test's own.
+    env["PODIUM_DATA_DIR"] = str(tmp_path / "var" / "data")
     log = (tmp_path / "demo.log").open("wb")
     demo = subprocess.Popen(
         [
@@ -89,6 +91,10 @@ def test_demo_on_another_port_links_to_itself_and_outlives_a_killed_worker(tmp_p
                 check=False,
             ).stdout.splitlines()
         ]
+        # Two pools, as `podium worker` runs them: file scoring and code runs (docs/cli.md).
+        pools = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in workers}
+        assert sorted(b"code" in cmd for cmd in pools.values()) == [False, True], pools
+        workers = [pid for pid, cmd in pools.items() if b"scoring" in cmd]
         assert len(workers) == 1
         # The worker dies whole: its main process and the worker processes under it.
         tree = subprocess.run(

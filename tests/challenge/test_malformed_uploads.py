@@ -54,4 +54,4 @@ def test_malformed_uploads_are_invalid_and_keep_the_quota(
             sub.error_message,
         )
     # None cost quota: both of today's slots are still there.
-    assert "2 submission(s) left today" in client.get(f"/c/{challenge.slug}").text
+    assert "2 submissions left today" in client.get(f"/c/{challenge.slug}").text

@@ -75,7 +75,7 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict[str, st
         "PODIUM_DATABASE_URL": settings.database_url,
         "PODIUM_DATA_DIR": str(settings.data_dir),
         "PODIUM_LABEL_DIR": str(settings.label_dir),
-        "PODIUM_SECRET_KEY": settings.secret_key,
+        "PODIUM_SECRET_KEY": settings.secret_key.get_secret_value(),
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
