@@ -50,18 +50,22 @@ def publish_worker_status(client: redis.Redis | None, isolation: dict[str, Any])
         "filesystem_isolated": isolation.get("filesystem") == "chroot",
         "isolation": {k: str(v) for k, v in isolation.items()},
     }
+    _publish(client, KEY, record, "worker status")
+
+
+def _publish(client: redis.Redis, key: str, record: dict[str, Any], what: str) -> None:
     try:
-        client.hset(KEY, f"{record['host']}:{record['pid']}", json.dumps(record))
+        client.hset(key, f"{record['host']}:{record['pid']}", json.dumps(record))
     except redis.RedisError:
-        log.warning("could not publish worker status to Redis", exc_info=True)
+        log.warning("could not publish %s to Redis", what, exc_info=True)
 
 
-def worker_statuses(client: redis.Redis | None) -> list[dict[str, Any]]:
-    """The workers seen in the last day, newest first."""
+def _recent(client: redis.Redis | None, key: str) -> list[dict[str, Any]]:
+    """The records under ``key`` seen in the last day, newest first."""
     if client is None:
         return []
     try:
-        raw = client.hgetall(KEY)
+        raw = client.hgetall(key)
     except redis.RedisError:
         return []
     now = time.time()
@@ -70,6 +74,11 @@ def worker_statuses(client: redis.Redis | None) -> list[dict[str, Any]]:
         (r for r in records if now - r.get("started", 0) < STALE_SECONDS),
         key=lambda r: -float(r["started"]),
     )
+
+
+def worker_statuses(client: redis.Redis | None) -> list[dict[str, Any]]:
+    """The workers seen in the last day, newest first."""
+    return _recent(client, KEY)
 
 
 CODE_KEY = "podium:code-workers"
@@ -90,26 +99,12 @@ def publish_code_jail(client: redis.Redis | None, capabilities: dict[str, Any]) 
         "user_namespaces": bool(capabilities.get("user_namespaces")),
         "partial_allowed": bool(capabilities.get("partial_allowed")),
     }
-    try:
-        client.hset(CODE_KEY, f"{record['host']}:{record['pid']}", json.dumps(record))
-    except redis.RedisError:
-        log.warning("could not publish the code jail's status to Redis", exc_info=True)
+    _publish(client, CODE_KEY, record, "the code jail's status")
 
 
 def code_jail_statuses(client: redis.Redis | None) -> list[dict[str, Any]]:
     """The code workers seen in the last day and their jail, newest first."""
-    if client is None:
-        return []
-    try:
-        raw = client.hgetall(CODE_KEY)
-    except redis.RedisError:
-        return []
-    now = time.time()
-    records = [json.loads(v) for v in raw.values()]
-    return sorted(
-        (r for r in records if now - r.get("started", 0) < STALE_SECONDS),
-        key=lambda r: -float(r["started"]),
-    )
+    return _recent(client, CODE_KEY)
 
 
 # ---------------------------------------------------------------- worker heartbeats
