@@ -893,13 +893,7 @@ def _ids(
         )
     counts = np.bincount(pos, minlength=n)
     if counts.max(initial=0) > 1:
-        _, first = np.unique(pos, return_index=True)
-        repeated = np.ones(pos.size, dtype=bool)
-        repeated[first] = False
-        bad = np.flatnonzero(repeated)
-        # Where each shown repeat was first given: row of the first occurrence of its id.
-        first_of = np.full(n, -1, dtype=np.int64)
-        first_of[pos[first]] = first
+        bad, first_of = _repeats(pos, n)
         examples = ", ".join(
             f"{values[i].item()!r} first on {source.where([first_of[pos[i]]])}" for i in bad[:3]
         )
@@ -958,12 +952,7 @@ def _key_ids(
         )
     counts = np.bincount(pos, minlength=n)
     if counts.max(initial=0) > 1:
-        _, first = np.unique(pos, return_index=True)
-        repeated = np.ones(pos.size, dtype=bool)
-        repeated[first] = False
-        bad = np.flatnonzero(repeated)
-        first_of = np.full(n, -1, dtype=np.int64)
-        first_of[pos[first]] = first
+        bad, first_of = _repeats(pos, n)
         examples = ", ".join(
             f"{shown(int(i))} first on {source.where([first_of[pos[i]]])}" for i in bad[:3]
         )
@@ -985,6 +974,17 @@ def _key_ids(
 #: A submission or solution given as a path, or as a file already opened in binary mode (the
 #: sandbox opens files before it gives up the right to see their paths).
 Source = Path | BinaryIO
+
+
+def _repeats(pos: Any, n: int) -> tuple[Any, Any]:
+    """Rows that repeat an earlier row's id (by solution position), and for each solution
+    position the row where it was first given (-1 if never)."""
+    _, first = np.unique(pos, return_index=True)
+    repeated = np.ones(pos.size, dtype=bool)
+    repeated[first] = False
+    first_of = np.full(n, -1, dtype=np.int64)
+    first_of[pos[first]] = first
+    return np.flatnonzero(repeated), first_of
 
 
 def read_table(path: Source, fmt: SubmissionFormat, *, id_is_string: bool,
